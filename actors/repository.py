@@ -1,0 +1,145 @@
+"""The repository actor: the only code that touches the message store.
+
+It serves requests in groups: everything waiting in its inbox is applied in one
+store transaction (group commit), then every caller in the group gets its reply.
+A durable store pays for one commit per group, not one per request. A blocking
+store is driven from a worker thread, so the event loop never waits on disk.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from actors._mailbox import Call, Envelope, Mailbox, receive_ready
+from smsproxy.errors import RepositoryError, SmsProxyError
+from smsproxy.models import Message, StatusRecord
+from smsproxy.repository import Repository
+from smsproxy.statuses import Status
+from smsproxy.store import MessageStore
+
+__all__ = ["Get", "ListAccepted", "RepositoryHandle", "Save", "UpdateMany", "run"]
+
+log = structlog.get_logger("smsproxy.repository")
+
+MAX_GROUP = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Save(Call[None]):
+    messages: tuple[Message, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Get(Call[StatusRecord]):
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateMany(Call[dict[str, RepositoryError]]):
+    updates: Mapping[str, Status]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListAccepted(Call[list[Message]]):
+    pass
+
+
+Request = Save | Get | UpdateMany | ListAccepted
+
+
+class RepositoryHandle:
+    def __init__(self, mailbox: Mailbox[Request]) -> None:
+        self._mailbox = mailbox
+
+    async def save(self, *messages: Message) -> None:
+        """Store as ACCEPTED, all or none; returns once the store has committed."""
+        await self._mailbox.call(Save(messages))
+
+    async def get(self, message_id: str) -> StatusRecord:
+        return await self._mailbox.call(Get(message_id))
+
+    async def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
+        refused = await self.update_many({message_id: status}, reason)
+        if refused:
+            raise refused[message_id]
+
+    async def update_many(
+        self, updates: Mapping[str, Status], reason: str | None = None
+    ) -> dict[str, RepositoryError]:
+        """Apply what the rules allow; the refused updates come back by id."""
+        return await self._mailbox.call(UpdateMany(dict(updates), reason))
+
+    async def accepted(self) -> list[Message]:
+        return await self._mailbox.call(ListAccepted())
+
+    async def close(self) -> None:
+        await self._mailbox.close()
+
+
+async def run(
+    store: MessageStore,
+    *,
+    task_status: trio.TaskStatus[RepositoryHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve requests until the handle is closed, then close the store."""
+    mailbox, inbox = Mailbox[Request].open("repository")
+    repository = Repository(store)
+    try:
+        async with inbox:
+            task_status.started(RepositoryHandle(mailbox))
+            async for first in inbox:
+                group = receive_ready(inbox, first, MAX_GROUP)
+                if store.blocking:
+                    results = await trio.to_thread.run_sync(_apply_group, repository, group)
+                else:
+                    results = _apply_group(repository, group)
+                _reply_all(group, results)
+    finally:
+        with trio.CancelScope(shield=True):
+            await _close(store)
+
+
+def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> list[Any]:
+    """Apply a group in one transaction; each slot holds a result or a rule error."""
+    results: list[Any] = []
+    with repository.store.transaction():
+        for envelope in group:
+            try:
+                results.append(_apply(repository, envelope.request))
+            except SmsProxyError as error:
+                results.append(error)
+    return results
+
+
+def _apply(repository: Repository, request: Request) -> Any:
+    match request:
+        case Save(messages):
+            return repository.save(messages)
+        case Get(message_id):
+            return repository.get(message_id)
+        case UpdateMany(updates, reason):
+            return repository.update_many(updates, reason)
+        case ListAccepted():
+            return repository.accepted()
+
+
+def _reply_all(group: Sequence[Envelope[Request]], results: Sequence[Any]) -> None:
+    for envelope, result in zip(group, results, strict=True):
+        if envelope.reply is None:
+            continue
+        if isinstance(result, SmsProxyError):
+            envelope.reply.fail(result)
+        else:
+            envelope.reply.set(result)
+
+
+async def _close(store: MessageStore) -> None:
+    if store.blocking:
+        await trio.to_thread.run_sync(store.close)
+    else:
+        store.close()
+    log.info("store_closed")

@@ -1,0 +1,71 @@
+"""Hands one batch to the provider: retries with exponential backoff and jitter.
+
+Each attempt has its own timeout. Only :class:`ProviderUnavailable` is retried; a
+:class:`ProviderRejected` ends the batch at once. Anything else is a bug and
+propagates to the batcher's nursery.
+"""
+
+from dataclasses import dataclass
+
+import structlog
+import tenacity
+import trio
+
+from smsproxy.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from smsproxy.models import Batch, BatchFailed, BatchOutcome, BatchSucceeded
+from smsproxy.provider import Provider
+
+__all__ = ["RetryPolicy", "deliver"]
+
+log = structlog.get_logger("smsproxy.sender")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int
+    """Values below 1 mean one attempt."""
+    attempt_timeout: float
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> BatchOutcome:
+    """Try the batch up to ``policy.max_attempts`` times; report how it ended."""
+    attempt_number = 0
+    retrying = tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
+        wait=tenacity.wait_exponential_jitter(
+            initial=policy.backoff_initial, max=policy.backoff_max
+        ),
+        retry=tenacity.retry_if_exception_type(ProviderUnavailable),
+        sleep=trio.sleep,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempt_number = attempt.retry_state.attempt_number
+                await _attempt(batch, provider, policy.attempt_timeout, attempt_number)
+    except ProviderError as error:
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
+                    messages=len(batch), error=reason)
+        return BatchFailed(batch.id, len(batch), attempt_number, reason)
+    log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(batch))
+    return BatchSucceeded(batch.id, len(batch), attempt_number)
+
+
+async def _attempt(batch: Batch, provider: Provider, time_limit: float, attempt: int) -> None:
+    started = trio.current_time()
+    try:
+        with trio.fail_after(time_limit):
+            await provider.send(batch)
+    except trio.TooSlowError:
+        error: ProviderError = ProviderTimeout(f"no answer within {time_limit:g} s")
+    except ProviderError as raised:
+        error = raised
+    else:
+        return
+    log.info("batch_attempt_failed", batch_id=batch.id, attempt=attempt, messages=len(batch),
+             seconds=round(trio.current_time() - started, 3), error=str(error))
+    raise error

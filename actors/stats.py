@@ -1,0 +1,106 @@
+"""The stats actor: counts batch outcomes, as the original service did, and more.
+
+One record arrives per batch: success on attempt k, or failure with the last
+error. Records are cast, never awaited, so a slow stats actor cannot slow down
+senders, let alone a POST.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import trio
+
+from actors._mailbox import Call, Mailbox
+from smsproxy.models import BatchFailed, BatchOutcome, BatchSucceeded, UpdateRejected
+
+__all__ = ["Snapshot", "StatsHandle", "run"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    success: int = 0
+    """Batches the provider accepted."""
+    failed: int = 0
+    """Batches that failed every attempt."""
+    attempts: int = 0
+    messages_sent: int = 0
+    messages_failed: int = 0
+    updates_rejected: int = 0
+    success_by_attempt: dict[int, int] = field(default_factory=dict)
+    last_error: str | None = None
+
+    @property
+    def batches_sent(self) -> int:
+        return self.success
+
+    @property
+    def success_percentage(self) -> float:
+        total = self.success + self.failed
+        return round(100.0 * self.success / total, 2) if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _GetSnapshot(Call[Snapshot]):
+    pass
+
+
+Request = BatchSucceeded | BatchFailed | UpdateRejected | _GetSnapshot
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.numbers: Counter[str] = Counter()
+        self.by_attempt: Counter[int] = Counter()
+        self.last_error: str | None = None
+
+    def record(self, record: BatchOutcome | UpdateRejected) -> None:
+        n = self.numbers
+        match record:
+            case BatchSucceeded(size=size, attempts=attempts):
+                n["success"] += 1
+                n["attempts"] += attempts
+                n["messages_sent"] += size
+                self.by_attempt[attempts] += 1
+            case BatchFailed(size=size, attempts=attempts, error=error):
+                n["failed"] += 1
+                n["attempts"] += attempts
+                n["messages_failed"] += size
+                self.last_error = error
+            case UpdateRejected():
+                n["updates_rejected"] += 1
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            **self.numbers,
+            success_by_attempt=dict(sorted(self.by_attempt.items())),
+            last_error=self.last_error,
+        )
+
+
+class StatsHandle:
+    def __init__(self, mailbox: Mailbox[Request]) -> None:
+        self._mailbox = mailbox
+
+    def record(self, record: BatchOutcome | UpdateRejected) -> None:
+        """Never waits: the inbox is unbounded, and bounded in practice by batches."""
+        self._mailbox.cast_nowait(record)
+
+    async def snapshot(self) -> Snapshot:
+        return await self._mailbox.call(_GetSnapshot())
+
+    async def close(self) -> None:
+        await self._mailbox.close()
+
+
+async def run(*, task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED) -> None:
+    mailbox, inbox = Mailbox[Request].open("stats")
+    counters = _Counters()
+    async with inbox:
+        task_status.started(StatsHandle(mailbox))
+        async for envelope in inbox:
+            request = envelope.request
+            if isinstance(request, _GetSnapshot):
+                assert envelope.reply is not None
+                envelope.reply.set(counters.snapshot())
+            else:
+                counters.record(request)

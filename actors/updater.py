@@ -1,0 +1,89 @@
+"""The updater actor: applies the provider's status reports to the repository.
+
+Reports arrive as batches ``{message_id: status}``. Each is mapped, then applied
+in one repository request. A status we cannot map, or an update the rules
+refuse, becomes an :class:`UpdateRejected` on the errors channel; it is never
+raised into the provider's feed, and the updater goes on with the next batch.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from actors._mailbox import Mailbox
+from actors.repository import RepositoryHandle
+from actors.stats import StatsHandle
+from smsproxy.errors import UnknownProviderStatus
+from smsproxy.models import UpdateRejected
+from smsproxy.statuses import Status, map_provider_status
+
+__all__ = ["INBOX_CAPACITY", "StatusReport", "UpdaterHandle", "report_errors", "run"]
+
+log = structlog.get_logger("smsproxy.updater")
+
+INBOX_CAPACITY = 256
+"""Reports waiting beyond this make the provider side wait: backpressure, not loss."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    updates: Mapping[str, str]
+
+
+class UpdaterHandle:
+    def __init__(self, mailbox: Mailbox[StatusReport]) -> None:
+        self._mailbox = mailbox
+
+    async def submit(self, updates: Mapping[str, str]) -> None:
+        """Hand over one batch of provider statuses; waits for room, not for the store."""
+        await self._mailbox.cast(StatusReport(dict(updates)))
+
+    async def close(self) -> None:
+        await self._mailbox.close()
+
+
+async def run(
+    repository: RepositoryHandle,
+    errors: trio.MemorySendChannel[UpdateRejected],
+    *,
+    task_status: trio.TaskStatus[UpdaterHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    mailbox, inbox = Mailbox[StatusReport].open("updater", capacity=INBOX_CAPACITY)
+    async with inbox, errors:
+        task_status.started(UpdaterHandle(mailbox))
+        async for envelope in inbox:
+            await _apply(envelope.request.updates, repository, errors)
+
+
+async def _apply(
+    updates: Mapping[str, str],
+    repository: RepositoryHandle,
+    errors: trio.MemorySendChannel[UpdateRejected],
+) -> None:
+    mapped: dict[str, Status] = {}
+    for message_id, name in updates.items():
+        try:
+            mapped[message_id] = map_provider_status(name)
+        except UnknownProviderStatus as error:
+            errors.send_nowait(UpdateRejected(message_id, str(name), str(error)))
+    refused = await repository.update_many(mapped) if mapped else {}
+    for message_id, refusal in refused.items():
+        errors.send_nowait(UpdateRejected(message_id, mapped[message_id], refusal.reason))
+    log.debug("statuses_applied", applied=len(mapped) - len(refused), rejected=len(refused))
+
+
+async def report_errors(
+    errors: trio.MemoryReceiveChannel[UpdateRejected], stats: StatsHandle
+) -> None:
+    """Drain the errors channel: log each rejected update and count it."""
+    async with errors:
+        async for rejected in errors:
+            log.warning(
+                "status_update_rejected",
+                message_id=rejected.message_id,
+                status=rejected.status,
+                reason=rejected.reason,
+            )
+            stats.record(rejected)

@@ -1,0 +1,44 @@
+"""Every failure becomes ``{"error": "..."}`` with its status code; never a stack trace."""
+
+import structlog
+from quart import Quart, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from smsproxy.errors import ActorError, QueueFull, ShuttingDown
+
+__all__ = ["error_response", "register_error_handlers"]
+
+log = structlog.get_logger("smsproxy.api")
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        # Keep the headers that matter to clients, such as Allow on a 405.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return error_response(error.code or 500, error.description or error.name, headers)
+
+    @app.errorhandler(QueueFull)
+    async def queue_full(error: QueueFull) -> Response:
+        return error_response(503, str(error), {"Retry-After": str(error.retry_after)})
+
+    @app.errorhandler(ShuttingDown)
+    async def shutting_down(error: ShuttingDown) -> Response:
+        return error_response(503, str(error), {"Retry-After": "5"})
+
+    @app.errorhandler(ActorError)
+    async def actor_error(error: ActorError) -> Response:
+        log.error("actor_unavailable", actor=error.actor, error=str(error))
+        return error_response(503, "temporarily unavailable, retry later", {"Retry-After": "1"})
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.exception("unhandled_error")
+        return error_response(500, "internal error")

@@ -1,0 +1,72 @@
+"""Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from smsproxy.errors import InvalidMessage
+from smsproxy.validation import validate_content, validate_phone_number
+
+__all__ = ["SmsAccepted", "SmsRequest", "SmsStatus", "describe_validation_error"]
+
+
+def _canonical_key(key: str) -> str:
+    """The original's ``PhoneNumber``, ``phoneNumber`` and ``phone_number`` are one field."""
+    return key.replace("_", "").lower()
+
+
+_FIELDS = {"phonenumber": "phone_number", "content": "content"}
+
+
+class SmsRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    phone_number: str
+    content: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_original_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {_FIELDS.get(_canonical_key(k), k): v for k, v in data.items()}
+
+    @field_validator("phone_number")
+    @classmethod
+    def _phone_number(cls, value: str) -> str:
+        return _as_value_error(validate_phone_number, value)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        return _as_value_error(validate_content, value)
+
+
+def _as_value_error(validate: Callable[[str], str], value: str) -> str:
+    try:
+        return validate(value)
+    except InvalidMessage as error:
+        raise ValueError(error.reason) from None
+
+
+class SmsAccepted(BaseModel):
+    id: str
+    status: str
+
+
+class SmsStatus(BaseModel):
+    id: str
+    status: str
+    reason: str | None = None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line: ``phone_number: must not be empty; content: field required``."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+

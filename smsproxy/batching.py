@@ -1,0 +1,135 @@
+"""The batcher's bookkeeping, free of trio: what to send now, what waits, what expired.
+
+Two clocks meet here. ``now`` is the event loop's monotonic clock and drives
+``max_delay`` and retry delays; a message's ``created_at`` is wall-clock time
+(it must survive a restart) and drives the TTL, through ``wall_now``.
+"""
+
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from smsproxy.models import Batch, Message, new_id
+
+__all__ = ["BatchQueue", "BatchingRules", "QueueGauge"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingRules:
+    batch_size: int
+    """At least 1."""
+    max_delay: float
+    max_in_flight: int
+    message_ttl: float
+    requeue_initial: float = 5.0
+    """Delay before a batch that exhausted its attempts is tried again; doubles each round."""
+    requeue_max: float = 300.0
+
+
+class QueueGauge:
+    """Counts messages accepted but not yet handed to the provider (or failed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.depth = 0
+
+    def try_admit(self, count: int) -> bool:
+        if self.depth + count > self.limit:
+            return False
+        self.depth += count
+        return True
+
+    def force_admit(self, count: int) -> None:
+        """Admit regardless of the limit: for messages that were accepted before."""
+        self.depth += count
+
+    def release(self, count: int) -> None:
+        self.depth -= count
+
+
+class BatchQueue:
+    def __init__(self, rules: BatchingRules) -> None:
+        self.rules = rules
+        self.pending: deque[tuple[float, Message]] = deque()
+        self._parked: list[tuple[float, int, tuple[Message, ...]]] = []
+        self._tiebreak = itertools.count()
+        self._rounds: dict[str, int] = {}
+        self.in_flight = 0
+        self.draining = False
+
+    @property
+    def parked_count(self) -> int:
+        return sum(len(messages) for _, _, messages in self._parked)
+
+    def add(self, messages: tuple[Message, ...], now: float) -> None:
+        self.pending.extend((now, m) for m in messages)
+
+    def next_wakeup(self) -> float:
+        """When ``take_batches`` or ``take_due_parked`` may have work next."""
+        wake = math.inf
+        if self.pending and self.in_flight < self.rules.max_in_flight:
+            wake = -math.inf if self.draining else self.pending[0][0] + self.rules.max_delay
+        if self._parked and not self.draining:
+            wake = min(wake, self._parked[0][0])
+        return wake
+
+    def take_batches(self, now: float) -> list[Batch]:
+        """Batches to send now: full ones, overdue ones, or anything when draining."""
+        batches: list[Batch] = []
+        size = self.rules.batch_size
+        while self.pending and self.in_flight < self.rules.max_in_flight:
+            full = len(self.pending) >= size
+            due = now >= self.pending[0][0] + self.rules.max_delay
+            if not (full or due or self.draining):
+                break
+            count = min(size, len(self.pending))
+            messages = tuple(self.pending.popleft()[1] for _ in range(count))
+            batches.append(Batch(new_id(), messages))
+            self.in_flight += 1
+        return batches
+
+    def succeeded(self, batch: Batch) -> None:
+        self.in_flight -= 1
+        for message in batch.messages:
+            self._rounds.pop(message.id, None)
+
+    def exhausted(self, batch: Batch, now: float, wall_now: float) -> list[Message]:
+        """A batch used all its attempts: park what may still wait, return what expired."""
+        self.in_flight -= 1
+        expired, alive = self._split_expired(batch.messages, wall_now)
+        if alive:
+            rounds = max(self._rounds.get(m.id, 0) for m in alive)
+            delay = min(self.rules.requeue_max, self.rules.requeue_initial * 2**rounds)
+            ttl_left = min(m.created_at for m in alive) + self.rules.message_ttl - wall_now
+            wake = now + max(0.0, min(delay, ttl_left))
+            heapq.heappush(self._parked, (wake, next(self._tiebreak), alive))
+            for message in alive:
+                self._rounds[message.id] = rounds + 1
+        return expired
+
+    def take_due_parked(self, now: float, wall_now: float) -> list[Message]:
+        """Move parked messages whose wait is over back to the front; return expired ones."""
+        expired_all: list[Message] = []
+        while self._parked and self._parked[0][0] <= now:
+            _, _, messages = heapq.heappop(self._parked)
+            expired, alive = self._split_expired(messages, wall_now)
+            expired_all.extend(expired)
+            # They were accepted before anything pending now: they go first.
+            self.pending.extendleft((now - self.rules.max_delay, m) for m in reversed(alive))
+        for message in expired_all:
+            self._rounds.pop(message.id, None)
+        return expired_all
+
+    def finished(self) -> bool:
+        """Draining and nothing left to hand over (parked messages wait for a restart)."""
+        return self.draining and not self.pending and self.in_flight == 0
+
+    def _split_expired(
+        self, messages: tuple[Message, ...], wall_now: float
+    ) -> tuple[list[Message], tuple[Message, ...]]:
+        ttl = self.rules.message_ttl
+        expired = [m for m in messages if wall_now - m.created_at >= ttl]
+        alive = tuple(m for m in messages if wall_now - m.created_at < ttl)
+        return expired, alive

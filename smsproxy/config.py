@@ -1,0 +1,147 @@
+"""Service configuration: one table of options, read from flags and ``SMSPROXY_<NAME>``.
+
+Precedence: a flag beats the environment, which beats the embedded default.
+Every value is checked before anything starts; a bad one is a :class:`ConfigError`
+that names the option, which the CLI turns into exit code 2.
+"""
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+__all__ = ["OPTIONS", "Config", "ConfigError", "Option", "env_name"]
+
+STORE_SCHEMES = ("memory://",)
+LOG_FORMATS = ("json", "console")
+
+
+class ConfigError(ValueError):
+    def __init__(self, option: str, reason: str) -> None:
+        super().__init__(f"--{option.replace('_', '-')}: {reason}")
+        self.option = option
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "memory://"
+    provider: str = "memory"
+    batch_size: int = 100
+    max_delay: float = 1.0
+    max_attempts: int = 3
+    max_in_flight: int = 4
+    provider_timeout: float = 10.0
+    message_ttl: float = 3600.0
+    max_queue: int = 100_000
+    shutdown_grace: float = 5.0
+    sim_latency: float = 0.0
+    sim_failure_rate: float = 0.0
+    log_format: str = "json"
+
+    def __post_init__(self) -> None:
+        for option in OPTIONS:
+            option.check(getattr(self, option.name))
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Batch sizes of 0 or 1 both mean: send each message at once."""
+        return max(1, self.batch_size)
+
+    @property
+    def effective_max_attempts(self) -> int:
+        """Values below 1 mean one attempt."""
+        return max(1, self.max_attempts)
+
+    @classmethod
+    def from_sources(
+        cls, flags: Mapping[str, str | None], environ: Mapping[str, str]
+    ) -> "Config":
+        """Build from flag texts (None where not given) over the environment's texts."""
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            text = flags.get(option.name)
+            if text is None:
+                text = environ.get(env_name(option.name))
+            if text is not None:
+                values[option.name] = option.parse(text)
+        return cls(**values)
+
+
+def env_name(option: str) -> str:
+    return f"SMSPROXY_{option.upper()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    check: Callable[[Any], None]
+
+
+def _checked(name: str, ok: Callable[[Any], bool], rule: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not ok(value):
+            raise ConfigError(name, f"{rule} (got {value!r})")
+
+    return check
+
+
+def _parser(name: str, kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ConfigError(name, f"{text!r} is not a valid {kind.__name__}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(name, f"{text!r} is not a finite number")
+        return value
+
+    return parse
+
+
+def _option(name: str, kind: type, help: str, ok: Callable[[Any], bool], rule: str) -> Option:
+    return Option(name, _parser(name, kind), help, _checked(name, ok, rule))
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+OPTIONS: Sequence[Option] = (
+    _option("host", str, "listen address", bool, "must not be empty"),
+    _option("port", int, "listen port", lambda p: 0 <= p <= 65535, "must be 0-65535"),
+    _option("store", str, "memory://", lambda s: s.startswith(STORE_SCHEMES),
+            f"scheme must be one of {', '.join(STORE_SCHEMES)}"),
+    _option("provider", str, "'memory' for the in-process simulator", lambda p: p == "memory",
+            "must be 'memory'"),
+    _option("batch_size", int, "flush when this many messages are pending (0 or 1: at once)",
+            _not_negative, "must be 0 or more"),
+    _option("max_delay", float, "seconds the oldest pending message may wait",
+            _not_negative, "must be 0 or more"),
+    _option("max_attempts", int, "attempts per batch (below 1 means 1)", lambda _: True, ""),
+    _option("max_in_flight", int, "concurrent batches to the provider", _positive,
+            "must be 1 or more"),
+    _option("provider_timeout", float, "seconds per attempt to the provider", _positive,
+            "must be more than 0"),
+    _option("message_ttl", float, "seconds a message may wait for the provider before it fails",
+            _positive, "must be more than 0"),
+    _option("max_queue", int, "unsent messages before POST answers 503", _positive,
+            "must be 1 or more"),
+    _option("shutdown_grace", float, "seconds in-flight batches get at shutdown",
+            _not_negative, "must be 0 or more"),
+    _option("sim_latency", float, "simulator: seconds per provider call", _not_negative,
+            "must be 0 or more"),
+    _option("sim_failure_rate", float, "simulator: share of provider calls that fail",
+            lambda r: 0 <= r <= 1, "must be between 0 and 1"),
+    _option("log_format", str, "json or console", lambda f: f in LOG_FORMATS,
+            f"must be one of {', '.join(LOG_FORMATS)}"),
+)
+
+assert [o.name for o in OPTIONS] == [f.name for f in fields(Config)], "OPTIONS and Config differ"

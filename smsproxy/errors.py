@@ -1,0 +1,121 @@
+"""Every failure smsproxy names, as one tree::
+
+    SmsProxyError
+    ├── InvalidMessage              a submitted message breaks a validation rule
+    ├── RepositoryError             a store rule was broken; nothing was changed
+    │   ├── DuplicateMessage        save() of an id that exists
+    │   ├── UnknownMessage          update() of an id never saved
+    │   └── FinalStatusLocked       update() of a FAILED or DELIVERED message
+    ├── UnknownProviderStatus       the provider reported a status we cannot map
+    ├── QueueFull                   max_queue messages wait already; retry later
+    ├── ShuttingDown                the service no longer takes new messages
+    ├── ProviderError               one send attempt to the provider failed
+    │   ├── ProviderUnavailable     worth retrying (5xx, refused, timeout)
+    │   │   └── ProviderTimeout     no answer within the per-attempt timeout
+    │   └── ProviderRejected        not worth retrying (the provider said no)
+    └── ActorError                  an actor could not serve a request
+        ├── ActorUnavailable        it has stopped (its inbox is closed)
+        └── ActorTimeout            it did not answer in time
+"""
+
+__all__ = [
+    "ActorError",
+    "ActorTimeout",
+    "ActorUnavailable",
+    "DuplicateMessage",
+    "FinalStatusLocked",
+    "InvalidMessage",
+    "ProviderError",
+    "ProviderRejected",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "QueueFull",
+    "RepositoryError",
+    "ShuttingDown",
+    "SmsProxyError",
+    "UnknownMessage",
+    "UnknownProviderStatus",
+]
+
+
+class SmsProxyError(Exception):
+    """Base of every error smsproxy raises on purpose."""
+
+
+class InvalidMessage(SmsProxyError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class RepositoryError(SmsProxyError):
+    def __init__(self, message_id: str, reason: str) -> None:
+        super().__init__(f"message {message_id}: {reason}")
+        self.message_id = message_id
+        self.reason = reason
+
+
+class DuplicateMessage(RepositoryError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id, "already exists")
+
+
+class UnknownMessage(RepositoryError):
+    def __init__(self, message_id: str) -> None:
+        super().__init__(message_id, "unknown message")
+
+
+class FinalStatusLocked(RepositoryError):
+    def __init__(self, message_id: str, status: str) -> None:
+        super().__init__(message_id, f"status {status} is final")
+        self.status = status
+
+
+class UnknownProviderStatus(SmsProxyError):
+    def __init__(self, status: object) -> None:
+        super().__init__(f"unknown provider status {status!r}")
+        self.status = status
+
+
+class QueueFull(SmsProxyError):
+    def __init__(self, depth: int, retry_after: int) -> None:
+        super().__init__(f"{depth} messages are waiting for the provider; retry later")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(SmsProxyError):
+    def __init__(self) -> None:
+        super().__init__("the service is shutting down and takes no new messages")
+
+
+class ProviderError(SmsProxyError):
+    """One attempt to hand a batch to the provider failed."""
+
+
+class ProviderUnavailable(ProviderError):
+    pass
+
+
+class ProviderTimeout(ProviderUnavailable):
+    pass
+
+
+class ProviderRejected(ProviderError):
+    pass
+
+
+class ActorError(SmsProxyError):
+    def __init__(self, actor: str, reason: str) -> None:
+        super().__init__(f"{actor} actor {reason}")
+        self.actor = actor
+
+
+class ActorUnavailable(ActorError):
+    def __init__(self, actor: str) -> None:
+        super().__init__(actor, "is not running")
+
+
+class ActorTimeout(ActorError):
+    def __init__(self, actor: str, seconds: float) -> None:
+        super().__init__(actor, f"did not answer within {seconds:g} s")

@@ -1,0 +1,75 @@
+"""The values that flow between the parts of smsproxy. All immutable."""
+
+import uuid
+from dataclasses import dataclass
+
+from smsproxy.statuses import Status
+
+__all__ = [
+    "Batch",
+    "BatchFailed",
+    "BatchOutcome",
+    "BatchSucceeded",
+    "Message",
+    "StatusRecord",
+    "UpdateRejected",
+    "new_id",
+]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An accepted message, with everything needed to send it again after a restart."""
+
+    id: str
+    phone_number: str
+    content: str
+    created_at: float
+    """Wall-clock seconds since the epoch; the message TTL counts from here."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    id: str
+    status: Status
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    messages: tuple[Message, ...]
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSucceeded:
+    batch_id: str
+    size: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailed:
+    batch_id: str
+    size: int
+    attempts: int
+    error: str
+
+
+BatchOutcome = BatchSucceeded | BatchFailed
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRejected:
+    """A provider status update that could not be applied, for the errors channel."""
+
+    message_id: str
+    status: str
+    reason: str

@@ -1,0 +1,70 @@
+"""The repository rules, written once for every store backend.
+
+- ``save`` stores a message as ACCEPTED; saving an id that exists is an error.
+- ``get`` answers NOT_FOUND for an unknown id (not an error).
+- ``update`` of an unknown id, or of a message in a final status, is an error and
+  changes nothing.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from smsproxy.errors import DuplicateMessage, FinalStatusLocked, RepositoryError, UnknownMessage
+from smsproxy.models import Message, StatusRecord
+from smsproxy.statuses import FINAL_STATUSES, Status
+from smsproxy.store import MessageStore, StatusChange
+
+__all__ = ["Repository"]
+
+
+class Repository:
+    def __init__(self, store: MessageStore) -> None:
+        self.store = store
+
+    def save(self, messages: Sequence[Message]) -> None:
+        """Save all of them, or none when any id exists already."""
+        existing = self.store.statuses(m.id for m in messages)
+        if existing:
+            raise DuplicateMessage(next(iter(existing)))
+        if len({m.id for m in messages}) != len(messages):
+            raise DuplicateMessage(_first_repeated(m.id for m in messages))
+        self.store.insert(messages)
+
+    def get(self, message_id: str) -> StatusRecord:
+        record = self.store.lookup(message_id)
+        return record if record is not None else StatusRecord(message_id, Status.NOT_FOUND)
+
+    def update_many(
+        self, updates: Mapping[str, Status], reason: str | None = None
+    ) -> dict[str, RepositoryError]:
+        """Apply every update that the rules allow; return the refused ones by id."""
+        current = self.store.statuses(updates)
+        refused: dict[str, RepositoryError] = {}
+        changes: list[StatusChange] = []
+        for message_id, status in updates.items():
+            now = current.get(message_id)
+            if now is None:
+                refused[message_id] = UnknownMessage(message_id)
+            elif now in FINAL_STATUSES:
+                refused[message_id] = FinalStatusLocked(message_id, now)
+            else:
+                changes.append((message_id, status, reason))
+        if changes:
+            self.store.set_statuses(changes)
+        return refused
+
+    def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
+        refused = self.update_many({message_id: status}, reason)
+        if refused:
+            raise refused[message_id]
+
+    def accepted(self) -> list[Message]:
+        return self.store.accepted()
+
+
+def _first_repeated(ids: Iterable[str]) -> str:
+    seen: set[str] = set()
+    for message_id in ids:
+        if message_id in seen:
+            return message_id
+        seen.add(message_id)
+    raise AssertionError("no repeated id")

@@ -1,0 +1,84 @@
+"""Store backends: where messages and their statuses are kept.
+
+A store is deliberately dumb: it reads and writes rows and knows no rules. The
+rules live once, in :class:`smsproxy.repository.Repository`, for every backend.
+Stores are synchronous; a backend that blocks (``blocking = True``) is driven
+from a worker thread by the repository actor, one transaction at a time.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+from smsproxy.models import Message, StatusRecord
+from smsproxy.statuses import Status
+
+__all__ = ["MemoryStore", "MessageStore", "StatusChange"]
+
+StatusChange = tuple[str, Status, str | None]
+"""(message id, new status, reason)"""
+
+
+class MessageStore(Protocol):
+    blocking: bool
+    """True when calls block on I/O and so must run in a worker thread."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Everything inside commits together, or not at all."""
+        ...
+
+    def insert(self, messages: Sequence[Message]) -> None: ...
+
+    def lookup(self, message_id: str) -> StatusRecord | None: ...
+
+    def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
+        """The current status of each id that exists; unknown ids are left out."""
+        ...
+
+    def set_statuses(self, changes: Sequence[StatusChange]) -> None: ...
+
+    def accepted(self) -> list[Message]:
+        """Every message still ACCEPTED, oldest first: the work a restart must redo."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Keeps everything in dictionaries; fast, and gone when the process ends."""
+
+    blocking = False
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Message] = {}
+        self._records: dict[str, StatusRecord] = {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # The repository actor is the only caller and never interleaves two
+        # groups, so there is nothing to isolate from.
+        yield
+
+    def insert(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self._messages[message.id] = message
+            self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)
+
+    def lookup(self, message_id: str) -> StatusRecord | None:
+        return self._records.get(message_id)
+
+    def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
+        records = self._records
+        return {i: records[i].status for i in message_ids if i in records}
+
+    def set_statuses(self, changes: Sequence[StatusChange]) -> None:
+        for message_id, status, reason in changes:
+            self._records[message_id] = StatusRecord(message_id, status, reason)
+
+    def accepted(self) -> list[Message]:
+        return [
+            self._messages[i] for i, r in self._records.items() if r.status is Status.ACCEPTED
+        ]
+
+    def close(self) -> None:
+        pass
