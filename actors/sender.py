@@ -26,7 +26,9 @@ class RetryPolicy:
     """Values below 1 mean one attempt."""
     attempt_timeout: float
     backoff_initial: float = 0.5
+    """The first wait; each next one doubles. Jitter adds up to this much again."""
     backoff_max: float = 30.0
+    """Cap on the doubling part of the wait."""
 
 
 async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> BatchOutcome:
@@ -34,9 +36,8 @@ async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> Batc
     attempt_number = 0
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
-        wait=tenacity.wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max
-        ),
+        wait=tenacity.wait_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
+        + tenacity.wait_random(0, policy.backoff_initial),
         retry=tenacity.retry_if_exception_type(ProviderUnavailable),
         sleep=trio.sleep,
         reraise=True,

@@ -119,7 +119,7 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
-    stop = stop or trio.Event()
+    stop = trio.Event() if stop is None else stop
     log.info("starting", config=_loggable(config))
     async with running(config) as runtime:
         app = create_app(runtime.services)

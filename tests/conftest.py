@@ -1,0 +1,65 @@
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+from actors import batcher, repository, stats
+from actors.batcher import BatcherHandle
+from actors.repository import RepositoryHandle
+from actors.sender import RetryPolicy
+from actors.stats import StatsHandle
+from smsproxy.batching import BatchingRules
+from smsproxy.store import MemoryStore, MessageStore
+from tests.fakes import ScriptedProvider
+
+
+@pytest.fixture
+async def repo(nursery: trio.Nursery) -> RepositoryHandle:
+    return await nursery.start(repository.run, MemoryStore())
+
+
+@pytest.fixture
+async def stats_handle(nursery: trio.Nursery) -> StatsHandle:
+    return await nursery.start(stats.run)
+
+
+@dataclass
+class Pipeline:
+    batcher: BatcherHandle
+    repository: RepositoryHandle
+    stats: StatsHandle
+    provider: ScriptedProvider
+
+
+@pytest.fixture
+def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
+    """Start repository, stats and batcher around a scripted provider."""
+
+    async def start(
+        provider: ScriptedProvider | None = None,
+        *,
+        batch_size: int = 100,
+        max_delay: float = 1.0,
+        max_in_flight: int = 4,
+        max_attempts: int = 3,
+        attempt_timeout: float = 10.0,
+        message_ttl: float = 3600.0,
+        max_queue: int = 100_000,
+        store: MessageStore | None = None,
+        stats_handle: StatsHandle | None = None,
+    ) -> Pipeline:
+        provider = provider or ScriptedProvider()
+        repo = await nursery.start(repository.run, store or MemoryStore())
+        counts = stats_handle or await nursery.start(stats.run)
+        rules = BatchingRules(max(1, batch_size), max_delay, max_in_flight, message_ttl)
+        policy = RetryPolicy(max_attempts, attempt_timeout)
+        handle = await nursery.start(
+            lambda task_status: batcher.run(
+                repo, provider, counts, rules, policy, max_queue,
+                clock=trio.current_time, task_status=task_status,
+            )
+        )
+        return Pipeline(handle, repo, counts, provider)
+
+    return start

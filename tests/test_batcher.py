@@ -1,0 +1,161 @@
+"""Batching: when batches leave, how many at once, and what happens when they fail."""
+
+import math
+
+import pytest
+import trio
+import trio.testing
+
+from smsproxy.errors import QueueFull, ShuttingDown
+from smsproxy.statuses import Status
+from tests.fakes import ScriptedProvider
+
+
+async def submit(pipeline, count: int) -> list[str]:
+    return [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(count)]
+
+
+@pytest.mark.parametrize("batch_size", [0, 1])
+async def test_batch_size_0_or_1_sends_each_message_at_once(
+    start_pipeline, batch_size, autojump_clock
+):
+    pipeline = await start_pipeline(batch_size=batch_size, max_delay=60)
+    ids = await submit(pipeline, 3)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [[i] for i in ids]
+    assert trio.current_time() == 0
+
+
+async def test_batch_size_2_waits_for_the_second_message(start_pipeline):
+    pipeline = await start_pipeline(batch_size=2, max_delay=60)
+    first = await submit(pipeline, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.calls == []
+    second = await submit(pipeline, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [first + second]
+
+
+async def test_independent_batches_stay_independent(start_pipeline):
+    pipeline = await start_pipeline(batch_size=2, max_delay=60)
+    ids = await submit(pipeline, 5)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [ids[0:2], ids[2:4]]
+
+
+async def test_lone_message_is_flushed_after_max_delay_not_before(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=1.0)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.999)
+    assert pipeline.provider.calls == []
+    await trio.sleep(0.002)
+    assert pipeline.provider.sent_ids() == [ids]
+    assert pipeline.provider.call_times == [pytest.approx(1.0)]
+
+
+async def test_max_delay_counts_from_the_oldest_pending_message(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=1.0)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.5)
+    ids += await submit(pipeline, 1)
+    await trio.sleep(0.6)
+    assert pipeline.provider.sent_ids() == [ids]
+    assert pipeline.provider.call_times == [pytest.approx(1.0)]
+
+
+async def test_at_most_max_in_flight_batches_at_once(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, batch_size=1, max_in_flight=2)
+    await submit(pipeline, 6)
+    await trio.sleep(10)
+    assert len(provider.calls) == 6
+    assert provider.max_concurrent == 2
+
+
+async def test_messages_arriving_while_all_slots_are_busy_fill_the_next_batch(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, batch_size=3, max_delay=0.1, max_in_flight=1)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.2)  # the first batch is in flight, alone
+    ids += await submit(pipeline, 3)
+    await trio.sleep(5)
+    assert provider.sent_ids() == [ids[:1], ids[1:]]
+
+
+async def test_submit_returns_before_the_provider_answers(start_pipeline):
+    provider = ScriptedProvider(latency=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1)
+    message = await pipeline.batcher.submit("+4912345", "hello")
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(provider.calls) == 1  # in flight, and it never answers
+    assert (await pipeline.repository.get(message.id)).status is Status.ACCEPTED
+    assert pipeline.batcher.queue_depth == 1
+
+
+async def test_full_queue_refuses_then_drains(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=2, max_queue=4)
+    await submit(pipeline, 4)
+    with pytest.raises(QueueFull) as refused:
+        await submit(pipeline, 1)
+    assert refused.value.retry_after >= 1
+    provider.released.set()
+    await trio.sleep(2)
+    assert pipeline.batcher.queue_depth == 0
+    await submit(pipeline, 1)
+
+
+async def test_refused_message_is_not_stored(start_pipeline):
+    pipeline = await start_pipeline(ScriptedProvider(latency=math.inf), max_queue=1)
+    await submit(pipeline, 1)
+    with pytest.raises(QueueFull):
+        await submit(pipeline, 1)
+    assert len(await pipeline.repository.accepted()) == 1
+
+
+async def test_drain_flushes_a_half_full_batch_at_once(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=60)
+    ids = await submit(pipeline, 3)
+    await pipeline.batcher.drain()
+    assert pipeline.provider.sent_ids() == [ids]
+    assert trio.current_time() < 1
+    with pytest.raises(ShuttingDown):
+        await submit(pipeline, 1)
+
+
+async def test_drain_waits_for_batches_in_flight(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=3.0)
+    pipeline = await start_pipeline(provider, batch_size=1)
+    await submit(pipeline, 2)
+    await pipeline.batcher.drain()
+    assert trio.current_time() == pytest.approx(3.0)
+    assert (await pipeline.stats.snapshot()).success == 2
+
+
+async def test_exhausted_batch_is_retried_later_not_dropped(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=4)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=3)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(120)
+    assert provider.sent_ids() == [ids] * 5  # 3 attempts, parked, then 2 more
+    snapshot = await pipeline.stats.snapshot()
+    assert (snapshot.failed, snapshot.success) == (1, 1)
+    assert pipeline.batcher.queue_depth == 0
+
+
+async def test_messages_past_their_ttl_fail_with_a_reason(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(599)
+    assert (await pipeline.repository.get(ids[0])).status is Status.ACCEPTED
+    await trio.sleep(60)
+    record = await pipeline.repository.get(ids[0])
+    assert record.status is Status.FAILED
+    assert "TTL" in (record.reason or "")
+    assert pipeline.batcher.queue_depth == 0
+    calls = len(provider.calls)
+    await trio.sleep(3600)
+    assert len(provider.calls) == calls  # given up for good

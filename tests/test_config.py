@@ -1,0 +1,71 @@
+"""Configuration: flags over environment over defaults; bad values exit 2 naming the option."""
+
+import pytest
+
+from smsproxy.cli import main
+from smsproxy.config import OPTIONS, Config, ConfigError, env_name
+
+
+def test_defaults_are_the_designed_ones():
+    config = Config()
+    assert (config.host, config.port, config.provider) == ("127.0.0.1", 8080, "memory")
+    assert (config.batch_size, config.max_delay, config.max_attempts) == (100, 1.0, 3)
+    assert (config.max_in_flight, config.message_ttl, config.max_queue) == (4, 3600.0, 100_000)
+    assert (config.provider_timeout, config.log_format) == (10.0, "json")
+
+
+def test_environment_sets_options():
+    config = Config.from_sources({}, {"SMSPROXY_BATCH_SIZE": "7", "SMSPROXY_MAX_DELAY": "0.25"})
+    assert (config.batch_size, config.max_delay) == (7, 0.25)
+
+
+def test_flag_beats_environment():
+    config = Config.from_sources({"batch_size": "9"}, {"SMSPROXY_BATCH_SIZE": "7"})
+    assert config.batch_size == 9
+
+
+def test_every_option_has_an_environment_name():
+    assert env_name("max_in_flight") == "SMSPROXY_MAX_IN_FLIGHT"
+    assert len({env_name(o.name) for o in OPTIONS}) == len(OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("batch_size", "-1"),
+        ("batch_size", "ten"),
+        ("port", "70000"),
+        ("max_delay", "nan"),
+        ("max_in_flight", "0"),
+        ("store", "redis://localhost"),
+        ("provider", "carrier-pigeon"),
+        ("sim_failure_rate", "1.5"),
+        ("log_format", "xml"),
+        ("message_ttl", "0"),
+    ],
+)
+def test_bad_value_is_a_config_error_naming_the_option(option, value):
+    with pytest.raises(ConfigError) as error:
+        Config.from_sources({option: value}, {})
+    assert error.value.option == option
+    assert f"--{option.replace('_', '-')}" in str(error.value)
+
+
+def test_max_attempts_below_one_is_allowed_and_means_one():
+    assert Config(max_attempts=-5).effective_max_attempts == 1
+    assert Config(batch_size=0).effective_batch_size == 1
+
+
+def test_cli_exits_2_and_names_the_bad_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--batch-size", "-3"])
+    assert exit_.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+def test_cli_exits_2_on_a_bad_environment_value(capsys, monkeypatch):
+    monkeypatch.setenv("SMSPROXY_PORT", "not-a-port")
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve"])
+    assert exit_.value.code == 2
+    assert "--port" in capsys.readouterr().err

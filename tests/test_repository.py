@@ -1,0 +1,134 @@
+"""The repository rules of DESIGN.md, through the repository actor's handle."""
+
+import pytest
+import trio
+
+from actors import repository
+from smsproxy.errors import ActorUnavailable, DuplicateMessage, FinalStatusLocked, UnknownMessage
+from smsproxy.models import Message, new_id
+from smsproxy.statuses import FINAL_STATUSES, Status
+from tests.fakes import CountingStore
+
+
+def make_message(message_id: str | None = None) -> Message:
+    return Message(message_id or new_id(), "+4912345678", "hello", created_at=0.0)
+
+
+async def test_saved_message_is_accepted(repo):
+    message = make_message()
+    await repo.save(message)
+    assert (await repo.get(message.id)).status is Status.ACCEPTED
+
+
+async def test_unknown_id_is_not_found_not_an_error(repo):
+    record = await repo.get(new_id())
+    assert record.status is Status.NOT_FOUND
+
+
+async def test_duplicate_save_fails_and_keeps_the_first(repo):
+    message = make_message()
+    await repo.save(message)
+    await repo.update(message.id, Status.CONFIRMED)
+    with pytest.raises(DuplicateMessage):
+        await repo.save(make_message(message.id))
+    assert (await repo.get(message.id)).status is Status.CONFIRMED
+
+
+async def test_save_of_several_is_all_or_nothing(repo):
+    existing = make_message()
+    await repo.save(existing)
+    fresh = make_message()
+    with pytest.raises(DuplicateMessage):
+        await repo.save(fresh, existing)
+    assert (await repo.get(fresh.id)).status is Status.NOT_FOUND
+
+
+async def test_update_changes_status(repo):
+    message = make_message()
+    await repo.save(message)
+    await repo.update(message.id, Status.CONFIRMED)
+    assert (await repo.get(message.id)).status is Status.CONFIRMED
+    await repo.update(message.id, Status.DELIVERED)
+    assert (await repo.get(message.id)).status is Status.DELIVERED
+
+
+async def test_update_of_unknown_id_fails_and_stores_nothing(repo):
+    message_id = new_id()
+    with pytest.raises(UnknownMessage):
+        await repo.update(message_id, Status.CONFIRMED)
+    assert (await repo.get(message_id)).status is Status.NOT_FOUND
+
+
+@pytest.mark.parametrize("final", sorted(FINAL_STATUSES))
+@pytest.mark.parametrize("attempted", [Status.CONFIRMED, Status.FAILED, Status.DELIVERED])
+async def test_final_status_cannot_be_overwritten(repo, final, attempted):
+    message = make_message()
+    await repo.save(message)
+    await repo.update(message.id, final, reason="first")
+    with pytest.raises(FinalStatusLocked):
+        await repo.update(message.id, attempted, reason="second")
+    record = await repo.get(message.id)
+    assert (record.status, record.reason) == (final, "first")
+
+
+async def test_update_many_applies_what_the_rules_allow(repo):
+    ok, final = make_message(), make_message()
+    await repo.save(ok, final)
+    await repo.update(final.id, Status.DELIVERED)
+    unknown = new_id()
+    refused = await repo.update_many(
+        {ok.id: Status.CONFIRMED, final.id: Status.FAILED, unknown: Status.CONFIRMED}
+    )
+    assert set(refused) == {final.id, unknown}
+    assert isinstance(refused[final.id], FinalStatusLocked)
+    assert isinstance(refused[unknown], UnknownMessage)
+    assert (await repo.get(ok.id)).status is Status.CONFIRMED
+    assert (await repo.get(final.id)).status is Status.DELIVERED
+
+
+async def test_failed_status_keeps_its_reason(repo):
+    message = make_message()
+    await repo.save(message)
+    await repo.update(message.id, Status.FAILED, reason="provider gave up")
+    assert (await repo.get(message.id)).reason == "provider gave up"
+
+
+async def test_accepted_lists_only_messages_still_accepted(repo):
+    waiting, confirmed = make_message(), make_message()
+    await repo.save(waiting, confirmed)
+    await repo.update(confirmed.id, Status.CONFIRMED)
+    assert [m.id for m in await repo.accepted()] == [waiting.id]
+
+
+async def test_many_concurrent_tasks_lose_nothing(repo):
+    messages = [make_message() for _ in range(500)]
+
+    async def save_then_deliver(message: Message) -> None:
+        await repo.save(message)
+        await repo.update(message.id, Status.CONFIRMED)
+        await repo.update(message.id, Status.DELIVERED)
+
+    async with trio.open_nursery() as nursery:
+        for message in messages:
+            nursery.start_soon(save_then_deliver, message)
+    for message in messages:
+        assert (await repo.get(message.id)).status is Status.DELIVERED
+
+
+async def test_concurrent_saves_share_transactions(nursery):
+    store = CountingStore()
+    repo = await nursery.start(repository.run, store)
+    messages = [make_message() for _ in range(1000)]
+    async with trio.open_nursery() as savers:
+        for message in messages:
+            savers.start_soon(repo.save, message)
+    assert len(await repo.accepted()) == 1000
+    # One transaction per group of waiting requests, not one per save.
+    assert store.transactions <= 10
+
+
+async def test_closed_repository_is_unavailable(nursery):
+    repo = await nursery.start(repository.run, CountingStore())
+    await repo.close()
+    with pytest.raises(ActorUnavailable):
+        await repo.get(new_id())

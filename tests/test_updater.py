@@ -1,0 +1,94 @@
+"""The updater: provider statuses applied; bad ones reported, never raised."""
+
+import math
+
+import pytest
+import trio
+import trio.testing
+
+from actors import updater
+from smsproxy.models import Message, UpdateRejected, new_id
+from smsproxy.statuses import Status
+
+
+@pytest.fixture
+async def errors():
+    return trio.open_memory_channel[UpdateRejected](math.inf)
+
+
+@pytest.fixture
+async def updates(nursery, repo, errors):
+    return await nursery.start(updater.run, repo, errors[0])
+
+
+async def saved(repo, count: int) -> list[str]:
+    messages = [Message(new_id(), "+4912345", "hi", 0.0) for _ in range(count)]
+    await repo.save(*messages)
+    return [m.id for m in messages]
+
+
+def drain(receive) -> list[UpdateRejected]:
+    rejected = []
+    while True:
+        try:
+            rejected.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            return rejected
+
+
+async def test_statuses_are_applied(repo, updates, errors):
+    a, b, c = await saved(repo, 3)
+    await updates.submit({a: "CONFIRMED", b: "DELIVERED", c: "FAILED"})
+    await trio.testing.wait_all_tasks_blocked()
+    assert [(await repo.get(i)).status for i in (a, b, c)] == [
+        Status.CONFIRMED, Status.DELIVERED, Status.FAILED,
+    ]
+    assert drain(errors[1]) == []
+
+
+async def test_unknown_status_is_reported_and_the_rest_applied(repo, updates, errors):
+    a, b = await saved(repo, 2)
+    await updates.submit({a: "SENT_TO_MARS", b: "DELIVERED"})
+    await trio.testing.wait_all_tasks_blocked()
+    [rejected] = drain(errors[1])
+    assert (rejected.message_id, rejected.status) == (a, "SENT_TO_MARS")
+    assert "unknown provider status" in rejected.reason
+    assert (await repo.get(a)).status is Status.ACCEPTED
+    assert (await repo.get(b)).status is Status.DELIVERED
+
+
+async def test_final_status_overwrite_is_reported_and_the_updater_goes_on(repo, updates, errors):
+    a, b = await saved(repo, 2)
+    await updates.submit({a: "DELIVERED"})
+    await updates.submit({a: "FAILED"})
+    await updates.submit({b: "CONFIRMED"})
+    await trio.testing.wait_all_tasks_blocked()
+    [rejected] = drain(errors[1])
+    assert (rejected.message_id, rejected.status) == (a, "FAILED")
+    assert "final" in rejected.reason
+    assert (await repo.get(a)).status is Status.DELIVERED
+    assert (await repo.get(b)).status is Status.CONFIRMED
+
+
+async def test_unknown_message_is_reported(repo, updates, errors):
+    stranger = new_id()
+    await updates.submit({stranger: "DELIVERED"})
+    await trio.testing.wait_all_tasks_blocked()
+    [rejected] = drain(errors[1])
+    assert rejected.message_id == stranger
+    assert (await repo.get(stranger)).status is Status.NOT_FOUND
+
+
+async def test_non_string_status_is_reported_not_raised(repo, updates, errors):
+    [a] = await saved(repo, 1)
+    await updates.submit({a: None})  # type: ignore[dict-item]
+    await trio.testing.wait_all_tasks_blocked()
+    assert [r.message_id for r in drain(errors[1])] == [a]
+
+
+async def test_rejections_are_logged_and_counted(nursery, stats_handle, repo, errors):
+    updates = await nursery.start(updater.run, repo, errors[0])
+    nursery.start_soon(updater.report_errors, errors[1], stats_handle)
+    await updates.submit({new_id(): "DELIVERED", new_id(): "NOPE"})
+    await trio.testing.wait_all_tasks_blocked()
+    assert (await stats_handle.snapshot()).updates_rejected == 2

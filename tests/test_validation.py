@@ -1,0 +1,49 @@
+"""Message validation rules from DESIGN.md."""
+
+import pytest
+
+from smsproxy.errors import InvalidMessage
+from smsproxy.validation import validate_content, validate_phone_number
+
+
+@pytest.mark.parametrize("number", ["1", "+1", "4912345678", "+491234567890123", "123456789012345"])
+def test_valid_phone_numbers(number):
+    assert validate_phone_number(number) == number
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        ("", "must not be empty"),
+        ("+", "has no digits"),
+        ("++49123", "digits"),
+        ("49+123", "digits"),
+        ("+49 123", "digits"),
+        ("+49-123", "digits"),
+        ("abc", "digits"),
+        ("١٢٣", "digits"),  # Arabic-Indic digits are digits to str.isdigit, not to E.164
+        ("²", "digits"),
+        ("+4912345678901234", "more than 15"),
+        ("1234567890123456", "more than 15"),
+    ],
+)
+def test_invalid_phone_numbers(number, reason):
+    with pytest.raises(InvalidMessage) as error:
+        validate_phone_number(number)
+    assert error.value.field == "phone_number"
+    assert reason in error.value.reason
+
+
+def test_content_must_not_be_empty():
+    with pytest.raises(InvalidMessage, match="content: must not be empty"):
+        validate_content("")
+
+
+def test_content_must_not_hold_nul():
+    with pytest.raises(InvalidMessage, match="NUL"):
+        validate_content("a\x00b")
+
+
+@pytest.mark.parametrize("content", ["hi", " ", "Grüße 👋", "x" * 5000])
+def test_valid_content(content):
+    assert validate_content(content) == content
