@@ -12,19 +12,20 @@ provider, the stats actor, or the batcher's loop.
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
 import trio
 
-from actors._mailbox import Mailbox, receive_ready
+from actors._mailbox import Envelope, Mailbox, receive_ready
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules, BatchQueue, QueueGauge
-from smsproxy.errors import QueueFull, ShuttingDown
-from smsproxy.models import Batch, BatchOutcome, BatchSucceeded, Message, new_id
+from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
+from smsproxy.models import Batch, BatchFailed, BatchOutcome, BatchSucceeded, Message, new_id
 from smsproxy.provider import Provider
 from smsproxy.statuses import Status
 
@@ -96,6 +97,12 @@ class BatcherHandle:
             raise
         self._mailbox.cast_nowait(_Enqueue(tuple(messages)))
 
+    def requeue(self, messages: Sequence[Message]) -> None:
+        """Queue messages accepted before a restart; they were promised, so no limit applies."""
+        if messages:
+            self._gauge.force_admit(len(messages))
+            self._mailbox.cast_nowait(_Enqueue(tuple(messages)))
+
     async def drain(self) -> None:
         """Refuse new messages, flush the pending ones, wait for in-flight batches."""
         self._accepting = False
@@ -119,52 +126,98 @@ async def run(
     stopped = trio.Event()
     retry_after = max(1, math.ceil(rules.max_delay))
     handle = BatcherHandle(mailbox, repository, gauge, clock, retry_after, stopped)
-    queue = BatchQueue(rules)
-
-    async def send(batch: Batch) -> None:
-        outcome = await deliver(batch, provider, retry)
-        stats.record(outcome)
-        mailbox.cast_nowait(_SenderFinished(batch, outcome))
-
-    async def fail_expired(messages: list[Message]) -> None:
-        reason = f"not accepted by the provider within the message TTL of {rules.message_ttl:g} s"
-        await repository.update_many(dict.fromkeys((m.id for m in messages), Status.FAILED), reason)
-        gauge.release(len(messages))
-        log.warning("messages_expired", count=len(messages), reason=reason)
-
     try:
         async with trio.open_nursery() as nursery, inbox:
+            batcher = _Batcher(nursery, mailbox, repository, provider, stats, gauge, clock,
+                               BatchQueue(rules), retry)
             task_status.started(handle)
-            while not queue.finished():
-                with trio.move_on_at(queue.next_wakeup()):
-                    first = await inbox.receive()
-                    for envelope in receive_ready(inbox, first, 10_000):
-                        expired = _handle(envelope.request, queue, gauge, clock)
-                        if expired:
-                            nursery.start_soon(fail_expired, expired)
-                now = trio.current_time()
-                expired = queue.take_due_parked(now, clock())
-                if expired:
-                    nursery.start_soon(fail_expired, expired)
-                for batch in queue.take_batches(now):
-                    nursery.start_soon(send, batch)
-            log.info("batcher_drained", parked=queue.parked_count)
+            await batcher.serve(inbox)
     finally:
         stopped.set()
 
 
-def _handle(
-    request: Request, queue: BatchQueue, gauge: QueueGauge, clock: WallClock
-) -> list[Message]:
-    """Apply one inbox request to the queue; return messages that expired."""
-    match request:
-        case _Enqueue(messages):
-            queue.add(messages, trio.current_time())
-        case _SenderFinished(batch, BatchSucceeded()):
-            queue.succeeded(batch)
-            gauge.release(len(batch))
-        case _SenderFinished(batch, _):
-            return queue.exhausted(batch, trio.current_time(), clock())
-        case _Drain():
-            queue.draining = True
-    return []
+class _Batcher:
+    """The loop's state: the queue, the gauge, and the nursery that holds the senders."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        mailbox: Mailbox[Request],
+        repository: RepositoryHandle,
+        provider: Provider,
+        stats: StatsHandle,
+        gauge: QueueGauge,
+        clock: WallClock,
+        queue: BatchQueue,
+        retry: RetryPolicy,
+    ) -> None:
+        self.nursery = nursery
+        self.mailbox = mailbox
+        self.repository = repository
+        self.provider = provider
+        self.stats = stats
+        self.gauge = gauge
+        self.clock = clock
+        self.queue = queue
+        self.retry = retry
+        self.last_error = "none recorded"
+
+    async def serve(self, inbox: trio.MemoryReceiveChannel[Envelope[Request]]) -> None:
+        queue = self.queue
+        while not queue.finished():
+            with trio.move_on_at(queue.next_wakeup()):
+                first = await inbox.receive()
+                for envelope in receive_ready(inbox, first, 10_000):
+                    self.handle(envelope.request)
+            now = trio.current_time()
+            self.fail_soon(queue.take_due_parked(now, self.clock()))
+            for batch in queue.take_batches(now):
+                self.nursery.start_soon(self.send, batch)
+        log.info("batcher_drained", parked=queue.parked_count)
+
+    def handle(self, request: Request) -> None:
+        match request:
+            case _Enqueue(messages):
+                self.queue.add(messages, trio.current_time())
+            case _SenderFinished(batch, BatchSucceeded()):
+                self.queue.succeeded(batch)
+                self.gauge.release(len(batch))
+            case _SenderFinished(batch, BatchFailed(error=error)):
+                self.last_error = error
+                self.fail_soon(self.queue.exhausted(batch, trio.current_time(), self.clock()))
+            case _Drain():
+                self.queue.draining = True
+
+    async def send(self, batch: Batch) -> None:
+        outcome = await deliver(batch, self.provider, self.retry)
+        self.stats.record(outcome)
+        self.mailbox.cast_nowait(_SenderFinished(batch, outcome))
+        if isinstance(outcome, BatchFailed):
+            with _logged("recording attempts"):
+                await self.repository.add_attempts(
+                    [m.id for m in batch.messages], outcome.attempts
+                )
+
+    def fail_soon(self, expired: list[Message]) -> None:
+        if expired:
+            self.nursery.start_soon(self.fail_expired, expired)
+
+    async def fail_expired(self, messages: list[Message]) -> None:
+        reason = (f"not accepted by the provider within the message TTL of "
+                  f"{self.queue.rules.message_ttl:g} s; last error: {self.last_error}")
+        with _logged("failing expired messages"):
+            updates = dict.fromkeys((m.id for m in messages), Status.FAILED)
+            await self.repository.update_many(updates, reason)
+            log.warning("messages_expired", count=len(messages), last_error=self.last_error)
+        # Whether or not the store took it, they leave this queue; a store that
+        # failed still holds them ACCEPTED, and the next start sends them again.
+        self.gauge.release(len(messages))
+
+
+@contextmanager
+def _logged(doing: str) -> Iterator[None]:
+    """Log a store or actor failure on a side path, rather than stop all sending."""
+    try:
+        yield
+    except (StoreError, ActorError) as error:
+        log.error("batcher_store_call_failed", doing=doing, error=str(error))

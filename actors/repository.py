@@ -6,7 +6,7 @@ A durable store pays for one commit per group, not one per request. A blocking
 store is driven from a worker thread, so the event loop never waits on disk.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,13 +14,15 @@ import structlog
 import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
-from smsproxy.errors import RepositoryError, SmsProxyError
+from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
 from smsproxy.models import Message, StatusRecord
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.store import MessageStore
 
-__all__ = ["Get", "ListAccepted", "RepositoryHandle", "Save", "UpdateMany", "run"]
+__all__ = [
+    "AddAttempts", "Get", "ListAccepted", "RepositoryHandle", "Save", "UpdateMany", "run",
+]
 
 log = structlog.get_logger("smsproxy.repository")
 
@@ -44,11 +46,17 @@ class UpdateMany(Call[dict[str, RepositoryError]]):
 
 
 @dataclass(frozen=True, slots=True)
+class AddAttempts(Call[None]):
+    message_ids: tuple[str, ...]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
 class ListAccepted(Call[list[Message]]):
     pass
 
 
-Request = Save | Get | UpdateMany | ListAccepted
+Request = Save | Get | UpdateMany | AddAttempts | ListAccepted
 
 
 class RepositoryHandle:
@@ -73,7 +81,12 @@ class RepositoryHandle:
         """Apply what the rules allow; the refused updates come back by id."""
         return await self._mailbox.call(UpdateMany(dict(updates), reason))
 
+    async def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
+        """Count provider attempts against messages, so they survive a restart."""
+        await self._mailbox.call(AddAttempts(tuple(message_ids), attempts))
+
     async def accepted(self) -> list[Message]:
+        """Every message still ACCEPTED, oldest first: what a restart must send again."""
         return await self._mailbox.call(ListAccepted())
 
     async def close(self) -> None:
@@ -81,11 +94,12 @@ class RepositoryHandle:
 
 
 async def run(
-    store: MessageStore,
+    open_store: Callable[[], MessageStore],
     *,
     task_status: trio.TaskStatus[RepositoryHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve requests until the handle is closed, then close the store."""
+    """Open the store, serve requests until the handle is closed, then close the store."""
+    store = await trio.to_thread.run_sync(open_store)
     mailbox, inbox = Mailbox[Request].open("repository")
     repository = Repository(store)
     try:
@@ -104,14 +118,22 @@ async def run(
 
 
 def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> list[Any]:
-    """Apply a group in one transaction; each slot holds a result or a rule error."""
+    """Apply a group in one transaction; each slot holds a result or a rule error.
+
+    When the transaction itself fails, nothing of it was stored and every request
+    of the group gets the :class:`StoreError`; the actor goes on with the next group.
+    """
     results: list[Any] = []
-    with repository.store.transaction():
-        for envelope in group:
-            try:
-                results.append(_apply(repository, envelope.request))
-            except SmsProxyError as error:
-                results.append(error)
+    try:
+        with repository.store.transaction():
+            for envelope in group:
+                try:
+                    results.append(_apply(repository, envelope.request))
+                except RepositoryError as error:
+                    results.append(error)
+    except StoreError as error:
+        log.error("store_transaction_failed", error=str(error), requests=len(group))
+        return [error] * len(group)
     return results
 
 
@@ -123,6 +145,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.get(message_id)
         case UpdateMany(updates, reason):
             return repository.update_many(updates, reason)
+        case AddAttempts(message_ids, attempts):
+            return repository.add_attempts(message_ids, attempts)
         case ListAccepted():
             return repository.accepted()
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 import trio
 
-from actors._mailbox import Mailbox
+from actors._mailbox import Call, Mailbox
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from smsproxy.errors import UnknownProviderStatus
@@ -32,13 +32,25 @@ class StatusReport:
     updates: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class _Flush(Call[None]):
+    pass
+
+
+Request = StatusReport | _Flush
+
+
 class UpdaterHandle:
-    def __init__(self, mailbox: Mailbox[StatusReport]) -> None:
+    def __init__(self, mailbox: Mailbox[Request]) -> None:
         self._mailbox = mailbox
 
     async def submit(self, updates: Mapping[str, str]) -> None:
         """Hand over one batch of provider statuses; waits for room, not for the store."""
         await self._mailbox.cast(StatusReport(dict(updates)))
+
+    async def flush(self) -> None:
+        """Return once every report submitted before this call has been applied."""
+        await self._mailbox.call(_Flush())
 
     async def close(self) -> None:
         await self._mailbox.close()
@@ -50,11 +62,16 @@ async def run(
     *,
     task_status: trio.TaskStatus[UpdaterHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    mailbox, inbox = Mailbox[StatusReport].open("updater", capacity=INBOX_CAPACITY)
+    mailbox, inbox = Mailbox[Request].open("updater", capacity=INBOX_CAPACITY)
     async with inbox, errors:
         task_status.started(UpdaterHandle(mailbox))
         async for envelope in inbox:
-            await _apply(envelope.request.updates, repository, errors)
+            match envelope.request:
+                case StatusReport(updates):
+                    await _apply(updates, repository, errors)
+                case _Flush():
+                    assert envelope.reply is not None
+                    envelope.reply.set(None)
 
 
 async def _apply(

@@ -4,7 +4,7 @@ import structlog
 from quart import Quart, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from smsproxy.errors import ActorError, QueueFull, ShuttingDown
+from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
 
 __all__ = ["error_response", "register_error_handlers"]
 
@@ -37,6 +37,11 @@ def register_error_handlers(app: Quart) -> None:
     async def actor_error(error: ActorError) -> Response:
         log.error("actor_unavailable", actor=error.actor, error=str(error))
         return error_response(503, "temporarily unavailable, retry later", {"Retry-After": "1"})
+
+    @app.errorhandler(StoreError)
+    async def store_error(error: StoreError) -> Response:
+        # Already logged by the repository actor; nothing of the request was stored.
+        return error_response(503, "storage unavailable, retry later", {"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:

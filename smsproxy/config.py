@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
-STORE_SCHEMES = ("memory://",)
+STORE_SCHEMES = ("memory://", "sqlite:///")
 LOG_FORMATS = ("json", "console")
 
 
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 class Config:
     host: str = "127.0.0.1"
     port: int = 8080
-    store: str = "memory://"
+    store: str = "sqlite:///smsproxy.db"
     provider: str = "memory"
     batch_size: int = 100
     max_delay: float = 1.0
@@ -117,8 +117,9 @@ def _not_negative(value: float) -> bool:
 OPTIONS: Sequence[Option] = (
     _option("host", str, "listen address", bool, "must not be empty"),
     _option("port", int, "listen port", lambda p: 0 <= p <= 65535, "must be 0-65535"),
-    _option("store", str, "memory://", lambda s: s.startswith(STORE_SCHEMES),
-            f"scheme must be one of {', '.join(STORE_SCHEMES)}"),
+    _option("store", str, "memory:// or sqlite:///PATH (relative to the working directory)",
+            lambda s: s.startswith(STORE_SCHEMES) and s != "sqlite:///",
+            "must be memory:// or sqlite:///PATH"),
     _option("provider", str, "'memory' for the in-process simulator", lambda p: p == "memory",
             "must be 'memory'"),
     _option("batch_size", int, "flush when this many messages are pending (0 or 1: at once)",

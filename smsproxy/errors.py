@@ -6,6 +6,7 @@
     │   ├── DuplicateMessage        save() of an id that exists
     │   ├── UnknownMessage          update() of an id never saved
     │   └── FinalStatusLocked       update() of a FAILED or DELIVERED message
+    ├── StoreError                  the store itself failed (disk, lock, schema)
     ├── UnknownProviderStatus       the provider reported a status we cannot map
     ├── QueueFull                   max_queue messages wait already; retry later
     ├── ShuttingDown                the service no longer takes new messages
@@ -33,6 +34,7 @@ __all__ = [
     "RepositoryError",
     "ShuttingDown",
     "SmsProxyError",
+    "StoreError",
     "UnknownMessage",
     "UnknownProviderStatus",
 ]
@@ -70,6 +72,10 @@ class FinalStatusLocked(RepositoryError):
     def __init__(self, message_id: str, status: str) -> None:
         super().__init__(message_id, f"status {status} is final")
         self.status = status
+
+
+class StoreError(SmsProxyError):
+    """The store failed as a whole; the requests of that transaction changed nothing."""
 
 
 class UnknownProviderStatus(SmsProxyError):

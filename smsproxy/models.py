@@ -30,6 +30,8 @@ class Message:
     content: str
     created_at: float
     """Wall-clock seconds since the epoch; the message TTL counts from here."""
+    attempts: int = 0
+    """Provider attempts made for it before it was (re)loaded from the store."""
 
 
 @dataclass(frozen=True, slots=True)

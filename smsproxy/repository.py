@@ -57,6 +57,9 @@ class Repository:
         if refused:
             raise refused[message_id]
 
+    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
+        self.store.add_attempts(message_ids, attempts)
+
     def accepted(self) -> list[Message]:
         return self.store.accepted()
 

@@ -9,12 +9,15 @@ so every actor outlives the actors that call it:
    to ``shutdown_grace`` seconds, then its senders are cancelled;
 3. the provider delivers the status reports it holds, the updater applies them;
 4. the stats actor stops, and the repository closes the store.
+
+At start, before HTTP opens, every message still ACCEPTED in the store is queued
+again: a 202 from a previous run is a promise this run keeps.
 """
 
 import math
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -31,9 +34,10 @@ from api import Services, create_app
 from smsproxy.batching import BatchingRules
 from smsproxy.config import Config
 from smsproxy.models import UpdateRejected
+from smsproxy.sqlite_store import SqliteStore
 from smsproxy.store import MemoryStore, MessageStore
 
-__all__ = ["Runtime", "open_store", "running", "serve"]
+__all__ = ["Runtime", "running", "serve", "store_factory"]
 
 log = structlog.get_logger("smsproxy.service")
 
@@ -51,19 +55,25 @@ class Runtime:
         return Services(self.repository, self.batcher, self.stats)
 
 
-def open_store(url: str) -> MessageStore:
+def store_factory(url: str) -> Callable[[], MessageStore]:
+    """How to open the store that ``url`` names; the repository actor opens it in a thread.
+
+    ``sqlite:///smsproxy.db`` is relative to the working directory,
+    ``sqlite:////var/lib/smsproxy.db`` absolute.
+    """
     if url.startswith("memory://"):
-        return MemoryStore()
+        return MemoryStore
+    if url.startswith("sqlite:///"):
+        return partial(SqliteStore, url.removeprefix("sqlite:///"))
     raise ValueError(f"unsupported store {url!r}")
 
 
 @asynccontextmanager
 async def running(config: Config, *, wall_clock: WallClock = time.time) -> AsyncIterator[Runtime]:
     """Every actor, started and ready; on exit, the orderly shutdown above."""
-    store = open_store(config.store)
     errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
     async with trio.open_nursery() as outer:
-        repo = await outer.start(repository.run, store)
+        repo = await outer.start(repository.run, store_factory(config.store))
         async with trio.open_nursery() as stats_layer:
             counts = await stats_layer.start(stats.run)
             async with trio.open_nursery() as updater_layer:
@@ -79,6 +89,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                             batcher.run, repo, provider, counts, _batching_rules(config),
                             _retry_policy(config), config.max_queue, clock=wall_clock,
                         ))
+                        await _recover(repo, batches)
                         try:
                             yield Runtime(repo, counts, updates, provider, batches)
                         finally:
@@ -88,6 +99,13 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
             await counts.close()
         await repo.close()
     log.info("stopped")
+
+
+async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHandle) -> None:
+    """Queue again every message a previous run acknowledged but did not see through."""
+    waiting = await repo.accepted()
+    batches.requeue(waiting)
+    log.info("recovered", messages=len(waiting))
 
 
 async def _drain(batches: batcher.BatcherHandle, grace: float, layer: trio.Nursery) -> None:

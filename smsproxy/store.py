@@ -8,6 +8,7 @@ from a worker thread by the repository actor, one transaction at a time.
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from typing import Protocol
 
 from smsproxy.models import Message, StatusRecord
@@ -36,6 +37,8 @@ class MessageStore(Protocol):
         ...
 
     def set_statuses(self, changes: Sequence[StatusChange]) -> None: ...
+
+    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...
 
     def accepted(self) -> list[Message]:
         """Every message still ACCEPTED, oldest first: the work a restart must redo."""
@@ -74,6 +77,12 @@ class MemoryStore:
     def set_statuses(self, changes: Sequence[StatusChange]) -> None:
         for message_id, status, reason in changes:
             self._records[message_id] = StatusRecord(message_id, status, reason)
+
+    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
+        for message_id in message_ids:
+            message = self._messages.get(message_id)
+            if message is not None:
+                self._messages[message_id] = replace(message, attempts=message.attempts + attempts)
 
     def accepted(self) -> list[Message]:
         return [

@@ -1,5 +1,6 @@
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 import trio
@@ -10,13 +11,22 @@ from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules
+from smsproxy.sqlite_store import SqliteStore
 from smsproxy.store import MemoryStore, MessageStore
 from tests.fakes import ScriptedProvider
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], MessageStore]:
+    """Each backend in turn: the repository rules must hold for both."""
+    if request.param == "memory":
+        return MemoryStore
+    return partial(SqliteStore, tmp_path / "messages.db")
+
+
 @pytest.fixture
-async def repo(nursery: trio.Nursery) -> RepositoryHandle:
-    return await nursery.start(repository.run, MemoryStore())
+async def repo(nursery: trio.Nursery, store_factory) -> RepositoryHandle:
+    return await nursery.start(repository.run, store_factory)
 
 
 @pytest.fixture
@@ -50,7 +60,7 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         stats_handle: StatsHandle | None = None,
     ) -> Pipeline:
         provider = provider or ScriptedProvider()
-        repo = await nursery.start(repository.run, store or MemoryStore())
+        repo = await nursery.start(repository.run, lambda: store or MemoryStore())
         counts = stats_handle or await nursery.start(stats.run)
         rules = BatchingRules(max(1, batch_size), max_delay, max_in_flight, message_ttl)
         policy = RetryPolicy(max_attempts, attempt_timeout)

@@ -117,7 +117,7 @@ async def test_many_concurrent_tasks_lose_nothing(repo):
 
 async def test_concurrent_saves_share_transactions(nursery):
     store = CountingStore()
-    repo = await nursery.start(repository.run, store)
+    repo = await nursery.start(repository.run, lambda: store)
     messages = [make_message() for _ in range(1000)]
     async with trio.open_nursery() as savers:
         for message in messages:
@@ -128,7 +128,7 @@ async def test_concurrent_saves_share_transactions(nursery):
 
 
 async def test_closed_repository_is_unavailable(nursery):
-    repo = await nursery.start(repository.run, CountingStore())
+    repo = await nursery.start(repository.run, CountingStore)
     await repo.close()
     with pytest.raises(ActorUnavailable):
         await repo.get(new_id())

@@ -39,7 +39,7 @@ def drain(receive) -> list[UpdateRejected]:
 async def test_statuses_are_applied(repo, updates, errors):
     a, b, c = await saved(repo, 3)
     await updates.submit({a: "CONFIRMED", b: "DELIVERED", c: "FAILED"})
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
     assert [(await repo.get(i)).status for i in (a, b, c)] == [
         Status.CONFIRMED, Status.DELIVERED, Status.FAILED,
     ]
@@ -49,7 +49,7 @@ async def test_statuses_are_applied(repo, updates, errors):
 async def test_unknown_status_is_reported_and_the_rest_applied(repo, updates, errors):
     a, b = await saved(repo, 2)
     await updates.submit({a: "SENT_TO_MARS", b: "DELIVERED"})
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
     [rejected] = drain(errors[1])
     assert (rejected.message_id, rejected.status) == (a, "SENT_TO_MARS")
     assert "unknown provider status" in rejected.reason
@@ -57,12 +57,20 @@ async def test_unknown_status_is_reported_and_the_rest_applied(repo, updates, er
     assert (await repo.get(b)).status is Status.DELIVERED
 
 
+async def test_flush_waits_for_reports_submitted_before_it(repo, updates, errors):
+    ids = await saved(repo, 50)
+    for message_id in ids:
+        await updates.submit({message_id: "DELIVERED"})
+    await updates.flush()
+    assert {(await repo.get(i)).status for i in ids} == {Status.DELIVERED}
+
+
 async def test_final_status_overwrite_is_reported_and_the_updater_goes_on(repo, updates, errors):
     a, b = await saved(repo, 2)
     await updates.submit({a: "DELIVERED"})
     await updates.submit({a: "FAILED"})
     await updates.submit({b: "CONFIRMED"})
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
     [rejected] = drain(errors[1])
     assert (rejected.message_id, rejected.status) == (a, "FAILED")
     assert "final" in rejected.reason
@@ -73,7 +81,7 @@ async def test_final_status_overwrite_is_reported_and_the_updater_goes_on(repo, 
 async def test_unknown_message_is_reported(repo, updates, errors):
     stranger = new_id()
     await updates.submit({stranger: "DELIVERED"})
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
     [rejected] = drain(errors[1])
     assert rejected.message_id == stranger
     assert (await repo.get(stranger)).status is Status.NOT_FOUND
@@ -82,7 +90,7 @@ async def test_unknown_message_is_reported(repo, updates, errors):
 async def test_non_string_status_is_reported_not_raised(repo, updates, errors):
     [a] = await saved(repo, 1)
     await updates.submit({a: None})  # type: ignore[dict-item]
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
     assert [r.message_id for r in drain(errors[1])] == [a]
 
 
@@ -90,5 +98,6 @@ async def test_rejections_are_logged_and_counted(nursery, stats_handle, repo, er
     updates = await nursery.start(updater.run, repo, errors[0])
     nursery.start_soon(updater.report_errors, errors[1], stats_handle)
     await updates.submit({new_id(): "DELIVERED", new_id(): "NOPE"})
-    await trio.testing.wait_all_tasks_blocked()
+    await updates.flush()
+    await trio.testing.wait_all_tasks_blocked()  # the reporter and stats are pure trio
     assert (await stats_handle.snapshot()).updates_rejected == 2

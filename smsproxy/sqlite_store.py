@@ -1,0 +1,127 @@
+"""The SQLite store: durable by default, one file, WAL mode, every commit fsynced.
+
+``synchronous=FULL`` in WAL mode makes each commit durable against power loss,
+not only a crash; group commit in the repository actor is what keeps that fast.
+The schema carries its version in ``PRAGMA user_version``.
+
+Every call blocks; the repository actor drives this store from a worker thread,
+one transaction at a time, which is why one connection without thread checks is
+safe here.
+"""
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from smsproxy.errors import StoreError
+from smsproxy.models import Message, StatusRecord
+from smsproxy.statuses import Status
+from smsproxy.store import StatusChange
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE messages (
+    id           TEXT PRIMARY KEY,
+    phone_number TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    status       TEXT NOT NULL,
+    reason       TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    updated_at   REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX messages_waiting ON messages (created_at) WHERE status = 'ACCEPTED';
+"""
+
+_CHUNK = 500
+"""Ids per IN (...) query, well under SQLite's limit on bound parameters."""
+
+
+class SqliteStore:
+    blocking = True
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._migrate()
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open SQLite store {str(path)!r}: {error}") from error
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"schema version {version} is newer than this smsproxy knows ({SCHEMA_VERSION})"
+            )
+        if version == 0:
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.rollback()
+                raise
+            self._db.commit()
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite: {error}") from error
+
+    def insert(self, messages: Sequence[Message]) -> None:
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
+            " updated_at) VALUES (?, ?, ?, ?, 'ACCEPTED', ?, ?)",
+            [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages],
+        )
+
+    def lookup(self, message_id: str) -> StatusRecord | None:
+        row = self._db.execute(
+            "SELECT status, reason FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return StatusRecord(message_id, Status(row[0]), row[1]) if row else None
+
+    def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
+        ids = list(message_ids)
+        found: dict[str, Status] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id, status FROM messages WHERE id IN ({marks})", chunk)
+            found.update((message_id, Status(status)) for message_id, status in rows)
+        return found
+
+    def set_statuses(self, changes: Sequence[StatusChange]) -> None:
+        now = time.time()
+        self._db.executemany(
+            "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+            [(status.value, reason, now, message_id) for message_id, status, reason in changes],
+        )
+
+    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
+        self._db.executemany(
+            "UPDATE messages SET attempts = attempts + ? WHERE id = ?",
+            [(attempts, message_id) for message_id in message_ids],
+        )
+
+    def accepted(self) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT id, phone_number, content, created_at, attempts FROM messages"
+            " WHERE status = 'ACCEPTED' ORDER BY created_at"
+        )
+        return [Message(*row) for row in rows]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,68 @@
+"""Real `smsproxy serve` processes for end-to-end tests, on free ports, with readable logs."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import trio
+
+
+class ProxyProcess:
+    """`smsproxy serve --port 0 ARGS`, in ``workdir``; its JSON log goes to a file."""
+
+    def __init__(self, workdir: Path, *args: str, name: str = "smsproxy") -> None:
+        self.log_path = workdir / f"{name}.log"
+        env = os.environ | {"SMSPROXY_PORT": "0"}
+        with self.log_path.open("w") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "smsproxy.cli", "serve", *args],
+                stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+            )
+        self.url = self._wait_for("listening", timeout=20)["binds"][0]
+
+    def events(self) -> list[dict]:
+        events = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # hypercorn's own plain-text start-up line
+        return events
+
+    def event(self, name: str) -> dict | None:
+        return next((e for e in self.events() if e.get("event") == name), None)
+
+    def error_events(self) -> list[dict]:
+        return [e for e in self.events() if e.get("level") in {"error", "critical"}]
+
+    def _wait_for(self, name: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.event(name)
+            if found:
+                return found
+            if self.process.poll() is not None:
+                raise AssertionError(f"smsproxy exited early:\n{self.log_path.read_text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} event in time:\n{self.log_path.read_text()}")
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+async def wait_for_status(client: httpx.AsyncClient, message_id: str, wanted: str) -> dict:
+    """Poll until the message has ``wanted``; callers bound the wait with trio.fail_after."""
+    while True:
+        body = (await client.get(f"/sms/{message_id}")).json()
+        if body["status"] == wanted:
+            return body
+        await trio.sleep(0.02)

@@ -1,0 +1,170 @@
+"""The SQLite backend: durable settings, schema versioning, group commit, failures."""
+
+import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import trio
+
+from actors import repository
+from smsproxy.errors import StoreError
+from smsproxy.models import Message, new_id
+from smsproxy.sqlite_store import SCHEMA_VERSION, SqliteStore
+from smsproxy.statuses import Status
+from tests.fakes import ScriptedProvider
+
+
+def make_message() -> Message:
+    return Message(new_id(), "+4912345678", "hello", created_at=1.5)
+
+
+def test_durable_settings_and_schema_version(tmp_path):
+    SqliteStore(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_commits_are_synchronous_full(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    # 2 is FULL: every commit is fsynced, so a 202 survives power loss.
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)
+
+
+def test_data_survives_reopening(tmp_path):
+    message = make_message()
+    store = SqliteStore(tmp_path / "s.db")
+    with store.transaction():
+        store.insert([message])
+    store.close()
+    reopened = SqliteStore(tmp_path / "s.db")
+    assert reopened.accepted() == [message]
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    SqliteStore(tmp_path / "s.db").close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        SqliteStore(tmp_path / "s.db")
+
+
+def test_an_unopenable_path_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="cannot open"):
+        SqliteStore(tmp_path / "no-such-dir" / "s.db")
+
+
+def test_a_failed_transaction_stores_nothing(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    message = make_message()
+    with pytest.raises(RuntimeError), store.transaction():
+        store.insert([message])
+        raise RuntimeError("boom")
+    assert store.lookup(message.id) is None
+
+
+def test_attempts_are_kept(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    message = make_message()
+    with store.transaction():
+        store.insert([message])
+        store.add_attempts([message.id], 3)
+    with store.transaction():
+        store.add_attempts([message.id], 2)
+    [loaded] = store.accepted()
+    assert loaded.attempts == 5
+
+
+def test_lookups_of_many_ids_work_past_the_parameter_limit(tmp_path):
+    store = SqliteStore(tmp_path / "s.db")
+    messages = [make_message() for _ in range(1200)]
+    with store.transaction():
+        store.insert(messages)
+    assert len(store.statuses([m.id for m in messages] + [new_id()])) == 1200
+
+
+class CountingSqliteStore(SqliteStore):
+    transactions = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.transactions += 1
+        with super().transaction():
+            yield
+
+
+async def test_group_commit_makes_far_fewer_transactions_than_saves(nursery, tmp_path):
+    store = CountingSqliteStore(tmp_path / "s.db")
+    repo = await nursery.start(repository.run, lambda: store)
+    async with trio.open_nursery() as savers:
+        for _ in range(500):
+            savers.start_soon(repo.save, make_message())
+    assert len(await repo.accepted()) == 500
+    assert store.transactions <= 25, store.transactions
+
+
+class BrokenOnceStore(CountingSqliteStore):
+    def __init__(self, path):
+        super().__init__(path)
+        self.broken = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.broken:
+            self.broken = False
+            raise StoreError("SQLite: disk I/O error")
+        with super().transaction():
+            yield
+
+
+async def test_a_store_failure_fails_its_group_and_the_actor_goes_on(nursery, tmp_path):
+    repo = await nursery.start(repository.run, lambda: BrokenOnceStore(tmp_path / "s.db"))
+    message = make_message()
+    with pytest.raises(StoreError):
+        await repo.save(message)
+    assert (await repo.get(message.id)).status is Status.NOT_FOUND
+    await repo.save(message)
+    assert (await repo.get(message.id)).status is Status.ACCEPTED
+
+
+class InlineSqliteStore(SqliteStore):
+    """SQLite driven on the event loop's thread, for tests on trio's MockClock.
+
+    Under an autojump clock a task waiting on a worker thread looks blocked, so
+    the clock would jump past every timeout while the thread works.
+    """
+
+    blocking = False
+
+
+async def test_outage_then_recovery_delivers_everything(start_pipeline, tmp_path, autojump_clock):
+    provider = ScriptedProvider(failures=10)
+    pipeline = await start_pipeline(provider, batch_size=5, max_attempts=3,
+                                    store=InlineSqliteStore(tmp_path / "s.db"))
+    ids = [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(20)]
+    await trio.sleep(600)
+    sent = {i for batch in provider.sent_ids()[10:] for i in batch}
+    assert sent == set(ids)
+    assert pipeline.batcher.queue_depth == 0
+    snapshot = await pipeline.stats.snapshot()
+    assert snapshot.messages_sent == 20
+    assert snapshot.failed >= 1
+
+
+async def test_provider_that_never_recovers_fails_messages_after_ttl(
+    start_pipeline, tmp_path, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=5, max_attempts=2, message_ttl=900,
+                                    store=InlineSqliteStore(tmp_path / "s.db"))
+    ids = [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(3)]
+    await trio.sleep(1000)
+    for message_id in ids:
+        record = await pipeline.repository.get(message_id)
+        assert record.status is Status.FAILED
+        assert "TTL of 900 s" in (record.reason or "")
+        assert "failure" in (record.reason or "")  # the provider's last error
+    assert await pipeline.repository.accepted() == []
