@@ -14,7 +14,7 @@ from datetime import date
 
 from _harness import BENCH, bare_server, median_ratio, smsproxy_server, wrk
 
-STORES = {"memory": "memory://"}
+STORES = {"memory": "memory://", "sqlite": "sqlite:///smsproxy.db"}
 
 
 def main() -> int:
