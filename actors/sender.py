@@ -5,13 +5,14 @@ Each attempt has its own timeout. Only :class:`ProviderUnavailable` is retried; 
 propagates to the batcher's nursery.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 import tenacity
 import trio
 
-from smsproxy.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from smsproxy.errors import ProviderError, ProviderThrottled, ProviderTimeout, ProviderUnavailable
 from smsproxy.models import Batch, BatchFailed, BatchOutcome, BatchSucceeded
 from smsproxy.provider import Provider
 
@@ -29,6 +30,8 @@ class RetryPolicy:
     """The first wait; each next one doubles. Jitter adds up to this much again."""
     backoff_max: float = 30.0
     """Cap on the doubling part of the wait."""
+    retry_after_max: float = 60.0
+    """Longest Retry-After honoured; a longer one ends the round and the batch is parked."""
 
 
 async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> BatchOutcome:
@@ -36,8 +39,7 @@ async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> Batc
     attempt_number = 0
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
-        wait=tenacity.wait_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
-        + tenacity.wait_random(0, policy.backoff_initial),
+        wait=_wait_between_attempts(policy),
         retry=tenacity.retry_if_exception_type(ProviderUnavailable),
         sleep=trio.sleep,
         reraise=True,
@@ -54,6 +56,22 @@ async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> Batc
         return BatchFailed(batch.id, len(batch), attempt_number, reason)
     log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(batch))
     return BatchSucceeded(batch.id, len(batch), attempt_number)
+
+
+def _wait_between_attempts(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+    """Exponential backoff with jitter; after a 429, at least the provider's Retry-After."""
+    backoff = tenacity.wait_exponential(
+        multiplier=policy.backoff_initial, max=policy.backoff_max
+    ) + tenacity.wait_random(0, policy.backoff_initial)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        delay = backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ProviderThrottled) and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, policy.retry_after_max))
+        return delay
+
+    return wait
 
 
 async def _attempt(batch: Batch, provider: Provider, time_limit: float, attempt: int) -> None:

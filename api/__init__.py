@@ -1,5 +1,5 @@
 """The HTTP front door: translates HTTP into actor handle calls, and back."""
 
-from api.app import Services, create_app
+from api.app import ApiSettings, Services, create_app
 
-__all__ = ["Services", "create_app"]
+__all__ = ["ApiSettings", "Services", "create_app"]

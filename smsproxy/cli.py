@@ -1,12 +1,15 @@
 """The ``smsproxy`` command line. ``smsproxy serve --help`` lists every option."""
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
+from api.fake_provider import FakeProviderSettings, run_fake_provider
 from smsproxy import __version__
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 from smsproxy.logs import configure_logging
@@ -33,18 +36,69 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{option.help} (default: {getattr(defaults, option.name)}; "
             f"env {env_name(option.name)})",
         )
+    _add_fake_provider(commands)
     return parser
+
+
+def _add_fake_provider(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    fake = commands.add_parser(
+        "fake-provider",
+        help="run a stand-in FastSMSing provider",
+        description="A FastSMSing stand-in for end-to-end tests, demos and benchmarks.",
+    )
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9090)
+    fake.add_argument("--callback-url", required=True,
+                      help="the proxy's status webhook, e.g. http://127.0.0.1:8080/provider/status")
+    fake.add_argument("--secret", help="HMAC secret to sign callbacks with")
+    fake.add_argument("--api-key", help="Bearer token the proxy must send")
+    fake.add_argument("--seed", type=int, help="seed for the injected faults")
+    for name, what in (("latency", "seconds before each answer"),
+                       ("failure-rate", "share of batches refused with 500"),
+                       ("timeout-rate", "share of batches taken but never answered"),
+                       ("callback-failure-rate", "share of callbacks lost (and retried)")):
+        fake.add_argument(f"--{name}", type=_share if name != "latency" else _seconds,
+                          default=0.0, help=what)
+    fake.add_argument("--log-format", choices=("json", "console"), default="json")
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "fake-provider":
+        return _fake_provider(args)
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
-        config = Config.from_sources(vars(args), os.environ)
+        config = Config.from_sources(flags, os.environ)
     except ConfigError as error:
         parser.error(str(error))  # exits 2
     configure_logging(config.log_format)
     trio.run(serve, config)
+    return 0
+
+
+def _fake_provider(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
+    settings = FakeProviderSettings(
+        callback_url=args.callback_url, secret=args.secret, api_key=args.api_key,
+        latency=args.latency, failure_rate=args.failure_rate, timeout_rate=args.timeout_rate,
+        callback_failure_rate=args.callback_failure_rate, seed=args.seed,
+    )
+    trio.run(partial(run_fake_provider, settings, args.host, args.port))
     return 0
 
 

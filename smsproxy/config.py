@@ -9,10 +9,12 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["OPTIONS", "Config", "ConfigError", "Option", "env_name"]
+__all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
 STORE_SCHEMES = ("memory://", "sqlite:///")
+SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret"})
 LOG_FORMATS = ("json", "console")
 
 
@@ -28,6 +30,8 @@ class Config:
     port: int = 8080
     store: str = "sqlite:///smsproxy.db"
     provider: str = "memory"
+    provider_api_key: str | None = None
+    webhook_secret: str | None = None
     batch_size: int = 100
     max_delay: float = 1.0
     max_attempts: int = 3
@@ -43,6 +47,13 @@ class Config:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name))
+
+    def loggable(self) -> dict[str, object]:
+        """Every option, with secrets masked: for the start-up log line."""
+        return {
+            name: "***" if name in SECRET_OPTIONS and value else value
+            for name, value in ((o.name, getattr(self, o.name)) for o in OPTIONS)
+        }
 
     @property
     def effective_batch_size(self) -> int:
@@ -83,7 +94,7 @@ class Option:
 
 def _checked(name: str, ok: Callable[[Any], bool], rule: str) -> Callable[[Any], None]:
     def check(value: Any) -> None:
-        if not ok(value):
+        if value is not None and not ok(value):
             raise ConfigError(name, f"{rule} (got {value!r})")
 
     return check
@@ -106,6 +117,11 @@ def _option(name: str, kind: type, help: str, ok: Callable[[Any], bool], rule: s
     return Option(name, _parser(name, kind), help, _checked(name, ok, rule))
 
 
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def _positive(value: float) -> bool:
     return value > 0
 
@@ -120,8 +136,12 @@ OPTIONS: Sequence[Option] = (
     _option("store", str, "memory:// or sqlite:///PATH (relative to the working directory)",
             lambda s: s.startswith(STORE_SCHEMES) and s != "sqlite:///",
             "must be memory:// or sqlite:///PATH"),
-    _option("provider", str, "'memory' for the in-process simulator", lambda p: p == "memory",
-            "must be 'memory'"),
+    _option("provider", str, "'memory' (the in-process simulator) or the FastSMSing base URL",
+            lambda p: p == "memory" or _is_http_url(p), "must be 'memory' or an http(s) URL"),
+    _option("provider_api_key", str, "Bearer token for the FastSMSing API", bool,
+            "must not be empty"),
+    _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
+            "must not be empty"),
     _option("batch_size", int, "flush when this many messages are pending (0 or 1: at once)",
             _not_negative, "must be 0 or more"),
     _option("max_delay", float, "seconds the oldest pending message may wait",

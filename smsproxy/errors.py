@@ -12,7 +12,8 @@
     ├── ShuttingDown                the service no longer takes new messages
     ├── ProviderError               one send attempt to the provider failed
     │   ├── ProviderUnavailable     worth retrying (5xx, refused, timeout)
-    │   │   └── ProviderTimeout     no answer within the per-attempt timeout
+    │   │   ├── ProviderTimeout     no answer within the per-attempt timeout
+    │   │   └── ProviderThrottled   429: retry, but not before its Retry-After
     │   └── ProviderRejected        not worth retrying (the provider said no)
     └── ActorError                  an actor could not serve a request
         ├── ActorUnavailable        it has stopped (its inbox is closed)
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidMessage",
     "ProviderError",
     "ProviderRejected",
+    "ProviderThrottled",
     "ProviderTimeout",
     "ProviderUnavailable",
     "QueueFull",
@@ -105,6 +107,12 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderTimeout(ProviderUnavailable):
     pass
+
+
+class ProviderThrottled(ProviderUnavailable):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderRejected(ProviderError):

@@ -1,7 +1,8 @@
 """App assembly: start the actors in dependency order, serve HTTP, shut down in order.
 
 Each actor runs in its own nested nursery, outermost first: repository, stats,
-updater, provider, batcher. Shutdown unwinds the same nesting from the inside,
+updater, provider (the simulator's task, or the FastSMSing client's connection
+pool), batcher. Shutdown unwinds the same nesting from the inside,
 so every actor outlives the actors that call it:
 
 1. HTTP stops taking requests (hypercorn's graceful shutdown);
@@ -15,25 +16,25 @@ again: a 202 from a previous run is a promise this run keeps.
 """
 
 import math
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-import hypercorn.config
-import hypercorn.trio
 import structlog
 import trio
 
 from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import WallClock
 from actors.sender import RetryPolicy
-from api import Services, create_app
+from api import ApiSettings, Services, create_app
+from api.provider_client import FastSmsClient, open_http_client
 from smsproxy.batching import BatchingRules
 from smsproxy.config import Config
 from smsproxy.models import UpdateRejected
+from smsproxy.provider import Provider
+from smsproxy.serving import serve_app
 from smsproxy.sqlite_store import SqliteStore
 from smsproxy.store import MemoryStore, MessageStore
 
@@ -47,12 +48,12 @@ class Runtime:
     repository: repository.RepositoryHandle
     stats: stats.StatsHandle
     updater: updater.UpdaterHandle
-    provider: simulator.SimulatedProvider
+    provider: Provider
     batcher: batcher.BatcherHandle
 
     @property
     def services(self) -> Services:
-        return Services(self.repository, self.batcher, self.stats)
+        return Services(self.repository, self.batcher, self.stats, self.updater)
 
 
 def store_factory(url: str) -> Callable[[], MessageStore]:
@@ -79,26 +80,45 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
             async with trio.open_nursery() as updater_layer:
                 updater_layer.start_soon(updater.report_errors, errors_out, counts)
                 updates = await updater_layer.start(updater.run, repo, errors_in)
-                async with trio.open_nursery() as provider_layer:
-                    provider = await provider_layer.start(partial(
-                        simulator.run, updates,
-                        latency=config.sim_latency, failure_rate=config.sim_failure_rate,
+                async with (
+                    _provider(config, updates) as provider,
+                    trio.open_nursery() as batcher_layer,
+                ):
+                    batches = await batcher_layer.start(partial(
+                        batcher.run, repo, provider, counts, _batching_rules(config),
+                        _retry_policy(config), config.max_queue, clock=wall_clock,
                     ))
-                    async with trio.open_nursery() as batcher_layer:
-                        batches = await batcher_layer.start(partial(
-                            batcher.run, repo, provider, counts, _batching_rules(config),
-                            _retry_policy(config), config.max_queue, clock=wall_clock,
-                        ))
-                        await _recover(repo, batches)
-                        try:
-                            yield Runtime(repo, counts, updates, provider, batches)
-                        finally:
-                            await _drain(batches, config.shutdown_grace, batcher_layer)
-                    await provider.close()
+                    await _recover(repo, batches)
+                    try:
+                        yield Runtime(repo, counts, updates, provider, batches)
+                    finally:
+                        await _drain(batches, config.shutdown_grace, batcher_layer)
                 await updates.close()
             await counts.close()
         await repo.close()
     log.info("stopped")
+
+
+@asynccontextmanager
+async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIterator[Provider]:
+    """The simulator, or the FastSMSing client; closed once no batch can use it."""
+    if config.provider == "memory":
+        async with trio.open_nursery() as nursery:
+            sim = await nursery.start(partial(
+                simulator.run, updates,
+                latency=config.sim_latency, failure_rate=config.sim_failure_rate,
+            ))
+            try:
+                yield sim
+            finally:
+                await sim.close()  # its task delivers the reports it holds, then ends
+    else:
+        http = open_http_client(config.provider, config.provider_api_key, config.provider_timeout)
+        client = FastSmsClient(http)
+        try:
+            yield client
+        finally:
+            await client.close()
 
 
 async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHandle) -> None:
@@ -137,39 +157,11 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
-    stop = trio.Event() if stop is None else stop
-    log.info("starting", config=_loggable(config))
+    log.info("starting", config=config.loggable())
     async with running(config) as runtime:
-        app = create_app(runtime.services)
-        async with trio.open_nursery() as nursery:
-            watching = trio.CancelScope()
-            if handle_signals:
-                nursery.start_soon(_set_on_signal, stop, watching)
-            binds = await nursery.start(partial(
-                hypercorn.trio.serve, app, _hypercorn_config(config), shutdown_trigger=stop.wait
-            ))
-            log.info("listening", binds=binds)
-            task_status.started(binds)
-            await stop.wait()
-            watching.cancel()
-            log.info("stopping")
-
-
-async def _set_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
-    with scope, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("signal_received", signal=signal.Signals(signum).name)
-            stop.set()
-            return
-
-
-def _hypercorn_config(config: Config) -> hypercorn.config.Config:
-    hc = hypercorn.config.Config()
-    hc.bind = [f"{config.host}:{config.port}"]
-    hc.accesslog = None
-    hc.graceful_timeout = config.shutdown_grace
-    return hc
-
-
-def _loggable(config: Config) -> dict[str, object]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+        app = create_app(runtime.services, ApiSettings(webhook_secret=config.webhook_secret))
+        await serve_app(
+            app, config.host, config.port, grace=config.shutdown_grace,
+            stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
+            task_status=task_status,
+        )

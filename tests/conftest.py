@@ -1,3 +1,4 @@
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -5,12 +6,15 @@ from functools import partial
 import pytest
 import trio
 
-from actors import batcher, repository, stats
+from actors import batcher, repository, stats, updater
 from actors.batcher import BatcherHandle
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy
 from actors.stats import StatsHandle
+from actors.updater import UpdaterHandle
+from api import Services
 from smsproxy.batching import BatchingRules
+from smsproxy.models import UpdateRejected
 from smsproxy.sqlite_store import SqliteStore
 from smsproxy.store import MemoryStore, MessageStore
 from tests.fakes import ScriptedProvider
@@ -40,6 +44,12 @@ class Pipeline:
     repository: RepositoryHandle
     stats: StatsHandle
     provider: ScriptedProvider
+    updater: UpdaterHandle
+    errors: trio.MemoryReceiveChannel[UpdateRejected]
+
+    @property
+    def services(self) -> Services:
+        return Services(self.repository, self.batcher, self.stats, self.updater)
 
 
 @pytest.fixture
@@ -70,6 +80,8 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
                 clock=trio.current_time, task_status=task_status,
             )
         )
-        return Pipeline(handle, repo, counts, provider)
+        errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
+        updates = await nursery.start(updater.run, repo, errors_in)
+        return Pipeline(handle, repo, counts, provider, updates, errors_out)
 
     return start

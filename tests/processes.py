@@ -1,7 +1,8 @@
-"""Real `smsproxy serve` processes for end-to-end tests, on free ports, with readable logs."""
+"""Real `smsproxy` processes for end-to-end tests, on free ports, with readable logs."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,15 +12,29 @@ import httpx
 import trio
 
 
-class ProxyProcess:
-    """`smsproxy serve --port 0 ARGS`, in ``workdir``; its JSON log goes to a file."""
+def free_port() -> int:
+    """A port free right now, for a process whose address must be known before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    def __init__(self, workdir: Path, *args: str, name: str = "smsproxy") -> None:
+
+class ServiceProcess:
+    """`smsproxy COMMAND ARGS` in ``workdir`` (port 0 unless ARGS say otherwise).
+
+    Its log goes to a file; the URL comes from its ``listening`` event.
+    """
+
+    def __init__(
+        self, workdir: Path, *args: str, command: str = "serve", name: str = "smsproxy"
+    ) -> None:
         self.log_path = workdir / f"{name}.log"
         env = os.environ | {"SMSPROXY_PORT": "0"}
+        if command == "fake-provider" and "--port" not in args:
+            args = ("--port", "0", *args)
         with self.log_path.open("w") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsproxy.cli", "serve", *args],
+                [sys.executable, "-m", "smsproxy.cli", command, *args],
                 stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir,
             )
         self.url = self._wait_for("listening", timeout=20)["binds"][0]
@@ -36,8 +51,10 @@ class ProxyProcess:
     def event(self, name: str) -> dict | None:
         return next((e for e in self.events() if e.get("event") == name), None)
 
-    def error_events(self) -> list[dict]:
-        return [e for e in self.events() if e.get("level") in {"error", "critical"}]
+    def error_events(self) -> list[dict | str]:
+        """Error-level events, and hypercorn's plain-text error lines (tracebacks)."""
+        plain = [line for line in self.log_path.read_text().splitlines() if "[ERROR]" in line]
+        return [e for e in self.events() if e.get("level") in {"error", "critical"}] + plain
 
     def _wait_for(self, name: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout

@@ -6,14 +6,14 @@ import time
 import pytest
 import trio
 
-from tests.processes import ProxyProcess, wait_for_status
+from tests.processes import ServiceProcess, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
 PHONE = "+4912345678"
 
 
-async def post_many(proxy: ProxyProcess, count: int) -> list[str]:
+async def post_many(proxy: ServiceProcess, count: int) -> list[str]:
     ids: list[str] = []
     async with proxy.client() as client:
 
@@ -28,7 +28,7 @@ async def post_many(proxy: ProxyProcess, count: int) -> list[str]:
     return ids
 
 
-async def assert_all_delivered(proxy: ProxyProcess, ids: list[str]) -> None:
+async def assert_all_delivered(proxy: ServiceProcess, ids: list[str]) -> None:
     async with proxy.client() as client:
         with trio.fail_after(30):
             for message_id in ids:
@@ -37,7 +37,7 @@ async def assert_all_delivered(proxy: ProxyProcess, ids: list[str]) -> None:
 
 async def test_kill_9_loses_no_acknowledged_message(tmp_path):
     store = "sqlite:///messages.db"
-    slow = ProxyProcess(tmp_path, "--store", store, "--sim-latency", "3", "--batch-size", "10",
+    slow = ServiceProcess(tmp_path, "--store", store, "--sim-latency", "3", "--batch-size", "10",
                         "--max-delay", "0.05", "--max-in-flight", "1", name="first")
     try:
         ids = await post_many(slow, 60)
@@ -48,7 +48,7 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path):
         slow.process.send_signal(signal.SIGKILL)
         slow.process.wait()
 
-    restarted = ProxyProcess(tmp_path, "--store", store, "--max-delay", "0.05", name="second")
+    restarted = ServiceProcess(tmp_path, "--store", store, "--max-delay", "0.05", name="second")
     try:
         assert restarted.event("recovered")["messages"] == 60
         await assert_all_delivered(restarted, ids)
@@ -59,7 +59,7 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path):
 
 async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_path):
     store = "sqlite:///messages.db"
-    proxy = ProxyProcess(tmp_path, "--store", store, "--batch-size", "100", "--max-delay", "60",
+    proxy = ServiceProcess(tmp_path, "--store", store, "--batch-size", "100", "--max-delay", "60",
                          "--shutdown-grace", "5", name="first")
     try:
         ids = await post_many(proxy, 7)
@@ -73,7 +73,7 @@ async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_pat
     assert sent["messages"] == 7
     assert proxy.error_events() == []
 
-    restarted = ProxyProcess(tmp_path, "--store", store, name="second")
+    restarted = ServiceProcess(tmp_path, "--store", store, name="second")
     try:
         assert restarted.event("recovered")["messages"] == 0  # nothing was left behind
         await assert_all_delivered(restarted, ids)
@@ -83,7 +83,7 @@ async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_pat
 
 async def test_sigterm_with_a_hung_provider_exits_after_the_grace_period(tmp_path):
     store = "sqlite:///messages.db"
-    proxy = ProxyProcess(tmp_path, "--store", store, "--sim-latency", "1000", "--max-delay",
+    proxy = ServiceProcess(tmp_path, "--store", store, "--sim-latency", "1000", "--max-delay",
                          "0.01", "--shutdown-grace", "1", name="first")
     try:
         ids = await post_many(proxy, 5)
@@ -96,7 +96,7 @@ async def test_sigterm_with_a_hung_provider_exits_after_the_grace_period(tmp_pat
         proxy.stop()
     assert proxy.event("shutdown_grace_exceeded") is not None
 
-    restarted = ProxyProcess(tmp_path, "--store", store, "--max-delay", "0.01", name="second")
+    restarted = ServiceProcess(tmp_path, "--store", store, "--max-delay", "0.01", name="second")
     try:
         assert restarted.event("recovered")["messages"] == 5
         await assert_all_delivered(restarted, ids)

@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from api import Services, create_app
+from api import create_app
 from smsproxy.statuses import Status
 from tests.fakes import ScriptedProvider
 
@@ -18,7 +18,7 @@ PHONE = "+4912345678"
 @pytest.fixture
 async def app_and_pipeline(start_pipeline):
     pipeline = await start_pipeline(batch_size=1)
-    app = create_app(Services(pipeline.repository, pipeline.batcher, pipeline.stats))
+    app = create_app(pipeline.services)
     return app, pipeline
 
 
@@ -195,8 +195,7 @@ async def test_stats_move_when_messages_flow(app_and_pipeline):
 
 async def test_full_queue_is_503_with_retry_after(start_pipeline):
     pipeline = await start_pipeline(ScriptedProvider(latency=math.inf), max_queue=2)
-    services = Services(pipeline.repository, pipeline.batcher, pipeline.stats)
-    client = create_app(services).test_client()
+    client = create_app(pipeline.services).test_client()
     for _ in range(2):
         assert (await post_sms(client, {"phone_number": PHONE, "content": "hi"}))[0] == 202
     status, answer, headers = await post_sms(client, {"phone_number": PHONE, "content": "hi"})

@@ -11,7 +11,7 @@ import trio
 
 from smsproxy.config import Config
 from smsproxy.service import serve
-from tests.processes import ProxyProcess, wait_for_status
+from tests.processes import ServiceProcess, wait_for_status
 
 PHONE = "+4912345678"
 
@@ -46,8 +46,8 @@ async def test_in_process_server_delivers_and_shuts_down_cleanly(nursery):
 
 
 @pytest.fixture
-def proxy_process(tmp_path: Path) -> Iterator[ProxyProcess]:
-    proxy = ProxyProcess(tmp_path, "--store", "memory://", "--max-delay", "0.05")
+def proxy_process(tmp_path: Path) -> Iterator[ServiceProcess]:
+    proxy = ServiceProcess(tmp_path, "--store", "memory://", "--max-delay", "0.05")
     try:
         yield proxy
     finally:

@@ -1,0 +1,59 @@
+"""Serve an ASGI app with hypercorn until a stop event or SIGTERM/SIGINT, then stop gracefully."""
+
+import signal
+from functools import partial
+from typing import Any
+
+import hypercorn.config
+import hypercorn.trio
+import structlog
+import trio
+
+__all__ = ["serve_app"]
+
+log = structlog.get_logger("smsproxy.serving")
+
+
+async def serve_app(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    grace: float,
+    stop: trio.Event,
+    handle_signals: bool,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Returns once ``stop`` is set (or a signal arrived) and open requests are done."""
+    async with trio.open_nursery() as nursery:
+        watching = trio.CancelScope()
+        if handle_signals:
+            nursery.start_soon(_set_on_signal, stop, watching)
+        binds = await nursery.start(partial(
+            hypercorn.trio.serve, app, _hypercorn_config(host, port, grace),
+            shutdown_trigger=stop.wait,
+        ))
+        log.info("listening", binds=binds)
+        task_status.started(binds)
+        await stop.wait()
+        watching.cancel()
+        log.info("stopping")
+
+
+async def _set_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
+    with scope, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            stop.set()
+            return
+
+
+def _hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Config:
+    config = hypercorn.config.Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.graceful_timeout = grace
+    # Longer than any client's idle pool (httpx: 5 s), so a client never reuses a
+    # connection the server is closing at that very moment.
+    config.keep_alive_timeout = 75
+    return config
