@@ -25,7 +25,16 @@ from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules, BatchQueue, QueueGauge
 from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
-from smsproxy.models import Batch, BatchFailed, BatchOutcome, BatchSucceeded, Message, new_id
+from smsproxy.models import (
+    Batch,
+    BatchFailed,
+    BatchOutcome,
+    BatchSucceeded,
+    Message,
+    MessagesAccepted,
+    MessagesExpired,
+    new_id,
+)
 from smsproxy.provider import Provider
 from smsproxy.statuses import Status
 
@@ -39,6 +48,7 @@ WallClock = Callable[[], float]
 @dataclass(frozen=True, slots=True)
 class _Enqueue:
     messages: tuple[Message, ...]
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,7 @@ class BatcherHandle:
         mailbox: Mailbox[Request],
         repository: RepositoryHandle,
         gauge: QueueGauge,
+        queue: BatchQueue,
         clock: WallClock,
         retry_after: int,
         stopped: trio.Event,
@@ -68,6 +79,7 @@ class BatcherHandle:
         self._mailbox = mailbox
         self._repository = repository
         self._gauge = gauge
+        self._queue = queue
         self._clock = clock
         self._retry_after = retry_after
         self._accepting = True
@@ -76,6 +88,15 @@ class BatcherHandle:
     @property
     def queue_depth(self) -> int:
         return self._gauge.depth
+
+    @property
+    def in_flight(self) -> int:
+        return self._queue.in_flight
+
+    @property
+    def accepting(self) -> bool:
+        """False once draining has begun, or the actor has stopped."""
+        return self._accepting and not self._stopped.is_set()
 
     async def submit(self, phone_number: str, content: str) -> Message:
         """Accept one message: stored as ACCEPTED and queued when this returns."""
@@ -101,7 +122,7 @@ class BatcherHandle:
         """Queue messages accepted before a restart; they were promised, so no limit applies."""
         if messages:
             self._gauge.force_admit(len(messages))
-            self._mailbox.cast_nowait(_Enqueue(tuple(messages)))
+            self._mailbox.cast_nowait(_Enqueue(tuple(messages), recovered=True))
 
     async def drain(self) -> None:
         """Refuse new messages, flush the pending ones, wait for in-flight batches."""
@@ -125,11 +146,12 @@ async def run(
     gauge = QueueGauge(max_queue)
     stopped = trio.Event()
     retry_after = max(1, math.ceil(rules.max_delay))
-    handle = BatcherHandle(mailbox, repository, gauge, clock, retry_after, stopped)
+    queue = BatchQueue(rules)
+    handle = BatcherHandle(mailbox, repository, gauge, queue, clock, retry_after, stopped)
     try:
         async with trio.open_nursery() as nursery, inbox:
             batcher = _Batcher(nursery, mailbox, repository, provider, stats, gauge, clock,
-                               BatchQueue(rules), retry)
+                               queue, retry)
             task_status.started(handle)
             await batcher.serve(inbox)
     finally:
@@ -177,8 +199,13 @@ class _Batcher:
 
     def handle(self, request: Request) -> None:
         match request:
-            case _Enqueue(messages):
+            case _Enqueue(messages, recovered):
                 self.queue.add(messages, trio.current_time())
+                if not recovered:
+                    self.stats.record(MessagesAccepted(len(messages)))
+                for message in messages:
+                    log.debug("message_queued", message_id=message.id,
+                              phone_number=message.phone_number, recovered=recovered)
             case _SenderFinished(batch, BatchSucceeded()):
                 self.queue.succeeded(batch)
                 self.gauge.release(len(batch))
@@ -189,7 +216,7 @@ class _Batcher:
                 self.queue.draining = True
 
     async def send(self, batch: Batch) -> None:
-        outcome = await deliver(batch, self.provider, self.retry)
+        outcome = await deliver(batch, self.provider, self.retry, self.stats.record)
         self.stats.record(outcome)
         self.mailbox.cast_nowait(_SenderFinished(batch, outcome))
         if isinstance(outcome, BatchFailed):
@@ -208,7 +235,9 @@ class _Batcher:
         with _logged("failing expired messages"):
             updates = dict.fromkeys((m.id for m in messages), Status.FAILED)
             await self.repository.update_many(updates, reason)
-            log.warning("messages_expired", count=len(messages), last_error=self.last_error)
+            self.stats.record(MessagesExpired(len(messages)))
+            log.warning("messages_expired", count=len(messages), last_error=self.last_error,
+                        message_ids=[m.id for m in messages])
         # Whether or not the store took it, they leave this queue; a store that
         # failed still holds them ACCEPTED, and the next start sends them again.
         self.gauge.release(len(messages))

@@ -21,7 +21,8 @@ from smsproxy.statuses import Status
 from smsproxy.store import MessageStore
 
 __all__ = [
-    "AddAttempts", "Get", "ListAccepted", "RepositoryHandle", "Save", "UpdateMany", "run",
+    "AddAttempts", "Get", "ListAccepted", "Ping", "RepositoryHandle", "Save", "UpdateMany",
+    "run",
 ]
 
 log = structlog.get_logger("smsproxy.repository")
@@ -56,7 +57,12 @@ class ListAccepted(Call[list[Message]]):
     pass
 
 
-Request = Save | Get | UpdateMany | AddAttempts | ListAccepted
+@dataclass(frozen=True, slots=True)
+class Ping(Call[None]):
+    pass
+
+
+Request = Save | Get | UpdateMany | AddAttempts | ListAccepted | Ping
 
 
 class RepositoryHandle:
@@ -88,6 +94,10 @@ class RepositoryHandle:
     async def accepted(self) -> list[Message]:
         """Every message still ACCEPTED, oldest first: what a restart must send again."""
         return await self._mailbox.call(ListAccepted())
+
+    async def ping(self) -> None:
+        """Returns once the store answered a transaction; raises when it cannot."""
+        await self._mailbox.call(Ping())
 
     async def close(self) -> None:
         await self._mailbox.close()
@@ -149,6 +159,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.add_attempts(message_ids, attempts)
         case ListAccepted():
             return repository.accepted()
+        case Ping():
+            return repository.check()
 
 
 def _reply_all(group: Sequence[Envelope[Request]], results: Sequence[Any]) -> None:

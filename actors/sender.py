@@ -13,7 +13,7 @@ import tenacity
 import trio
 
 from smsproxy.errors import ProviderError, ProviderThrottled, ProviderTimeout, ProviderUnavailable
-from smsproxy.models import Batch, BatchFailed, BatchOutcome, BatchSucceeded
+from smsproxy.models import AttemptFinished, Batch, BatchFailed, BatchOutcome, BatchSucceeded
 from smsproxy.provider import Provider
 
 __all__ = ["RetryPolicy", "deliver"]
@@ -34,8 +34,16 @@ class RetryPolicy:
     """Longest Retry-After honoured; a longer one ends the round and the batch is parked."""
 
 
-async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> BatchOutcome:
-    """Try the batch up to ``policy.max_attempts`` times; report how it ended."""
+async def deliver(
+    batch: Batch,
+    provider: Provider,
+    policy: RetryPolicy,
+    observe: Callable[[AttemptFinished], None] = lambda _: None,
+) -> BatchOutcome:
+    """Try the batch up to ``policy.max_attempts`` times; report how it ended.
+
+    ``observe`` hears of every attempt, for latency metrics.
+    """
     attempt_number = 0
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
@@ -48,7 +56,7 @@ async def deliver(batch: Batch, provider: Provider, policy: RetryPolicy) -> Batc
         async for attempt in retrying:
             with attempt:
                 attempt_number = attempt.retry_state.attempt_number
-                await _attempt(batch, provider, policy.attempt_timeout, attempt_number)
+                await _attempt(batch, provider, policy.attempt_timeout, attempt_number, observe)
     except ProviderError as error:
         reason = f"{type(error).__name__}: {error}"
         log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
@@ -74,7 +82,13 @@ def _wait_between_attempts(policy: RetryPolicy) -> Callable[[tenacity.RetryCallS
     return wait
 
 
-async def _attempt(batch: Batch, provider: Provider, time_limit: float, attempt: int) -> None:
+async def _attempt(
+    batch: Batch,
+    provider: Provider,
+    time_limit: float,
+    attempt: int,
+    observe: Callable[[AttemptFinished], None],
+) -> None:
     started = trio.current_time()
     try:
         with trio.fail_after(time_limit):
@@ -84,7 +98,10 @@ async def _attempt(batch: Batch, provider: Provider, time_limit: float, attempt:
     except ProviderError as raised:
         error = raised
     else:
+        observe(AttemptFinished(batch.id, trio.current_time() - started, ok=True))
         return
+    seconds = trio.current_time() - started
+    observe(AttemptFinished(batch.id, seconds, ok=False))
     log.info("batch_attempt_failed", batch_id=batch.id, attempt=attempt, messages=len(batch),
-             seconds=round(trio.current_time() - started, 3), error=str(error))
+             seconds=round(seconds, 3), error=str(error))
     raise error

@@ -1,8 +1,9 @@
-"""The stats actor: counts batch outcomes, as the original service did, and more.
+"""The stats actor: counts what happens, for ``/stats`` and ``/metrics``.
 
-One record arrives per batch: success on attempt k, or failure with the last
-error. Records are cast, never awaited, so a slow stats actor cannot slow down
-senders, let alone a POST.
+One record arrives per batch (success on attempt k, or failure with the last
+error), per provider call, per accepted or expired group of messages, per status
+update and per HTTP request. Records are cast, never awaited, so a slow stats
+actor cannot slow down senders, let alone a POST.
 """
 
 from collections import Counter
@@ -11,7 +12,16 @@ from dataclasses import dataclass, field
 import trio
 
 from actors._mailbox import Call, Mailbox
-from smsproxy.models import BatchFailed, BatchOutcome, BatchSucceeded, UpdateRejected
+from smsproxy.metrics import Metrics
+from smsproxy.models import (
+    BatchFailed,
+    BatchSucceeded,
+    MessagesAccepted,
+    MessagesExpired,
+    StatsRecord,
+    UpdateRejected,
+    UpdatesApplied,
+)
 
 __all__ = ["Snapshot", "StatsHandle", "run"]
 
@@ -23,8 +33,11 @@ class Snapshot:
     failed: int = 0
     """Batches that failed every attempt."""
     attempts: int = 0
+    messages_accepted: int = 0
     messages_sent: int = 0
     messages_failed: int = 0
+    messages_expired: int = 0
+    updates_applied: int = 0
     updates_rejected: int = 0
     success_by_attempt: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
@@ -38,13 +51,24 @@ class Snapshot:
         total = self.success + self.failed
         return round(100.0 * self.success / total, 2) if total else 0.0
 
+    @property
+    def provider_calls_saved(self) -> int:
+        """Against one call per message: messages sent minus calls made."""
+        return self.messages_sent - self.attempts
+
 
 @dataclass(frozen=True, slots=True)
 class _GetSnapshot(Call[Snapshot]):
     pass
 
 
-Request = BatchSucceeded | BatchFailed | UpdateRejected | _GetSnapshot
+@dataclass(frozen=True, slots=True)
+class _Exposition(Call[bytes]):
+    queue_depth: int
+    in_flight: int
+
+
+Request = StatsRecord | _GetSnapshot | _Exposition
 
 
 class _Counters:
@@ -53,7 +77,7 @@ class _Counters:
         self.by_attempt: Counter[int] = Counter()
         self.last_error: str | None = None
 
-    def record(self, record: BatchOutcome | UpdateRejected) -> None:
+    def record(self, record: StatsRecord) -> None:
         n = self.numbers
         match record:
             case BatchSucceeded(size=size, attempts=attempts):
@@ -66,6 +90,12 @@ class _Counters:
                 n["attempts"] += attempts
                 n["messages_failed"] += size
                 self.last_error = error
+            case MessagesAccepted(count):
+                n["messages_accepted"] += count
+            case MessagesExpired(count):
+                n["messages_expired"] += count
+            case UpdatesApplied(count):
+                n["updates_applied"] += count
             case UpdateRejected():
                 n["updates_rejected"] += 1
 
@@ -81,12 +111,16 @@ class StatsHandle:
     def __init__(self, mailbox: Mailbox[Request]) -> None:
         self._mailbox = mailbox
 
-    def record(self, record: BatchOutcome | UpdateRejected) -> None:
-        """Never waits: the inbox is unbounded, and bounded in practice by batches."""
+    def record(self, record: StatsRecord) -> None:
+        """Never waits: the inbox is unbounded (records are small, and few per batch)."""
         self._mailbox.cast_nowait(record)
 
     async def snapshot(self) -> Snapshot:
         return await self._mailbox.call(_GetSnapshot())
+
+    async def exposition(self, queue_depth: int, in_flight: int) -> bytes:
+        """The Prometheus text exposition, with the batcher's gauges as given."""
+        return await self._mailbox.call(_Exposition(queue_depth, in_flight))
 
     async def close(self) -> None:
         await self._mailbox.close()
@@ -95,12 +129,17 @@ class StatsHandle:
 async def run(*, task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED) -> None:
     mailbox, inbox = Mailbox[Request].open("stats")
     counters = _Counters()
+    metrics = Metrics()
     async with inbox:
         task_status.started(StatsHandle(mailbox))
         async for envelope in inbox:
-            request = envelope.request
-            if isinstance(request, _GetSnapshot):
-                assert envelope.reply is not None
-                envelope.reply.set(counters.snapshot())
-            else:
-                counters.record(request)
+            match envelope.request:
+                case _GetSnapshot():
+                    assert envelope.reply is not None
+                    envelope.reply.set(counters.snapshot())
+                case _Exposition(queue_depth, in_flight):
+                    assert envelope.reply is not None
+                    envelope.reply.set(metrics.exposition(queue_depth, in_flight))
+                case record:
+                    counters.record(record)
+                    metrics.record(record)

@@ -16,7 +16,7 @@ from actors._mailbox import Call, Mailbox
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from smsproxy.errors import UnknownProviderStatus
-from smsproxy.models import UpdateRejected
+from smsproxy.models import UpdateRejected, UpdatesApplied
 from smsproxy.statuses import Status, map_provider_status
 
 __all__ = ["INBOX_CAPACITY", "StatusReport", "UpdaterHandle", "report_errors", "run"]
@@ -58,6 +58,7 @@ class UpdaterHandle:
 
 async def run(
     repository: RepositoryHandle,
+    stats: StatsHandle,
     errors: trio.MemorySendChannel[UpdateRejected],
     *,
     task_status: trio.TaskStatus[UpdaterHandle] = trio.TASK_STATUS_IGNORED,
@@ -68,7 +69,7 @@ async def run(
         async for envelope in inbox:
             match envelope.request:
                 case StatusReport(updates):
-                    await _apply(updates, repository, errors)
+                    await _apply(updates, repository, stats, errors)
                 case _Flush():
                     assert envelope.reply is not None
                     envelope.reply.set(None)
@@ -77,6 +78,7 @@ async def run(
 async def _apply(
     updates: Mapping[str, str],
     repository: RepositoryHandle,
+    stats: StatsHandle,
     errors: trio.MemorySendChannel[UpdateRejected],
 ) -> None:
     mapped: dict[str, Status] = {}
@@ -84,11 +86,15 @@ async def _apply(
         try:
             mapped[message_id] = map_provider_status(name)
         except UnknownProviderStatus as error:
-            errors.send_nowait(UpdateRejected(message_id, str(name), str(error)))
+            errors.send_nowait(UpdateRejected(message_id, str(name), str(error), error.kind))
     refused = await repository.update_many(mapped) if mapped else {}
     for message_id, refusal in refused.items():
-        errors.send_nowait(UpdateRejected(message_id, mapped[message_id], refusal.reason))
-    log.debug("statuses_applied", applied=len(mapped) - len(refused), rejected=len(refused))
+        rejected = UpdateRejected(message_id, mapped[message_id], refusal.reason, refusal.kind)
+        errors.send_nowait(rejected)
+    applied = len(mapped) - len(refused)
+    if applied:
+        stats.record(UpdatesApplied(applied))
+    log.debug("statuses_applied", applied=applied, rejected=len(refused))
 
 
 async def report_errors(
@@ -102,5 +108,6 @@ async def report_errors(
                 message_id=rejected.message_id,
                 status=rejected.status,
                 reason=rejected.reason,
+                kind=rejected.kind,
             )
             stats.record(rejected)

@@ -1,5 +1,6 @@
 """The HTTP front door: translates HTTP into actor handle calls, and back."""
 
-from api.app import ApiSettings, Services, create_app
+from api.app import create_app
+from api.common import ApiSettings, Services
 
 __all__ = ["ApiSettings", "Services", "create_app"]

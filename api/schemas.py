@@ -3,12 +3,22 @@
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from smsproxy.errors import InvalidMessage
 from smsproxy.validation import validate_content, validate_phone_number
 
-__all__ = ["SmsAccepted", "SmsRequest", "SmsStatus", "describe_validation_error"]
+__all__ = [
+    "ErrorBody", "Health", "Readiness", "SmsAccepted", "SmsRequest", "SmsStatus", "StatsBody",
+    "StatusReport", "describe_validation_error",
+]
 
 
 def _canonical_key(key: str) -> str:
@@ -70,3 +80,41 @@ def describe_validation_error(error: ValidationError) -> str:
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a human-readable reason."""
+
+    error: str
+
+
+class StatusReport(RootModel[dict[str, str]]):
+    """Provider status updates: ``{"<message_id>": "CONFIRMED" | "FAILED" | "DELIVERED"}``."""
+
+
+class StatsBody(BaseModel):
+    success: int
+    failed: int
+    success_percentage: float
+    batches_sent: int
+    messages_accepted: int
+    messages_sent: int
+    messages_failed: int
+    messages_expired: int
+    attempts: int
+    provider_calls_saved: int
+    updates_applied: int
+    updates_rejected: int
+    success_by_attempt: dict[int, int]
+    last_error: str | None
+    queue_depth: int
+    batches_in_flight: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]

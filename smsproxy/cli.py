@@ -12,6 +12,7 @@ import trio
 from api.fake_provider import FakeProviderSettings, run_fake_provider
 from smsproxy import __version__
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
+from smsproxy.errors import StoreError
 from smsproxy.logs import configure_logging
 from smsproxy.service import serve
 
@@ -86,9 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.from_sources(flags, os.environ)
     except ConfigError as error:
         parser.error(str(error))  # exits 2
-    configure_logging(config.log_format)
-    trio.run(serve, config)
-    return 0
+    configure_logging(config.log_format, config.log_level)
+    exit_code = 0
+    try:
+        trio.run(serve, config)
+    except* StoreError as failed:
+        # Only opening the store raises this far; in service, store errors become 503s.
+        reason = "; ".join(str(error) for error in failed.exceptions)
+        print(f"smsproxy: --store: {reason}", file=sys.stderr)
+        exit_code = 2
+    return exit_code
 
 
 def _fake_provider(args: argparse.Namespace) -> int:

@@ -6,14 +6,17 @@ that names the option, which the CLI turns into exit code 2.
 """
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from smsproxy.logs import LOG_LEVELS
+
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
-STORE_SCHEMES = ("memory://", "sqlite:///")
 SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret"})
 LOG_FORMATS = ("json", "console")
 
@@ -43,6 +46,7 @@ class Config:
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
     log_format: str = "json"
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         for option in OPTIONS:
@@ -117,6 +121,21 @@ def _option(name: str, kind: type, help: str, ok: Callable[[Any], bool], rule: s
     return Option(name, _parser(name, kind), help, _checked(name, ok, rule))
 
 
+def _check_store(url: str) -> None:
+    if url == "memory://":
+        return
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise ConfigError("store", f"must be memory:// or sqlite:///PATH (got {url!r})")
+    path = Path(url.removeprefix("sqlite:///"))
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError("store", f"{str(path)!r} is not a readable, writable file")
+    elif not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError("store", f"cannot create {str(path)!r}: {str(folder)!r} is not a "
+                                   "writable directory")
+
+
 def _is_http_url(text: str) -> bool:
     parts = urlsplit(text)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
@@ -133,9 +152,8 @@ def _not_negative(value: float) -> bool:
 OPTIONS: Sequence[Option] = (
     _option("host", str, "listen address", bool, "must not be empty"),
     _option("port", int, "listen port", lambda p: 0 <= p <= 65535, "must be 0-65535"),
-    _option("store", str, "memory:// or sqlite:///PATH (relative to the working directory)",
-            lambda s: s.startswith(STORE_SCHEMES) and s != "sqlite:///",
-            "must be memory:// or sqlite:///PATH"),
+    Option("store", str, "memory:// or sqlite:///PATH (relative to the working directory)",
+           lambda url: _check_store(url)),
     _option("provider", str, "'memory' (the in-process simulator) or the FastSMSing base URL",
             lambda p: p == "memory" or _is_http_url(p), "must be 'memory' or an http(s) URL"),
     _option("provider_api_key", str, "Bearer token for the FastSMSing API", bool,
@@ -163,6 +181,8 @@ OPTIONS: Sequence[Option] = (
             lambda r: 0 <= r <= 1, "must be between 0 and 1"),
     _option("log_format", str, "json or console", lambda f: f in LOG_FORMATS,
             f"must be one of {', '.join(LOG_FORMATS)}"),
+    _option("log_level", str, "debug (one event per message), info, warning or error",
+            lambda level: level in LOG_LEVELS, f"must be one of {', '.join(LOG_LEVELS)}"),
 )
 
 assert [o.name for o in OPTIONS] == [f.name for f in fields(Config)], "OPTIONS and Config differ"

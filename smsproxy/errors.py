@@ -54,6 +54,9 @@ class InvalidMessage(SmsProxyError):
 
 
 class RepositoryError(SmsProxyError):
+    kind = "repository"
+    """Short, stable name of the cause, for metric labels."""
+
     def __init__(self, message_id: str, reason: str) -> None:
         super().__init__(f"message {message_id}: {reason}")
         self.message_id = message_id
@@ -61,16 +64,22 @@ class RepositoryError(SmsProxyError):
 
 
 class DuplicateMessage(RepositoryError):
+    kind = "duplicate"
+
     def __init__(self, message_id: str) -> None:
         super().__init__(message_id, "already exists")
 
 
 class UnknownMessage(RepositoryError):
+    kind = "unknown_message"
+
     def __init__(self, message_id: str) -> None:
         super().__init__(message_id, "unknown message")
 
 
 class FinalStatusLocked(RepositoryError):
+    kind = "final_status"
+
     def __init__(self, message_id: str, status: str) -> None:
         super().__init__(message_id, f"status {status} is final")
         self.status = status
@@ -81,6 +90,8 @@ class StoreError(SmsProxyError):
 
 
 class UnknownProviderStatus(SmsProxyError):
+    kind = "unknown_status"
+
     def __init__(self, status: object) -> None:
         super().__init__(f"unknown provider status {status!r}")
         self.status = status

@@ -6,13 +6,19 @@ from dataclasses import dataclass
 from smsproxy.statuses import Status
 
 __all__ = [
+    "AttemptFinished",
     "Batch",
     "BatchFailed",
     "BatchOutcome",
     "BatchSucceeded",
+    "HttpServed",
     "Message",
+    "MessagesAccepted",
+    "MessagesExpired",
+    "StatsRecord",
     "StatusRecord",
     "UpdateRejected",
+    "UpdatesApplied",
     "new_id",
 ]
 
@@ -75,3 +81,42 @@ class UpdateRejected:
     message_id: str
     status: str
     reason: str
+    kind: str = "other"
+    """Low-cardinality cause, for metrics: unknown_status, unknown_message, final_status."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """One call to the provider: how long it took, and whether it was taken."""
+
+    batch_id: str
+    seconds: float
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesAccepted:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpired:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesApplied:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServed:
+    route: str
+    method: str
+    status: int
+
+
+StatsRecord = (
+    BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
+    | UpdatesApplied | UpdateRejected | HttpServed
+)

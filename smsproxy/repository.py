@@ -63,6 +63,9 @@ class Repository:
     def accepted(self) -> list[Message]:
         return self.store.accepted()
 
+    def check(self) -> None:
+        self.store.check()
+
 
 def _first_repeated(ids: Iterable[str]) -> str:
     seen: set[str] = set()

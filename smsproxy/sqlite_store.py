@@ -123,5 +123,8 @@ class SqliteStore:
         )
         return [Message(*row) for row in rows]
 
+    def check(self) -> None:
+        self._db.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
+
     def close(self) -> None:
         self._db.close()

@@ -44,6 +44,10 @@ class MessageStore(Protocol):
         """Every message still ACCEPTED, oldest first: the work a restart must redo."""
         ...
 
+    def check(self) -> None:
+        """Touch the store, so that a broken one raises :class:`StoreError`."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -88,6 +92,9 @@ class MemoryStore:
         return [
             self._messages[i] for i, r in self._records.items() if r.status is Status.ACCEPTED
         ]
+
+    def check(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

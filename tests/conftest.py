@@ -81,7 +81,7 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
             )
         )
         errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
-        updates = await nursery.start(updater.run, repo, errors_in)
+        updates = await nursery.start(updater.run, repo, counts, errors_in)
         return Pipeline(handle, repo, counts, provider, updates, errors_out)
 
     return start

@@ -42,6 +42,12 @@ def test_every_option_has_an_environment_name():
         ("sim_failure_rate", "1.5"),
         ("log_format", "xml"),
         ("message_ttl", "0"),
+        ("store", "sqlite:////no/such/folder/x.db"),
+        ("store", "sqlite:///"),
+        ("provider", "ftp://provider.example"),
+        ("provider", "http://"),
+        ("webhook_secret", ""),
+        ("log_level", "loud"),
     ],
 )
 def test_bad_value_is_a_config_error_naming_the_option(option, value):
@@ -61,6 +67,29 @@ def test_cli_exits_2_and_names_the_bad_option(capsys):
         main(["serve", "--batch-size", "-3"])
     assert exit_.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_cli_exits_2_when_the_store_cannot_be_opened(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.db").write_text("this is not a database, it is a text file " * 10)
+    assert main(["serve", "--store", "sqlite:///bad.db", "--port", "0"]) == 2
+    assert "--store" in capsys.readouterr().err
+
+
+def test_store_under_something_that_is_not_a_folder_is_refused(tmp_path):
+    (tmp_path / "plain-file").write_text("")
+    with pytest.raises(ConfigError, match="not a writable directory"):
+        Config(store=f"sqlite:///{tmp_path}/plain-file/x.db")
+    with pytest.raises(ConfigError, match="not a readable, writable file"):
+        Config(store=f"sqlite:///{tmp_path}")  # a folder where the database file should be
+    Config(store=f"sqlite:///{tmp_path}/x.db")
+
+
+def test_secrets_are_masked_for_logging():
+    config = Config(provider_api_key="k-123", webhook_secret="s-456")
+    loggable = config.loggable()
+    assert (loggable["provider_api_key"], loggable["webhook_secret"]) == ("***", "***")
+    assert "k-123" not in str(loggable) and "s-456" not in str(loggable)
 
 
 def test_cli_exits_2_on_a_bad_environment_value(capsys, monkeypatch):

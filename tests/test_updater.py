@@ -17,8 +17,8 @@ async def errors():
 
 
 @pytest.fixture
-async def updates(nursery, repo, errors):
-    return await nursery.start(updater.run, repo, errors[0])
+async def updates(nursery, repo, stats_handle, errors):
+    return await nursery.start(updater.run, repo, stats_handle, errors[0])
 
 
 async def saved(repo, count: int) -> list[str]:
@@ -95,7 +95,7 @@ async def test_non_string_status_is_reported_not_raised(repo, updates, errors):
 
 
 async def test_rejections_are_logged_and_counted(nursery, stats_handle, repo, errors):
-    updates = await nursery.start(updater.run, repo, errors[0])
+    updates = await nursery.start(updater.run, repo, stats_handle, errors[0])
     nursery.start_soon(updater.report_errors, errors[1], stats_handle)
     await updates.submit({new_id(): "DELIVERED", new_id(): "NOPE"})
     await updates.flush()

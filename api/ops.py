@@ -1,0 +1,77 @@
+"""What operations watch: ``/stats``, ``/metrics``, ``/healthz`` and ``/readyz``."""
+
+from collections.abc import Awaitable
+from dataclasses import asdict
+
+import trio
+from quart import Blueprint, Response
+from quart_schema import document_response
+from quart_trio.wrappers import TrioResponse
+
+from api.common import Services, json_response
+from api.schemas import Health, Readiness, StatsBody
+from smsproxy.errors import SmsProxyError
+from smsproxy.metrics import CONTENT_TYPE
+
+__all__ = ["ops_routes"]
+
+READY_CHECK_SECONDS = 2.0
+
+
+def ops_routes(services: Services) -> Blueprint:
+    routes = Blueprint("ops", __name__)
+
+    @routes.get("/stats")
+    @document_response(StatsBody, 200)
+    async def stats() -> Response:
+        """Delivery statistics, as the stats actor counted them."""
+        snapshot = await services.stats.snapshot()
+        body = asdict(snapshot) | {
+            "batches_sent": snapshot.batches_sent,
+            "success_percentage": snapshot.success_percentage,
+            "provider_calls_saved": snapshot.provider_calls_saved,
+            "queue_depth": services.batcher.queue_depth,
+            "batches_in_flight": services.batcher.in_flight,
+        }
+        return json_response(body, 200)
+
+    @routes.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        text = await services.stats.exposition(
+            services.batcher.queue_depth, services.batcher.in_flight
+        )
+        return TrioResponse(text, 200, content_type=CONTENT_TYPE)
+
+    @routes.get("/healthz")
+    @document_response(Health, 200)
+    async def healthz() -> Response:
+        """The process is alive and serving HTTP."""
+        return json_response({"status": "ok"}, 200)
+
+    @routes.get("/readyz")
+    @document_response(Readiness, 200)
+    @document_response(Readiness, 503)
+    async def readyz() -> Response:
+        """Ready for traffic: the store answers and every actor runs."""
+        checks = {
+            "store": await _check(services.repository.ping()),
+            "stats": await _check(services.stats.snapshot()),
+            "updater": await _check(services.updater.flush()),
+            "batcher": "ok" if services.batcher.accepting else "not accepting messages",
+        }
+        ready = all(result == "ok" for result in checks.values())
+        body = {"status": "ready" if ready else "unavailable", "checks": checks}
+        return json_response(body, 200 if ready else 503)
+
+    return routes
+
+
+async def _check(call: Awaitable[object]) -> str:
+    with trio.move_on_after(READY_CHECK_SECONDS):
+        try:
+            await call
+        except SmsProxyError as error:
+            return str(error)
+        return "ok"
+    return f"no answer within {READY_CHECK_SECONDS:g} s"

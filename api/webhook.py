@@ -1,0 +1,56 @@
+"""``POST /provider/status``: the provider's delivery reports, signed and validated."""
+
+import structlog
+import trio
+from pydantic import TypeAdapter, ValidationError
+from quart import Blueprint, Response, request
+from quart_schema import document_request, document_response
+
+from api.common import ApiSettings, Services, no_content, read_body
+from api.errors import error_response
+from api.schemas import ErrorBody, StatusReport, describe_validation_error
+from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+__all__ = ["webhook_routes"]
+
+log = structlog.get_logger("smsproxy.api")
+
+_STATUS_UPDATES = TypeAdapter(dict[str, str])
+
+
+def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
+    routes = Blueprint("webhook", __name__)
+
+    @routes.post("/provider/status")
+    @document_request(StatusReport)
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    @document_response(ErrorBody, 413)
+    @document_response(ErrorBody, 503)
+    async def provider_status() -> Response:
+        """Status updates from the provider; answered 204 once handed to the updater."""
+        body = await read_body(settings.webhook_max_bytes)
+        if settings.webhook_secret is not None:
+            problem = verify(
+                body,
+                settings.webhook_secret,
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get(TIMESTAMP_HEADER),
+                now=settings.clock(),
+            )
+            if problem:
+                log.warning("webhook_refused", reason=problem)
+                return error_response(401, problem)
+        try:
+            updates = _STATUS_UPDATES.validate_json(body, strict=True)
+        except ValidationError as error:
+            return error_response(400, describe_validation_error(error))
+        if updates:
+            with trio.move_on_after(settings.webhook_wait):
+                await services.updater.submit(updates)
+                return no_content()
+            return error_response(503, "status updates are backing up; retry later",
+                                  {"Retry-After": "1"})
+        return no_content()
+
+    return routes

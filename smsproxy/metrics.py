@@ -1,0 +1,104 @@
+"""The Prometheus metrics of smsproxy, in one registry per service (not the global one).
+
+``docs/operations.md`` says what each one means and what to do when it moves.
+"""
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from smsproxy.models import (
+    AttemptFinished,
+    BatchFailed,
+    BatchSucceeded,
+    HttpServed,
+    MessagesAccepted,
+    MessagesExpired,
+    StatsRecord,
+    UpdateRejected,
+    UpdatesApplied,
+)
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The *_created series only say when the process started; dashboards do not need them.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
+
+_BATCH_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+_LATENCIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.accepted = Counter("smsproxy_messages_accepted", "Messages accepted (202).",
+                                registry=registry)
+        self.expired = Counter("smsproxy_messages_expired",
+                               "Messages failed because they outlived the message TTL.",
+                               registry=registry)
+        self.batches = Counter("smsproxy_batches", "Batches handed to the provider, by outcome "
+                               "and the attempts used.", ["outcome", "attempts"],
+                               registry=registry)
+        self.batch_messages = Histogram("smsproxy_batch_messages", "Messages per batch sent.",
+                                        buckets=_BATCH_SIZES, registry=registry)
+        self.attempt_seconds = Histogram("smsproxy_provider_attempt_seconds",
+                                         "Duration of each call to the provider, by outcome.",
+                                         ["outcome"], buckets=_LATENCIES, registry=registry)
+        self.provider_calls = Counter("smsproxy_provider_calls", "Calls made to the provider.",
+                                      registry=registry)
+        self.messages_sent = Counter("smsproxy_messages_sent",
+                                     "Messages the provider took, in batches.", registry=registry)
+        self.calls_saved = Gauge("smsproxy_provider_calls_saved", "Provider calls saved against "
+                                 "one call per message: messages sent minus calls made.",
+                                 registry=registry)
+        self.queue_depth = Gauge("smsproxy_queue_depth",
+                                 "Messages accepted but not yet taken by the provider.",
+                                 registry=registry)
+        self.in_flight = Gauge("smsproxy_batches_in_flight", "Batches being sent right now.",
+                               registry=registry)
+        self.updates_applied = Counter("smsproxy_status_updates_applied",
+                                       "Provider status updates applied.", registry=registry)
+        self.updates_rejected = Counter("smsproxy_status_updates_rejected",
+                                        "Provider status updates refused, by reason.",
+                                        ["reason"], registry=registry)
+        self._sent = self._calls = 0  # for calls_saved, which is their difference
+        self.http_requests = Counter("smsproxy_http_requests", "HTTP requests served, by route, "
+                                     "method and status code.", ["route", "method", "code"],
+                                     registry=registry)
+
+    def record(self, record: StatsRecord) -> None:
+        match record:
+            case BatchSucceeded(size=size, attempts=attempts):
+                self.batches.labels("sent", str(attempts)).inc()
+                self.batch_messages.observe(size)
+                self.messages_sent.inc(size)
+                self._sent += size
+            case BatchFailed(attempts=attempts):
+                self.batches.labels("failed", str(attempts)).inc()
+            case AttemptFinished(seconds=seconds, ok=ok):
+                self.attempt_seconds.labels("ok" if ok else "error").observe(seconds)
+                self.provider_calls.inc()
+                self._calls += 1
+            case MessagesAccepted(count):
+                self.accepted.inc(count)
+            case MessagesExpired(count):
+                self.expired.inc(count)
+            case UpdatesApplied(count):
+                self.updates_applied.inc(count)
+            case UpdateRejected(kind=kind):
+                self.updates_rejected.labels(kind).inc()
+            case HttpServed(route, method, status):
+                self.http_requests.labels(route, method, str(status)).inc()
+
+    def exposition(self, queue_depth: int, in_flight: int) -> bytes:
+        self.queue_depth.set(queue_depth)
+        self.in_flight.set(in_flight)
+        self.calls_saved.set(self._sent - self._calls)
+        return generate_latest(self.registry)
