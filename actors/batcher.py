@@ -30,9 +30,11 @@ from smsproxy.models import (
     BatchFailed,
     BatchOutcome,
     BatchSucceeded,
+    Idempotency,
     Message,
     MessagesAccepted,
     MessagesExpired,
+    Saved,
     new_id,
 )
 from smsproxy.provider import Provider
@@ -98,25 +100,38 @@ class BatcherHandle:
         """False once draining has begun, or the actor has stopped."""
         return self._accepting and not self._stopped.is_set()
 
-    async def submit(self, phone_number: str, content: str) -> Message:
+    async def submit(
+        self, phone_number: str, content: str, idempotency: Idempotency | None = None
+    ) -> Saved:
         """Accept one message: stored as ACCEPTED and queued when this returns."""
-        message = Message(new_id(), phone_number, content, self._clock())
-        await self.submit_many((message,))
-        return message
+        return await self.submit_many([(phone_number, content)], idempotency)
 
-    async def submit_many(self, messages: Sequence[Message]) -> None:
+    async def submit_many(
+        self, items: Sequence[tuple[str, str]], idempotency: Idempotency | None = None
+    ) -> Saved:
+        """Accept (phone number, content) pairs, all or none, as one store transaction.
+
+        With an idempotency key seen before, nothing is stored or queued and the
+        first request's ids come back.
+        """
         if not self._accepting:
             raise ShuttingDown()
-        if not self._gauge.try_admit(len(messages)):
+        if not self._gauge.try_admit(len(items)):
             raise QueueFull(self._gauge.depth, self._retry_after)
+        now = self._clock()
+        messages = tuple(Message(new_id(), phone, content, now) for phone, content in items)
         try:
             # Shielded: a client that hangs up must not leave a stored message unqueued.
             with trio.CancelScope(shield=True):
-                await self._repository.save(*messages)
+                saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         except BaseException:
             self._gauge.release(len(messages))
             raise
-        self._mailbox.cast_nowait(_Enqueue(tuple(messages)))
+        if saved.replayed:
+            self._gauge.release(len(messages))
+        else:
+            self._mailbox.cast_nowait(_Enqueue(messages))
+        return saved
 
     def requeue(self, messages: Sequence[Message]) -> None:
         """Queue messages accepted before a restart; they were promised, so no limit applies."""

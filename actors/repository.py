@@ -15,14 +15,14 @@ import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
-from smsproxy.models import Message, StatusRecord
+from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.store import MessageStore
 
 __all__ = [
-    "AddAttempts", "Get", "ListAccepted", "Ping", "RepositoryHandle", "Save", "UpdateMany",
-    "run",
+    "AddAttempts", "ForgetIdempotency", "Get", "ListAccepted", "Ping", "RepositoryHandle",
+    "Save", "UpdateMany", "run",
 ]
 
 log = structlog.get_logger("smsproxy.repository")
@@ -31,8 +31,10 @@ MAX_GROUP = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Save(Call[None]):
+class Save(Call[Saved]):
     messages: tuple[Message, ...]
+    idempotency: Idempotency | None = None
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +60,30 @@ class ListAccepted(Call[list[Message]]):
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetIdempotency(Call[int]):
+    before: float
+
+
+@dataclass(frozen=True, slots=True)
 class Ping(Call[None]):
     pass
 
 
-Request = Save | Get | UpdateMany | AddAttempts | ListAccepted | Ping
+Request = Save | Get | UpdateMany | AddAttempts | ListAccepted | ForgetIdempotency | Ping
 
 
 class RepositoryHandle:
     def __init__(self, mailbox: Mailbox[Request]) -> None:
         self._mailbox = mailbox
 
-    async def save(self, *messages: Message) -> None:
-        """Store as ACCEPTED, all or none; returns once the store has committed."""
-        await self._mailbox.call(Save(messages))
+    async def save(
+        self, *messages: Message, idempotency: Idempotency | None = None, at: float = 0.0
+    ) -> Saved:
+        """Store as ACCEPTED, all or none; returns once the store has committed.
+
+        With a known idempotency key, stores nothing and returns the first ids.
+        """
+        return await self._mailbox.call(Save(messages, idempotency, at))
 
     async def get(self, message_id: str) -> StatusRecord:
         return await self._mailbox.call(Get(message_id))
@@ -94,6 +106,10 @@ class RepositoryHandle:
     async def accepted(self) -> list[Message]:
         """Every message still ACCEPTED, oldest first: what a restart must send again."""
         return await self._mailbox.call(ListAccepted())
+
+    async def forget_idempotency(self, before: float) -> int:
+        """Drop idempotency keys remembered before ``before`` (wall clock)."""
+        return await self._mailbox.call(ForgetIdempotency(before))
 
     async def ping(self) -> None:
         """Returns once the store answered a transaction; raises when it cannot."""
@@ -149,8 +165,8 @@ def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> 
 
 def _apply(repository: Repository, request: Request) -> Any:
     match request:
-        case Save(messages):
-            return repository.save(messages)
+        case Save(messages, idempotency, at):
+            return repository.save(messages, idempotency, at)
         case Get(message_id):
             return repository.get(message_id)
         case UpdateMany(updates, reason):
@@ -159,6 +175,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.add_attempts(message_ids, attempts)
         case ListAccepted():
             return repository.accepted()
+        case ForgetIdempotency(before):
+            return repository.forget_idempotency(before)
         case Ping():
             return repository.check()
 

@@ -11,12 +11,14 @@ from quart_trio import QuartTrio
 
 from api.common import ApiSettings, Services
 from api.errors import register_error_handlers
+from api.guard import Guard
 from api.openapi import SmsProxyOpenAPI
 from api.ops import ops_routes
 from api.sms import sms_routes
 from api.webhook import webhook_routes
 from smsproxy import __version__
 from smsproxy.models import HttpServed
+from smsproxy.ratelimit import TokenBuckets
 
 __all__ = ["ApiSettings", "Services", "create_app"]
 
@@ -36,7 +38,8 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
         openapi_provider_class=SmsProxyOpenAPI,
     )
     register_error_handlers(app)
-    app.register_blueprint(sms_routes(services, settings))
+    guard = Guard(settings.api_keys, _buckets(settings), settings.monotonic)
+    app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
     app.register_blueprint(ops_routes(services))
 
@@ -48,3 +51,9 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
         return response
 
     return app
+
+
+def _buckets(settings: ApiSettings) -> TokenBuckets | None:
+    if settings.rate_limit is None:
+        return None
+    return TokenBuckets(settings.rate_limit, settings.rate_burst)

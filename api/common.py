@@ -1,8 +1,10 @@
 """What every route module shares: the handles, the settings, body and answer helpers."""
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from quart import Response, jsonify, request
 from quart_trio.wrappers import TrioResponse
@@ -13,7 +15,10 @@ from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
 
-__all__ = ["ApiSettings", "Services", "json_response", "no_content", "read_body"]
+__all__ = [
+    "ApiSettings", "MalformedJson", "Services", "json_response", "no_content", "parse_json",
+    "parse_json_object", "read_body",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,13 @@ class ApiSettings:
     webhook_wait: float = 2.0
     """Longest a status webhook waits for room at the updater before answering 503."""
     clock: Callable[[], float] = time.time
+    """Wall clock, for signature timestamps."""
+    api_keys: tuple[str, ...] = ()
+    rate_limit: float | None = None
+    """Messages per second per client; None for no limit."""
+    rate_burst: int = 1
+    monotonic: Callable[[], float] = time.monotonic
+    """For rate limits; tests pass trio.current_time to run on the mock clock."""
 
 
 async def read_body(limit: int) -> bytes:
@@ -43,6 +55,65 @@ async def read_body(limit: int) -> bytes:
     if len(body) > limit:
         raise RequestEntityTooLarge()
     return body
+
+
+class MalformedJson(ValueError):
+    """The body is not JSON we accept; the message says why, for a 400."""
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no duplicate keys, no NaN or Infinity, only storable strings.
+
+    Lenient parsers differ on such input (the last of two duplicate keys wins here,
+    the first elsewhere), and a string with a lone surrogate cannot be stored or
+    logged. Refusing them up front keeps every later step simple.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson("Invalid JSON: the body is not valid UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    except RecursionError:
+        raise MalformedJson("Invalid JSON: nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, and what the hooks raise
+        raise MalformedJson(f"Invalid JSON: {error}") from None
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise MalformedJson(f"the body must be a JSON object, not {_json_kind(data)}")
+    return data
+
+
+def _json_kind(data: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(data), "a number")
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        for text in (key, value):
+            if isinstance(text, str) and not _storable(text):
+                raise ValueError("a string holds a lone surrogate")
+        result[key] = value
+    return result
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def json_response(body: object, status: int) -> Response:

@@ -4,7 +4,7 @@ import structlog
 from quart import Quart, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
+from smsproxy.errors import ActorError, IdempotencyConflict, QueueFull, ShuttingDown, StoreError
 
 __all__ = ["error_response", "register_error_handlers"]
 
@@ -24,6 +24,10 @@ def register_error_handlers(app: Quart) -> None:
         # Keep the headers that matter to clients, such as Allow on a 405.
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         return error_response(error.code or 500, error.description or error.name, headers)
+
+    @app.errorhandler(IdempotencyConflict)
+    async def idempotency_conflict(error: IdempotencyConflict) -> Response:
+        return error_response(422, "this Idempotency-Key was used for a different request")
 
     @app.errorhandler(QueueFull)
     async def queue_full(error: QueueFull) -> Response:

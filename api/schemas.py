@@ -1,11 +1,12 @@
 """Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    PrivateAttr,
     RootModel,
     ValidationError,
     field_validator,
@@ -21,6 +22,9 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+
+
 def _canonical_key(key: str) -> str:
     """The original's ``PhoneNumber``, ``phoneNumber`` and ``phone_number`` are one field."""
     return key.replace("_", "").lower()
@@ -34,6 +38,7 @@ class SmsRequest(BaseModel):
 
     phone_number: str
     content: str
+    _segments: int = PrivateAttr(default=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -47,13 +52,22 @@ class SmsRequest(BaseModel):
     def _phone_number(cls, value: str) -> str:
         return _as_value_error(validate_phone_number, value)
 
-    @field_validator("content")
-    @classmethod
-    def _content(cls, value: str) -> str:
-        return _as_value_error(validate_content, value)
+    @model_validator(mode="after")
+    def _content(self) -> "SmsRequest":
+        # Here rather than in a field validator: validating content counts its
+        # segments, and the answer reports them, so it is done once.
+        try:
+            self._segments = validate_content(self.content).count
+        except InvalidMessage as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def segments(self) -> int:
+        return self._segments
 
 
-def _as_value_error(validate: Callable[[str], str], value: str) -> str:
+def _as_value_error(validate: Callable[[str], T], value: str) -> T:
     try:
         return validate(value)
     except InvalidMessage as error:
@@ -63,6 +77,8 @@ def _as_value_error(validate: Callable[[str], str], value: str) -> str:
 class SmsAccepted(BaseModel):
     id: str
     status: str
+    segments: int
+    """How many SMS segments the content takes (and the provider bills)."""
 
 
 class SmsStatus(BaseModel):

@@ -6,7 +6,14 @@ from pydantic import TypeAdapter, ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response
 
-from api.common import ApiSettings, Services, no_content, read_body
+from api.common import (
+    ApiSettings,
+    MalformedJson,
+    Services,
+    no_content,
+    parse_json_object,
+    read_body,
+)
 from api.errors import error_response
 from api.schemas import ErrorBody, StatusReport, describe_validation_error
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -42,7 +49,9 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
                 log.warning("webhook_refused", reason=problem)
                 return error_response(401, problem)
         try:
-            updates = _STATUS_UPDATES.validate_json(body, strict=True)
+            updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
+        except MalformedJson as error:
+            return error_response(400, str(error))
         except ValidationError as error:
             return error_response(400, describe_validation_error(error))
         if updates:

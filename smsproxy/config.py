@@ -17,7 +17,7 @@ from smsproxy.logs import LOG_LEVELS
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
-SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret"})
+SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret", "api_keys"})
 LOG_FORMATS = ("json", "console")
 
 
@@ -35,6 +35,9 @@ class Config:
     provider: str = "memory"
     provider_api_key: str | None = None
     webhook_secret: str | None = None
+    api_keys: str | None = None
+    rate_limit: float | None = None
+    rate_burst: int | None = None
     batch_size: int = 100
     max_delay: float = 1.0
     max_attempts: int = 3
@@ -58,6 +61,16 @@ class Config:
             name: "***" if name in SECRET_OPTIONS and value else value
             for name, value in ((o.name, getattr(self, o.name)) for o in OPTIONS)
         }
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.api_keys.split(",")) if self.api_keys else ()
+
+    @property
+    def effective_rate_burst(self) -> int:
+        if self.rate_burst is not None:
+            return self.rate_burst
+        return max(1, math.ceil(self.rate_limit or 1))
 
     @property
     def effective_batch_size(self) -> int:
@@ -160,6 +173,13 @@ OPTIONS: Sequence[Option] = (
             "must not be empty"),
     _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
             "must not be empty"),
+    _option("api_keys", str, "comma-separated keys; when set, /sms needs 'Authorization: "
+            "Bearer <key>'", lambda keys: all(k.strip() for k in keys.split(",")),
+            "must be keys separated by commas, none empty"),
+    _option("rate_limit", float, "messages per second per API key (per client address "
+            "without keys)", _positive, "must be more than 0"),
+    _option("rate_burst", int, "messages a client may send at once before the rate applies "
+            "(default: one second's worth)", _positive, "must be 1 or more"),
     _option("batch_size", int, "flush when this many messages are pending (0 or 1: at once)",
             _not_negative, "must be 0 or more"),
     _option("max_delay", float, "seconds the oldest pending message may wait",

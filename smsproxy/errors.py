@@ -5,7 +5,8 @@
     ├── RepositoryError             a store rule was broken; nothing was changed
     │   ├── DuplicateMessage        save() of an id that exists
     │   ├── UnknownMessage          update() of an id never saved
-    │   └── FinalStatusLocked       update() of a FAILED or DELIVERED message
+    │   ├── FinalStatusLocked       update() of a FAILED or DELIVERED message
+    │   └── IdempotencyConflict     an idempotency key reused for a different request
     ├── StoreError                  the store itself failed (disk, lock, schema)
     ├── UnknownProviderStatus       the provider reported a status we cannot map
     ├── QueueFull                   max_queue messages wait already; retry later
@@ -26,6 +27,7 @@ __all__ = [
     "ActorUnavailable",
     "DuplicateMessage",
     "FinalStatusLocked",
+    "IdempotencyConflict",
     "InvalidMessage",
     "ProviderError",
     "ProviderRejected",
@@ -68,6 +70,13 @@ class DuplicateMessage(RepositoryError):
 
     def __init__(self, message_id: str) -> None:
         super().__init__(message_id, "already exists")
+
+
+class IdempotencyConflict(RepositoryError):
+    kind = "idempotency_conflict"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, "idempotency key was used for a different request")
 
 
 class UnknownMessage(RepositoryError):

@@ -12,9 +12,11 @@ __all__ = [
     "BatchOutcome",
     "BatchSucceeded",
     "HttpServed",
+    "Idempotency",
     "Message",
     "MessagesAccepted",
     "MessagesExpired",
+    "Saved",
     "StatsRecord",
     "StatusRecord",
     "UpdateRejected",
@@ -38,6 +40,24 @@ class Message:
     """Wall-clock seconds since the epoch; the message TTL counts from here."""
     attempts: int = 0
     """Provider attempts made for it before it was (re)loaded from the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A client's Idempotency-Key: a retried request gets the first answer back."""
+
+    scope: str
+    """Whose key: keys of different clients never collide."""
+    key: str
+    fingerprint: str
+    """Digest of the request, so that a key reused for another request is caught."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    message_ids: tuple[str, ...]
+    replayed: bool
+    """True when the idempotency key was known: nothing new was stored."""
 
 
 @dataclass(frozen=True, slots=True)

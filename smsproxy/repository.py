@@ -4,12 +4,20 @@
 - ``get`` answers NOT_FOUND for an unknown id (not an error).
 - ``update`` of an unknown id, or of a message in a final status, is an error and
   changes nothing.
+- ``save`` with an idempotency key seen before stores nothing and answers with the
+  ids of the first request; the key and the messages are stored in one transaction.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from smsproxy.errors import DuplicateMessage, FinalStatusLocked, RepositoryError, UnknownMessage
-from smsproxy.models import Message, StatusRecord
+from smsproxy.errors import (
+    DuplicateMessage,
+    FinalStatusLocked,
+    IdempotencyConflict,
+    RepositoryError,
+    UnknownMessage,
+)
+from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.store import MessageStore, StatusChange
 
@@ -20,14 +28,37 @@ class Repository:
     def __init__(self, store: MessageStore) -> None:
         self.store = store
 
-    def save(self, messages: Sequence[Message]) -> None:
-        """Save all of them, or none when any id exists already."""
+    def save(
+        self,
+        messages: Sequence[Message],
+        idempotency: Idempotency | None = None,
+        at: float = 0.0,
+    ) -> Saved:
+        """Save all of them, or none when any id exists already.
+
+        With an idempotency key seen before, nothing is saved and the first
+        request's ids come back; a key seen with another request is a conflict.
+        """
+        if idempotency is not None:
+            found = self.store.find_idempotency(idempotency.scope, idempotency.key)
+            if found is not None:
+                fingerprint, message_ids = found
+                if fingerprint != idempotency.fingerprint:
+                    raise IdempotencyConflict(idempotency.key)
+                return Saved(message_ids, replayed=True)
         existing = self.store.statuses(m.id for m in messages)
         if existing:
             raise DuplicateMessage(next(iter(existing)))
         if len({m.id for m in messages}) != len(messages):
             raise DuplicateMessage(_first_repeated(m.id for m in messages))
         self.store.insert(messages)
+        message_ids = tuple(m.id for m in messages)
+        if idempotency is not None:
+            self.store.remember_idempotency(idempotency, message_ids, at)
+        return Saved(message_ids, replayed=False)
+
+    def forget_idempotency(self, before: float) -> int:
+        return self.store.forget_idempotency(before)
 
     def get(self, message_id: str) -> StatusRecord:
         record = self.store.lookup(message_id)

@@ -149,6 +149,29 @@ def _retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy(config.effective_max_attempts, config.provider_timeout)
 
 
+def _api_settings(config: Config) -> ApiSettings:
+    return ApiSettings(
+        webhook_secret=config.webhook_secret,
+        api_keys=config.api_key_list,
+        rate_limit=config.rate_limit,
+        rate_burst=config.effective_rate_burst,
+    )
+
+
+def _warn_if_open(config: Config) -> None:
+    if config.api_keys or config.host in _LOOPBACK:
+        return
+    log.warning(
+        "no_api_keys_on_a_public_address",
+        host=config.host,
+        message="ANYONE WHO CAN REACH THIS ADDRESS CAN SEND SMS ON YOUR BILL: "
+                "set --api-keys (SMSPROXY_API_KEYS)",
+    )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
 async def serve(
     config: Config,
     *,
@@ -158,8 +181,9 @@ async def serve(
 ) -> None:
     """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
     log.info("starting", config=config.loggable())
+    _warn_if_open(config)
     async with running(config) as runtime:
-        app = create_app(runtime.services, ApiSettings(webhook_secret=config.webhook_secret))
+        app = create_app(runtime.services, _api_settings(config))
         await serve_app(
             app, config.host, config.port, grace=config.shutdown_grace,
             stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,

@@ -16,15 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from smsproxy.errors import StoreError
-from smsproxy.models import Message, StatusRecord
+from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.store import StatusChange
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+_MIGRATIONS = {
+    # version: the script that brings the schema from version - 1 to version
+    1: """
 CREATE TABLE messages (
     id           TEXT PRIMARY KEY,
     phone_number TEXT NOT NULL,
@@ -36,7 +36,21 @@ CREATE TABLE messages (
     updated_at   REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX messages_waiting ON messages (created_at) WHERE status = 'ACCEPTED';
-"""
+""",
+    2: """
+CREATE TABLE idempotency_keys (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    message_ids TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+""",
+}
+
+SCHEMA_VERSION = max(_MIGRATIONS)
 
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
@@ -61,9 +75,9 @@ class SqliteStore:
             raise StoreError(
                 f"schema version {version} is newer than this smsproxy knows ({SCHEMA_VERSION})"
             )
-        if version == 0:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
             self._db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {_MIGRATIONS[step]} PRAGMA user_version = {step}; COMMIT;"
             )
 
     @contextmanager
@@ -122,6 +136,27 @@ class SqliteStore:
             " WHERE status = 'ACCEPTED' ORDER BY created_at"
         )
         return [Message(*row) for row in rows]
+
+    def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
+        row = self._db.execute(
+            "SELECT fingerprint, message_ids FROM idempotency_keys WHERE scope = ? AND key = ?",
+            (scope, key),
+        ).fetchone()
+        return (row[0], tuple(row[1].split(","))) if row else None
+
+    def remember_idempotency(
+        self, idempotency: Idempotency, message_ids: Sequence[str], at: float
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, message_ids, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (idempotency.scope, idempotency.key, idempotency.fingerprint,
+             ",".join(message_ids), at),
+        )
+
+    def forget_idempotency(self, before: float) -> int:
+        cursor = self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (before,))
+        return cursor.rowcount
 
     def check(self) -> None:
         self._db.execute("SELECT 1 FROM messages LIMIT 1").fetchall()

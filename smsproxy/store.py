@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Protocol
 
-from smsproxy.models import Message, StatusRecord
+from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
 __all__ = ["MemoryStore", "MessageStore", "StatusChange"]
@@ -44,6 +44,18 @@ class MessageStore(Protocol):
         """Every message still ACCEPTED, oldest first: the work a restart must redo."""
         ...
 
+    def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
+        """(fingerprint, message ids) remembered for the key, if any."""
+        ...
+
+    def remember_idempotency(
+        self, idempotency: Idempotency, message_ids: Sequence[str], at: float
+    ) -> None: ...
+
+    def forget_idempotency(self, before: float) -> int:
+        """Drop keys remembered before ``before``; how many were dropped."""
+        ...
+
     def check(self) -> None:
         """Touch the store, so that a broken one raises :class:`StoreError`."""
         ...
@@ -59,6 +71,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}
         self._records: dict[str, StatusRecord] = {}
+        self._keys: dict[tuple[str, str], tuple[str, tuple[str, ...], float]] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -92,6 +105,22 @@ class MemoryStore:
         return [
             self._messages[i] for i, r in self._records.items() if r.status is Status.ACCEPTED
         ]
+
+    def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
+        found = self._keys.get((scope, key))
+        return (found[0], found[1]) if found else None
+
+    def remember_idempotency(
+        self, idempotency: Idempotency, message_ids: Sequence[str], at: float
+    ) -> None:
+        entry = (idempotency.fingerprint, tuple(message_ids), at)
+        self._keys[(idempotency.scope, idempotency.key)] = entry
+
+    def forget_idempotency(self, before: float) -> int:
+        old = [k for k, (_, _, at) in self._keys.items() if at < before]
+        for k in old:
+            del self._keys[k]
+        return len(old)
 
     def check(self) -> None:
         pass

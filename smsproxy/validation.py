@@ -1,6 +1,7 @@
 """Validation of submitted messages. Pure functions: they return clean values or raise."""
 
 from smsproxy.errors import InvalidMessage
+from smsproxy.segments import MAX_SEGMENTS, Segments, count_segments
 
 __all__ = ["MAX_PHONE_DIGITS", "validate_content", "validate_phone_number"]
 
@@ -23,9 +24,26 @@ def validate_phone_number(value: str) -> str:
     return value
 
 
-def validate_content(value: str) -> str:
+def validate_content(value: str) -> Segments:
+    """The segments the content takes; at most ``MAX_SEGMENTS`` concatenated SMS."""
     if not value:
         raise InvalidMessage("content", "must not be empty")
     if "\x00" in value:
         raise InvalidMessage("content", "must not contain NUL characters")
-    return value
+    if not _encodable(value):
+        raise InvalidMessage("content", "is not valid Unicode (lone surrogate)")
+    segments = count_segments(value)
+    if segments.count > MAX_SEGMENTS:
+        raise InvalidMessage(
+            "content", f"takes {segments.count} SMS segments ({segments.encoding}); "
+                       f"at most {MAX_SEGMENTS}"
+        )
+    return segments
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

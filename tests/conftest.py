@@ -51,6 +51,14 @@ class Pipeline:
     def services(self) -> Services:
         return Services(self.repository, self.batcher, self.stats, self.updater)
 
+    async def accept(self, count: int = 1) -> list[str]:
+        """Submit ``count`` messages one by one; their ids."""
+        ids = []
+        for i in range(count):
+            saved = await self.batcher.submit("+4912345", f"message {i}")
+            ids.extend(saved.message_ids)
+        return ids
+
 
 @pytest.fixture
 def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:

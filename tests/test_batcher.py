@@ -12,7 +12,7 @@ from tests.fakes import ScriptedProvider
 
 
 async def submit(pipeline, count: int) -> list[str]:
-    return [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(count)]
+    return await pipeline.accept(count)
 
 
 @pytest.mark.parametrize("batch_size", [0, 1])
@@ -87,10 +87,10 @@ async def test_messages_arriving_while_all_slots_are_busy_fill_the_next_batch(
 async def test_submit_returns_before_the_provider_answers(start_pipeline):
     provider = ScriptedProvider(latency=math.inf)
     pipeline = await start_pipeline(provider, batch_size=1)
-    message = await pipeline.batcher.submit("+4912345", "hello")
+    [message_id] = await pipeline.accept()
     await trio.testing.wait_all_tasks_blocked()
     assert len(provider.calls) == 1  # in flight, and it never answers
-    assert (await pipeline.repository.get(message.id)).status is Status.ACCEPTED
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
     assert pipeline.batcher.queue_depth == 1
 
 

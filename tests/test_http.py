@@ -150,11 +150,26 @@ async def test_body_over_64_kib_is_413(client):
     assert "error" in answer
 
 
-async def test_body_just_under_64_kib_is_accepted(client):
-    overhead = len(json.dumps({"phone_number": PHONE, "content": ""}))
-    body = {"phone_number": PHONE, "content": "x" * (64 * 1024 - overhead)}
-    status, _, _ = await post_sms(client, body)
+async def test_body_of_exactly_64_kib_is_accepted(client):
+    message = json.dumps({"phone_number": PHONE, "content": "hello"})
+    body = message + " " * (64 * 1024 - len(message))  # JSON allows trailing whitespace
+    status, _, _ = await post_sms(client, body.encode())
     assert status == 202
+    status, _, _ = await post_sms(client, (body + " ").encode())
+    assert status == 413
+
+
+async def test_answer_reports_the_segments(client):
+    _, body, _ = await post_sms(client, {"phone_number": PHONE, "content": "x" * 161})
+    assert body["segments"] == 2
+    _, body, _ = await post_sms(client, {"phone_number": PHONE, "content": "ж" * 71})
+    assert body["segments"] == 2
+
+
+async def test_content_over_ten_segments_is_400(client):
+    status, answer, _ = await post_sms(client, {"phone_number": PHONE, "content": "x" * 1531})
+    assert status == 400
+    assert "11 SMS segments" in answer["error"]
 
 
 async def test_unknown_path_is_404_json(client):

@@ -144,7 +144,7 @@ async def test_outage_then_recovery_delivers_everything(start_pipeline, tmp_path
     provider = ScriptedProvider(failures=10)
     pipeline = await start_pipeline(provider, batch_size=5, max_attempts=3,
                                     store=InlineSqliteStore(tmp_path / "s.db"))
-    ids = [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(20)]
+    ids = await pipeline.accept(20)
     await trio.sleep(600)
     sent = {i for batch in provider.sent_ids()[10:] for i in batch}
     assert sent == set(ids)
@@ -160,7 +160,7 @@ async def test_provider_that_never_recovers_fails_messages_after_ttl(
     provider = ScriptedProvider(failures=math.inf)
     pipeline = await start_pipeline(provider, batch_size=5, max_attempts=2, message_ttl=900,
                                     store=InlineSqliteStore(tmp_path / "s.db"))
-    ids = [(await pipeline.batcher.submit("+4912345", f"m{i}")).id for i in range(3)]
+    ids = await pipeline.accept(3)
     await trio.sleep(1000)
     for message_id in ids:
         record = await pipeline.repository.get(message_id)

@@ -44,6 +44,17 @@ def test_content_must_not_hold_nul():
         validate_content("a\x00b")
 
 
-@pytest.mark.parametrize("content", ["hi", " ", "Grüße 👋", "x" * 5000])
-def test_valid_content(content):
-    assert validate_content(content) == content
+@pytest.mark.parametrize(("content", "segments"),
+                         [("hi", 1), (" ", 1), ("Grüße 👋", 1), ("x" * 1530, 10)])
+def test_valid_content_and_its_segments(content, segments):
+    assert validate_content(content).count == segments
+
+
+def test_content_over_ten_segments_is_refused():
+    with pytest.raises(InvalidMessage, match="11 SMS segments"):
+        validate_content("x" * 1531)
+
+
+def test_content_with_a_lone_surrogate_is_refused():
+    with pytest.raises(InvalidMessage, match="lone surrogate"):
+        validate_content("a" + chr(0xD800) + "b")
