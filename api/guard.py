@@ -57,7 +57,8 @@ class Guard:
         """The calling client's name; raises :class:`Unauthorized` when keys are set."""
         if not self._keys:
             return f"addr:{request.remote_addr or 'unknown'}"
-        presented = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        presented = token.strip().encode() if scheme.lower() == "bearer" else b""
         found = None
         for key, client in self._keys:  # every key, no early exit: constant time
             if hmac.compare_digest(presented, key):

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     PrivateAttr,
     RootModel,
     ValidationError,
@@ -14,6 +15,7 @@ from pydantic import (
 )
 
 from smsproxy.errors import InvalidMessage
+from smsproxy.segments import MAX_SEGMENTS
 from smsproxy.validation import validate_content, validate_phone_number
 
 __all__ = [
@@ -36,8 +38,17 @@ _FIELDS = {"phonenumber": "phone_number", "content": "content"}
 class SmsRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
-    phone_number: str
-    content: str
+    # The constraints are documented for clients (and fuzzers); the validators below
+    # enforce them, with messages of our own.
+    phone_number: str = Field(json_schema_extra={
+        "pattern": r"^\+?[0-9]{1,15}$",
+        "description": "E.164: digits only, an optional leading '+', at most 15 digits",
+    })
+    content: str = Field(json_schema_extra={
+        "minLength": 1,
+        "description": f"at most {MAX_SEGMENTS} concatenated SMS segments "
+                       "(1530 GSM-7 characters, 670 UCS-2)",
+    })
     _segments: int = PrivateAttr(default=1)
 
     @model_validator(mode="before")

@@ -46,6 +46,7 @@ class Config:
     message_ttl: float = 3600.0
     max_queue: int = 100_000
     shutdown_grace: float = 5.0
+    idempotency_ttl: float = 86_400.0
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
     log_format: str = "json"
@@ -195,6 +196,8 @@ OPTIONS: Sequence[Option] = (
             "must be 1 or more"),
     _option("shutdown_grace", float, "seconds in-flight batches get at shutdown",
             _not_negative, "must be 0 or more"),
+    _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",
+            lambda ttl: ttl >= 86_400, "must be at least 86400 (24 hours)"),
     _option("sim_latency", float, "simulator: seconds per provider call", _not_negative,
             "must be 0 or more"),
     _option("sim_failure_rate", float, "simulator: share of provider calls that fail",

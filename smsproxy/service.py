@@ -32,6 +32,7 @@ from api import ApiSettings, Services, create_app
 from api.provider_client import FastSmsClient, open_http_client
 from smsproxy.batching import BatchingRules
 from smsproxy.config import Config
+from smsproxy.errors import ActorError, StoreError
 from smsproxy.models import UpdateRejected
 from smsproxy.provider import Provider
 from smsproxy.serving import serve_app
@@ -89,9 +90,14 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                         _retry_policy(config), config.max_queue, clock=wall_clock,
                     ))
                     await _recover(repo, batches)
+                    housekeeping = trio.CancelScope()
+                    batcher_layer.start_soon(
+                        _forget_old_idempotency_keys, repo, config, wall_clock, housekeeping
+                    )
                     try:
                         yield Runtime(repo, counts, updates, provider, batches)
                     finally:
+                        housekeeping.cancel()
                         await _drain(batches, config.shutdown_grace, batcher_layer)
                 await updates.close()
             await counts.close()
@@ -126,6 +132,27 @@ async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHa
     waiting = await repo.accepted()
     batches.requeue(waiting)
     log.info("recovered", messages=len(waiting))
+
+
+async def _forget_old_idempotency_keys(
+    repo: repository.RepositoryHandle,
+    config: Config,
+    wall_clock: WallClock,
+    scope: trio.CancelScope,
+) -> None:
+    """Housekeeping: once an hour, drop idempotency keys older than their TTL."""
+    with scope:
+        while True:
+            try:
+                forgotten = await repo.forget_idempotency(wall_clock() - config.idempotency_ttl)
+            except (StoreError, ActorError) as error:
+                log.error("housekeeping_failed", error=str(error))
+            else:
+                log.info("idempotency_keys_forgotten", count=forgotten)
+            await trio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+HOUSEKEEPING_INTERVAL = 3600.0
 
 
 async def _drain(batches: batcher.BatcherHandle, grace: float, layer: trio.Nursery) -> None:

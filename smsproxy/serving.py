@@ -56,4 +56,9 @@ def _hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Co
     # Longer than any client's idle pool (httpx: 5 s), so a client never reuses a
     # connection the server is closing at that very moment.
     config.keep_alive_timeout = 75
+    # Bounds for hostile clients: headers of at most 16 KiB, and a connection that
+    # sends nothing for 30 s is closed (slow-loris); bodies are bounded per route.
+    config.h11_max_incomplete_size = 16 * 1024
+    config.h2_max_header_list_size = 16 * 1024
+    config.read_timeout = 30
     return config

@@ -1,0 +1,91 @@
+"""Property tests of the status rules: for any sequence of saves and updates, on both
+backends, final statuses never change and no message disappears."""
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
+from smsproxy.errors import DuplicateMessage, FinalStatusLocked, UnknownMessage
+from smsproxy.models import Message, new_id
+from smsproxy.repository import Repository
+from smsproxy.sqlite_store import SqliteStore
+from smsproxy.statuses import FINAL_STATUSES, Status
+from smsproxy.store import MemoryStore
+
+UPDATES = st.sampled_from([Status.CONFIRMED, Status.FAILED, Status.DELIVERED])
+
+
+class StatusRules(RuleBasedStateMachine):
+    make_store = staticmethod(MemoryStore)
+    ids = Bundle("ids")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repository = Repository(self.make_store())
+        self.model: dict[str, Status] = {}
+
+    @rule(target=ids)
+    def save_new(self) -> str:
+        message_id = new_id()
+        with self.repository.store.transaction():
+            self.repository.save([Message(message_id, "+4912345", "hi", 0.0)])
+        self.model[message_id] = Status.ACCEPTED
+        return message_id
+
+    @rule(message_id=ids)
+    def save_again(self, message_id: str) -> None:
+        with pytest.raises(DuplicateMessage), self.repository.store.transaction():
+            self.repository.save([Message(message_id, "+4912345", "again", 0.0)])
+
+    @rule(message_id=ids, status=UPDATES)
+    def update(self, message_id: str, status: Status) -> None:
+        before = self.model[message_id]
+        with self.repository.store.transaction():
+            refused = self.repository.update_many({message_id: status})
+        if before in FINAL_STATUSES:
+            assert isinstance(refused[message_id], FinalStatusLocked)
+        else:
+            assert refused == {}
+            self.model[message_id] = status
+
+    @rule(status=UPDATES)
+    def update_unknown(self, status: Status) -> None:
+        stranger = new_id()
+        with self.repository.store.transaction():
+            refused = self.repository.update_many({stranger: status})
+        assert isinstance(refused[stranger], UnknownMessage)
+        assert self.repository.get(stranger).status is Status.NOT_FOUND
+
+    @rule(message_ids=st.lists(ids, min_size=1, max_size=5, unique=True), status=UPDATES)
+    def update_many(self, message_ids: list[str], status: Status) -> None:
+        with self.repository.store.transaction():
+            refused = self.repository.update_many(dict.fromkeys(message_ids, status))
+        for message_id in message_ids:
+            if self.model[message_id] in FINAL_STATUSES:
+                assert message_id in refused
+            else:
+                assert message_id not in refused
+                self.model[message_id] = status
+
+    @invariant()
+    def store_matches_the_model(self) -> None:
+        for message_id, status in self.model.items():
+            assert self.repository.get(message_id).status is status
+
+    @invariant()
+    def waiting_messages_are_exactly_the_accepted_ones(self) -> None:
+        waiting = {m.id for m in self.repository.accepted()}
+        assert waiting == {i for i, s in self.model.items() if s is Status.ACCEPTED}
+
+
+class SqliteStatusRules(StatusRules):
+    make_store = staticmethod(lambda: SqliteStore(":memory:"))
+
+
+TestMemoryStatusRules = StatusRules.TestCase
+TestMemoryStatusRules.settings = settings(max_examples=200, stateful_step_count=30,
+                                          deadline=None)
+TestSqliteStatusRules = SqliteStatusRules.TestCase
+TestSqliteStatusRules.settings = settings(max_examples=100, stateful_step_count=30,
+                                          deadline=None)
