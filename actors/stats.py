@@ -37,6 +37,7 @@ class Snapshot:
     messages_sent: int = 0
     messages_failed: int = 0
     messages_expired: int = 0
+    messages_delivered: int = 0
     updates_applied: int = 0
     updates_rejected: int = 0
     success_by_attempt: dict[int, int] = field(default_factory=dict)
@@ -94,8 +95,9 @@ class _Counters:
                 n["messages_accepted"] += count
             case MessagesExpired(count):
                 n["messages_expired"] += count
-            case UpdatesApplied(count):
+            case UpdatesApplied(count, delivered):
                 n["updates_applied"] += count
+                n["messages_delivered"] += delivered
             case UpdateRejected():
                 n["updates_rejected"] += 1
 

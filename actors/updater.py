@@ -93,7 +93,9 @@ async def _apply(
         errors.send_nowait(rejected)
     applied = len(mapped) - len(refused)
     if applied:
-        stats.record(UpdatesApplied(applied))
+        delivered = sum(1 for i, status in mapped.items()
+                        if status is Status.DELIVERED and i not in refused)
+        stats.record(UpdatesApplied(applied, delivered))
     log.debug("statuses_applied", applied=applied, rejected=len(refused))
 
 

@@ -27,7 +27,9 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     settings = settings or ApiSettings()
     app = QuartTrio("smsproxy")
     # The hard cap for any body; each route checks its own, lower limit.
-    app.config["MAX_CONTENT_LENGTH"] = max(settings.sms_max_bytes, settings.webhook_max_bytes)
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.sms_max_bytes, settings.webhook_max_bytes, settings.bulk_max_bytes
+    )
     QuartSchema(
         app,
         info={"title": "smsproxy", "version": __version__,

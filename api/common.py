@@ -34,6 +34,9 @@ class ApiSettings:
     webhook_secret: str | None = None
     sms_max_bytes: int = 64 * 1024
     webhook_max_bytes: int = 1024 * 1024
+    bulk_max_bytes: int = 4 * 1024 * 1024
+    bulk_max: int = 1000
+    """Messages per bulk request."""
     webhook_wait: float = 2.0
     """Longest a status webhook waits for room at the updater before answering 503."""
     clock: Callable[[], float] = time.time

@@ -19,8 +19,19 @@ from smsproxy.segments import MAX_SEGMENTS
 from smsproxy.validation import validate_content, validate_phone_number
 
 __all__ = [
-    "ErrorBody", "Health", "Readiness", "SmsAccepted", "SmsRequest", "SmsStatus", "StatsBody",
-    "StatusReport", "describe_validation_error",
+    "BulkAccepted",
+    "BulkErrorBody",
+    "BulkRequest",
+    "ErrorBody",
+    "Health",
+    "InvalidItem",
+    "Readiness",
+    "SmsAccepted",
+    "SmsRequest",
+    "SmsStatus",
+    "StatsBody",
+    "StatusReport",
+    "describe_validation_error",
 ]
 
 
@@ -128,6 +139,7 @@ class StatsBody(BaseModel):
     messages_sent: int
     messages_failed: int
     messages_expired: int
+    messages_delivered: int
     attempts: int
     provider_calls_saved: int
     updates_applied: int
@@ -145,3 +157,28 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+class BulkRequest(BaseModel):
+    """Up to ``--bulk-max`` messages (1,000 by default), accepted all or none."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    messages: list[SmsRequest] = Field(min_length=1, json_schema_extra={"maxItems": 1000})
+
+
+class BulkAccepted(BaseModel):
+    messages: list[SmsAccepted]
+
+
+class InvalidItem(BaseModel):
+    index: int
+    error: str
+
+
+class BulkErrorBody(BaseModel):
+    """Why a bulk request was refused; nothing of it was stored. When items were
+    invalid, ``invalid`` names each one by its index."""
+
+    error: str
+    invalid: list[InvalidItem] = []

@@ -16,7 +16,17 @@ from api.common import (
 )
 from api.errors import error_response
 from api.guard import Guard, idempotency_from_request
-from api.schemas import ErrorBody, SmsAccepted, SmsRequest, SmsStatus, describe_validation_error
+from api.schemas import (
+    BulkAccepted,
+    BulkErrorBody,
+    BulkRequest,
+    ErrorBody,
+    SmsAccepted,
+    SmsRequest,
+    SmsStatus,
+    describe_validation_error,
+)
+from smsproxy.models import BulkReceived
 from smsproxy.statuses import Status
 
 __all__ = ["sms_routes"]
@@ -57,6 +67,44 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             response.headers["Idempotent-Replayed"] = "true"
         return response
 
+    @routes.post("/sms/bulk")
+    @document_request(BulkRequest)
+    @document_response(BulkAccepted, 202)
+    @document_response(BulkErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    @document_response(ErrorBody, 413)
+    @document_response(ErrorBody, 422)
+    @document_response(ErrorBody, 429)
+    @document_response(ErrorBody, 503)
+    async def submit_bulk() -> Response:
+        """Accept up to --bulk-max messages at once, all or none, in request order."""
+        body = await read_body(settings.bulk_max_bytes)
+        try:
+            data = parse_json_object(body)
+        except MalformedJson as error:
+            return error_response(400, str(error))
+        items = data.get("messages")
+        if isinstance(items, list) and len(items) > settings.bulk_max:
+            return error_response(413, f"{len(items)} messages in one request; "
+                                       f"at most {settings.bulk_max}")
+        try:
+            bulk = BulkRequest.model_validate(data)
+        except ValidationError as error:
+            return _invalid_items(error)
+        pairs = [(sms.phone_number, sms.content) for sms in bulk.messages]
+        idempotency = idempotency_from_request(g.client, [f"{p}\x00{c}" for p, c in pairs])
+        guard.admit(g.client, len(pairs))
+        saved = await services.batcher.submit_many(pairs, idempotency)
+        services.stats.record(BulkReceived(len(pairs)))
+        accepted = [
+            {"id": message_id, "status": Status.ACCEPTED.value, "segments": sms.segments}
+            for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
+        ]
+        response = json_response({"messages": accepted}, 202)
+        if saved.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return response
+
     @routes.get("/sms/<message_id>")
     @document_response(SmsStatus, 200)
     @document_response(ErrorBody, 400)
@@ -72,3 +120,23 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         return json_response(status.model_dump(exclude_none=True), 200)
 
     return routes
+
+
+def _invalid_items(error: ValidationError) -> Response:
+    """400 naming each invalid item by its index; errors outside the items stand alone."""
+    by_index: dict[int, list[str]] = {}
+    general: list[str] = []
+    for item in error.errors(include_url=False):
+        location = item["loc"]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if len(location) >= 2 and location[0] == "messages" and isinstance(location[1], int):
+            field = ".".join(str(part) for part in location[2:])
+            by_index.setdefault(location[1], []).append(f"{field}: {message}" if field else message)
+        else:
+            general.append(f"{'.'.join(str(p) for p in location)}: {message}")
+    if general or not by_index:
+        return error_response(400, "; ".join(general) or describe_validation_error(error))
+    invalid = [{"index": i, "error": "; ".join(reasons)} for i, reasons in sorted(by_index.items())]
+    body = {"error": f"{len(invalid)} invalid message(s); nothing was accepted",
+            "invalid": invalid}
+    return json_response(body, 400)

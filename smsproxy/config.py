@@ -45,6 +45,7 @@ class Config:
     provider_timeout: float = 10.0
     message_ttl: float = 3600.0
     max_queue: int = 100_000
+    bulk_max: int = 1000
     shutdown_grace: float = 5.0
     idempotency_ttl: float = 86_400.0
     sim_latency: float = 0.0
@@ -194,6 +195,8 @@ OPTIONS: Sequence[Option] = (
             _positive, "must be more than 0"),
     _option("max_queue", int, "unsent messages before POST answers 503", _positive,
             "must be 1 or more"),
+    _option("bulk_max", int, "messages per POST /sms/bulk request",
+            lambda n: 1 <= n <= 10_000, "must be 1 to 10000"),
     _option("shutdown_grace", float, "seconds in-flight batches get at shutdown",
             _not_negative, "must be 0 or more"),
     _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",

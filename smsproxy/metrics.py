@@ -16,6 +16,7 @@ from smsproxy.models import (
     AttemptFinished,
     BatchFailed,
     BatchSucceeded,
+    BulkReceived,
     HttpServed,
     MessagesAccepted,
     MessagesExpired,
@@ -69,6 +70,11 @@ class Metrics:
                                         "Provider status updates refused, by reason.",
                                         ["reason"], registry=registry)
         self._sent = self._calls = 0  # for calls_saved, which is their difference
+        self.bulk_messages = Histogram("smsproxy_bulk_request_messages",
+                                       "Messages per accepted bulk request.",
+                                       buckets=_BATCH_SIZES, registry=registry)
+        self.delivered = Counter("smsproxy_messages_delivered",
+                                 "Messages the provider reported DELIVERED.", registry=registry)
         self.http_requests = Counter("smsproxy_http_requests", "HTTP requests served, by route, "
                                      "method and status code.", ["route", "method", "code"],
                                      registry=registry)
@@ -90,8 +96,11 @@ class Metrics:
                 self.accepted.inc(count)
             case MessagesExpired(count):
                 self.expired.inc(count)
-            case UpdatesApplied(count):
+            case UpdatesApplied(count, delivered):
                 self.updates_applied.inc(count)
+                self.delivered.inc(delivered)
+            case BulkReceived(size):
+                self.bulk_messages.observe(size)
             case UpdateRejected(kind=kind):
                 self.updates_rejected.labels(kind).inc()
             case HttpServed(route, method, status):

@@ -11,6 +11,7 @@ __all__ = [
     "BatchFailed",
     "BatchOutcome",
     "BatchSucceeded",
+    "BulkReceived",
     "HttpServed",
     "Idempotency",
     "Message",
@@ -127,6 +128,15 @@ class MessagesExpired:
 @dataclass(frozen=True, slots=True)
 class UpdatesApplied:
     count: int
+    delivered: int = 0
+    """Of them, how many made a message DELIVERED."""
+
+
+@dataclass(frozen=True, slots=True)
+class BulkReceived:
+    """One bulk request accepted, with its number of messages."""
+
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,5 +148,5 @@ class HttpServed:
 
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
-    | UpdatesApplied | UpdateRejected | HttpServed
+    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived
 )

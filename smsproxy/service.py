@@ -182,6 +182,7 @@ def _api_settings(config: Config) -> ApiSettings:
         api_keys=config.api_key_list,
         rate_limit=config.rate_limit,
         rate_burst=config.effective_rate_burst,
+        bulk_max=config.bulk_max,
     )
 
 

@@ -6,7 +6,7 @@ from functools import partial
 import pytest
 import trio
 
-from actors import batcher, repository, stats, updater
+from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import BatcherHandle
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy
@@ -76,10 +76,16 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         max_queue: int = 100_000,
         store: MessageStore | None = None,
         stats_handle: StatsHandle | None = None,
+        simulate: bool = False,
     ) -> Pipeline:
-        provider = provider or ScriptedProvider()
+        """``simulate``: the in-process simulator confirms and delivers through the updater."""
         repo = await nursery.start(repository.run, lambda: store or MemoryStore())
         counts = stats_handle or await nursery.start(stats.run)
+        errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
+        updates = await nursery.start(updater.run, repo, counts, errors_in)
+        if simulate:
+            provider = await nursery.start(simulator.run, updates)
+        provider = provider or ScriptedProvider()
         rules = BatchingRules(max(1, batch_size), max_delay, max_in_flight, message_ttl)
         policy = RetryPolicy(max_attempts, attempt_timeout)
         handle = await nursery.start(
@@ -88,8 +94,6 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
                 clock=trio.current_time, task_status=task_status,
             )
         )
-        errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
-        updates = await nursery.start(updater.run, repo, counts, errors_in)
         return Pipeline(handle, repo, counts, provider, updates, errors_out)
 
     return start
