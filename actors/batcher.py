@@ -25,6 +25,7 @@ from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules, BatchQueue, QueueGauge
 from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
+from smsproxy.logs import debug_enabled
 from smsproxy.models import (
     Batch,
     BatchFailed,
@@ -35,7 +36,7 @@ from smsproxy.models import (
     MessagesAccepted,
     MessagesExpired,
     Saved,
-    new_id,
+    new_ids,
 )
 from smsproxy.provider import Provider
 from smsproxy.statuses import Status
@@ -119,7 +120,10 @@ class BatcherHandle:
         if not self._gauge.try_admit(len(items)):
             raise QueueFull(self._gauge.depth, self._retry_after)
         now = self._clock()
-        messages = tuple(Message(new_id(), phone, content, now) for phone, content in items)
+        messages = tuple(
+            Message(message_id, phone, content, now)
+            for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
+        )
         try:
             # Shielded: a client that hangs up must not leave a stored message unqueued.
             with trio.CancelScope(shield=True):
@@ -218,9 +222,10 @@ class _Batcher:
                 self.queue.add(messages, trio.current_time())
                 if not recovered:
                     self.stats.record(MessagesAccepted(len(messages)))
-                for message in messages:
-                    log.debug("message_queued", message_id=message.id,
-                              phone_number=message.phone_number, recovered=recovered)
+                if debug_enabled():
+                    for message in messages:
+                        log.debug("message_queued", message_id=message.id,
+                                  phone_number=message.phone_number, recovered=recovered)
             case _SenderFinished(batch, BatchSucceeded()):
                 self.queue.succeeded(batch)
                 self.gauge.release(len(batch))

@@ -21,8 +21,8 @@ from smsproxy.statuses import Status
 from smsproxy.store import MessageStore
 
 __all__ = [
-    "AddAttempts", "ForgetIdempotency", "Get", "ListAccepted", "Ping", "RepositoryHandle",
-    "Save", "UpdateMany", "run",
+    "AddAttempts", "ApplyInOrder", "ForgetIdempotency", "Get", "ListAccepted", "Ping",
+    "RepositoryHandle", "Save", "UpdateMany", "run",
 ]
 
 log = structlog.get_logger("smsproxy.repository")
@@ -49,6 +49,11 @@ class UpdateMany(Call[dict[str, RepositoryError]]):
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyInOrder(Call[list[tuple[str, Status, RepositoryError]]]):
+    updates: tuple[tuple[str, Status], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AddAttempts(Call[None]):
     message_ids: tuple[str, ...]
     attempts: int
@@ -69,7 +74,9 @@ class Ping(Call[None]):
     pass
 
 
-Request = Save | Get | UpdateMany | AddAttempts | ListAccepted | ForgetIdempotency | Ping
+Request = (
+    Save | Get | UpdateMany | ApplyInOrder | AddAttempts | ListAccepted | ForgetIdempotency | Ping
+)
 
 
 class RepositoryHandle:
@@ -98,6 +105,12 @@ class RepositoryHandle:
     ) -> dict[str, RepositoryError]:
         """Apply what the rules allow; the refused updates come back by id."""
         return await self._mailbox.call(UpdateMany(dict(updates), reason))
+
+    async def apply_in_order(
+        self, updates: Sequence[tuple[str, Status]]
+    ) -> list[tuple[str, Status, RepositoryError]]:
+        """Apply updates in order, as one request; the refused ones come back, in order."""
+        return await self._mailbox.call(ApplyInOrder(tuple(updates)))
 
     async def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         """Count provider attempts against messages, so they survive a restart."""
@@ -171,6 +184,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.get(message_id)
         case UpdateMany(updates, reason):
             return repository.update_many(updates, reason)
+        case ApplyInOrder(updates):
+            return repository.apply_in_order(updates)
         case AddAttempts(message_ids, attempts):
             return repository.add_attempts(message_ids, attempts)
         case ListAccepted():

@@ -1,18 +1,19 @@
 """The updater actor: applies the provider's status reports to the repository.
 
-Reports arrive as batches ``{message_id: status}``. Each is mapped, then applied
-in one repository request. A status we cannot map, or an update the rules
-refuse, becomes an :class:`UpdateRejected` on the errors channel; it is never
-raised into the provider's feed, and the updater goes on with the next batch.
+Reports arrive as batches ``{message_id: status}``. Every report waiting in the
+inbox is mapped, then all of them are applied, in order, in one repository
+request. A status we cannot map, or an update the rules refuse, becomes an
+:class:`UpdateRejected` on the errors channel; it is never raised into the
+provider's feed, and the updater goes on with the next batch.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 import trio
 
-from actors._mailbox import Call, Mailbox
+from actors._mailbox import Call, Mailbox, receive_ready
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from smsproxy.errors import UnknownProviderStatus
@@ -25,6 +26,8 @@ log = structlog.get_logger("smsproxy.updater")
 
 INBOX_CAPACITY = 256
 """Reports waiting beyond this make the provider side wait: backpressure, not loss."""
+
+MAX_REPORTS_PER_GROUP = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,35 +69,38 @@ async def run(
     mailbox, inbox = Mailbox[Request].open("updater", capacity=INBOX_CAPACITY)
     async with inbox, errors:
         task_status.started(UpdaterHandle(mailbox))
-        async for envelope in inbox:
-            match envelope.request:
-                case StatusReport(updates):
-                    await _apply(updates, repository, stats, errors)
-                case _Flush():
-                    assert envelope.reply is not None
+        async for first in inbox:
+            # Every report waiting now goes to the store as one request: one commit
+            # for many reports, which is what keeps up with a busy provider.
+            group = receive_ready(inbox, first, MAX_REPORTS_PER_GROUP)
+            reports = [e.request.updates for e in group if isinstance(e.request, StatusReport)]
+            if reports:
+                await _apply(reports, repository, stats, errors)
+            for envelope in group:
+                if envelope.reply is not None:  # a flush: everything before it is applied
                     envelope.reply.set(None)
 
 
 async def _apply(
-    updates: Mapping[str, str],
+    reports: Sequence[Mapping[str, str]],
     repository: RepositoryHandle,
     stats: StatsHandle,
     errors: trio.MemorySendChannel[UpdateRejected],
 ) -> None:
-    mapped: dict[str, Status] = {}
-    for message_id, name in updates.items():
-        try:
-            mapped[message_id] = map_provider_status(name)
-        except UnknownProviderStatus as error:
-            errors.send_nowait(UpdateRejected(message_id, str(name), str(error), error.kind))
-    refused = await repository.update_many(mapped) if mapped else {}
-    for message_id, refusal in refused.items():
-        rejected = UpdateRejected(message_id, mapped[message_id], refusal.reason, refusal.kind)
-        errors.send_nowait(rejected)
-    applied = len(mapped) - len(refused)
+    updates: list[tuple[str, Status]] = []
+    for report in reports:
+        for message_id, name in report.items():
+            try:
+                updates.append((message_id, map_provider_status(name)))
+            except UnknownProviderStatus as error:
+                errors.send_nowait(UpdateRejected(message_id, str(name), str(error), error.kind))
+    refused = await repository.apply_in_order(updates) if updates else []
+    for message_id, status, refusal in refused:
+        errors.send_nowait(UpdateRejected(message_id, status, refusal.reason, refusal.kind))
+    applied = len(updates) - len(refused)
     if applied:
-        delivered = sum(1 for i, status in mapped.items()
-                        if status is Status.DELIVERED and i not in refused)
+        delivered = sum(1 for _, status in updates if status is Status.DELIVERED)
+        delivered -= sum(1 for _, status, _ in refused if status is Status.DELIVERED)
         stats.record(UpdatesApplied(applied, delivered))
     log.debug("statuses_applied", applied=applied, rejected=len(refused))
 

@@ -7,7 +7,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     RootModel,
     ValidationError,
     field_validator,
@@ -60,7 +59,6 @@ class SmsRequest(BaseModel):
         "description": f"at most {MAX_SEGMENTS} concatenated SMS segments "
                        "(1530 GSM-7 characters, 670 UCS-2)",
     })
-    _segments: int = PrivateAttr(default=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -74,19 +72,14 @@ class SmsRequest(BaseModel):
     def _phone_number(cls, value: str) -> str:
         return _as_value_error(validate_phone_number, value)
 
-    @model_validator(mode="after")
-    def _content(self) -> "SmsRequest":
-        # Here rather than in a field validator: validating content counts its
-        # segments, and the answer reports them, so it is done once.
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
         try:
-            self._segments = validate_content(self.content).count
+            validate_content(value)
         except InvalidMessage as error:
-            raise ValueError(str(error)) from None
-        return self
-
-    @property
-    def segments(self) -> int:
-        return self._segments
+            raise ValueError(error.reason) from None
+        return value
 
 
 def _as_value_error(validate: Callable[[str], T], value: str) -> T:

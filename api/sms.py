@@ -27,6 +27,7 @@ from api.schemas import (
     describe_validation_error,
 )
 from smsproxy.models import BulkReceived
+from smsproxy.segments import count_segments
 from smsproxy.statuses import Status
 
 __all__ = ["sms_routes"]
@@ -61,7 +62,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         guard.admit(g.client, 1)
         saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency)
         [message_id] = saved.message_ids
-        accepted = SmsAccepted(id=message_id, status=Status.ACCEPTED, segments=sms.segments)
+        segments = count_segments(sms.content).count
+        accepted = SmsAccepted(id=message_id, status=Status.ACCEPTED, segments=segments)
         response = json_response(accepted.model_dump(), 202)
         if saved.replayed:
             response.headers["Idempotent-Replayed"] = "true"
@@ -97,8 +99,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         saved = await services.batcher.submit_many(pairs, idempotency)
         services.stats.record(BulkReceived(len(pairs)))
         accepted = [
-            {"id": message_id, "status": Status.ACCEPTED.value, "segments": sms.segments}
-            for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
+            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(content).count}
+            for message_id, (_, content) in zip(saved.message_ids, pairs, strict=True)
         ]
         response = json_response({"messages": accepted}, 202)
         if saved.replayed:

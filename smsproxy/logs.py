@@ -11,9 +11,19 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["LOG_LEVELS", "configure_logging", "mask_phone_number", "redact_personal_data"]
+__all__ = [
+    "LOG_LEVELS", "configure_logging", "debug_enabled", "mask_phone_number",
+    "redact_personal_data",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_debug = False
+
+
+def debug_enabled() -> bool:
+    """For per-message events on hot paths: skip even building them unless wanted."""
+    return _debug
 
 
 def mask_phone_number(number: str) -> str:
@@ -43,6 +53,8 @@ class _CurrentStdout:
 def configure_logging(
     log_format: str = "json", level: str = "info", stream: TextIO | None = None
 ) -> None:
+    global _debug
+    _debug = level == "debug"
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer()
         if log_format == "console"

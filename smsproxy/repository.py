@@ -46,12 +46,9 @@ class Repository:
                 if fingerprint != idempotency.fingerprint:
                     raise IdempotencyConflict(idempotency.key)
                 return Saved(message_ids, replayed=True)
-        existing = self.store.statuses(m.id for m in messages)
-        if existing:
-            raise DuplicateMessage(next(iter(existing)))
         if len({m.id for m in messages}) != len(messages):
             raise DuplicateMessage(_first_repeated(m.id for m in messages))
-        self.store.insert(messages)
+        self.store.insert(messages)  # refuses ids that exist, storing none
         message_ids = tuple(m.id for m in messages)
         if idempotency is not None:
             self.store.remember_idempotency(idempotency, message_ids, at)
@@ -68,19 +65,32 @@ class Repository:
         self, updates: Mapping[str, Status], reason: str | None = None
     ) -> dict[str, RepositoryError]:
         """Apply every update that the rules allow; return the refused ones by id."""
-        current = self.store.statuses(updates)
-        refused: dict[str, RepositoryError] = {}
-        changes: list[StatusChange] = []
-        for message_id, status in updates.items():
+        refused = self.apply_in_order(list(updates.items()), reason)
+        return {message_id: error for message_id, _, error in refused}
+
+    def apply_in_order(
+        self, updates: Sequence[tuple[str, Status]], reason: str | None = None
+    ) -> list[tuple[str, Status, RepositoryError]]:
+        """Apply updates one after the other, as if each were its own ``update``.
+
+        An id may come more than once (CONFIRMED, then DELIVERED): each update is
+        checked against the status the earlier ones left. Only the last change of
+        each id is written. Returns the refused updates, in order.
+        """
+        current = self.store.statuses({message_id for message_id, _ in updates})
+        refused: list[tuple[str, Status, RepositoryError]] = []
+        last_change: dict[str, StatusChange] = {}
+        for message_id, status in updates:
             now = current.get(message_id)
             if now is None:
-                refused[message_id] = UnknownMessage(message_id)
+                refused.append((message_id, status, UnknownMessage(message_id)))
             elif now in FINAL_STATUSES:
-                refused[message_id] = FinalStatusLocked(message_id, now)
+                refused.append((message_id, status, FinalStatusLocked(message_id, now)))
             else:
-                changes.append((message_id, status, reason))
-        if changes:
-            self.store.set_statuses(changes)
+                current[message_id] = status
+                last_change[message_id] = (message_id, status, reason)
+        if last_change:
+            self.store.set_statuses(list(last_change.values()))
         return refused
 
     def update(self, message_id: str, status: Status, reason: str | None = None) -> None:

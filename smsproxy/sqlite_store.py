@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from smsproxy.errors import StoreError
+from smsproxy.errors import DuplicateMessage, StoreError
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.store import StatusChange
@@ -48,12 +48,38 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
 """,
+    # Rows in insertion order, with a unique index on the random UUID: a bulk
+    # request's rows share pages, so its status updates touch few of them.
+    # (Keyed by the UUID itself, every insert and update hit a random page.)
+    3: """
+CREATE TABLE messages_by_arrival (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    phone_number TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    status       TEXT NOT NULL,
+    reason       TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    updated_at   REAL NOT NULL
+);
+INSERT INTO messages_by_arrival
+    (id, phone_number, content, created_at, status, reason, attempts, updated_at)
+    SELECT id, phone_number, content, created_at, status, reason, attempts, updated_at
+    FROM messages ORDER BY created_at;
+DROP TABLE messages;
+ALTER TABLE messages_by_arrival RENAME TO messages;
+CREATE INDEX messages_waiting ON messages (created_at) WHERE status = 'ACCEPTED';
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
+
+_STATUS = {status.value: status for status in Status}
+"""Faster than calling Status(...) for every row."""
 
 
 class SqliteStore:
@@ -65,6 +91,10 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
+            # Checkpoint every ~40 MB of WAL rather than every 4 MB: far fewer stalls
+            # in the committing thread, for a larger WAL file between checkpoints.
+            self._db.execute("PRAGMA wal_autocheckpoint = 10000")
+            self._db.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
             self._migrate()
         except sqlite3.Error as error:
             raise StoreError(f"cannot open SQLite store {str(path)!r}: {error}") from error
@@ -94,18 +124,32 @@ class SqliteStore:
             raise StoreError(f"SQLite: {error}") from error
 
     def insert(self, messages: Sequence[Message]) -> None:
+        """All or none: an id that exists already raises DuplicateMessage, and the
+        savepoint takes back the rows of this call that went in before it."""
         now = time.time()
-        self._db.executemany(
-            "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
-            " updated_at) VALUES (?, ?, ?, ?, 'ACCEPTED', ?, ?)",
-            [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages],
-        )
+        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages]
+        self._db.execute("SAVEPOINT insert_messages")
+        try:
+            self._db.executemany(
+                "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
+                " updated_at) VALUES (?, ?, ?, ?, 'ACCEPTED', ?, ?)",
+                rows,
+            )
+        except sqlite3.IntegrityError:
+            self._db.execute("ROLLBACK TO insert_messages")
+            self._db.execute("RELEASE insert_messages")
+            raise DuplicateMessage(self._first_existing(messages)) from None
+        self._db.execute("RELEASE insert_messages")
+
+    def _first_existing(self, messages: Sequence[Message]) -> str:
+        existing = self.statuses(m.id for m in messages)
+        return next((m.id for m in messages if m.id in existing), messages[0].id)
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
             "SELECT status, reason FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
-        return StatusRecord(message_id, Status(row[0]), row[1]) if row else None
+        return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         ids = list(message_ids)
@@ -114,15 +158,24 @@ class SqliteStore:
             chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(f"SELECT id, status FROM messages WHERE id IN ({marks})", chunk)
-            found.update((message_id, Status(status)) for message_id, status in rows)
+            found.update((message_id, _STATUS[status]) for message_id, status in rows)
         return found
 
     def set_statuses(self, changes: Sequence[StatusChange]) -> None:
+        """One statement per (status, reason) and per chunk of ids, not one per message."""
         now = time.time()
-        self._db.executemany(
-            "UPDATE messages SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
-            [(status.value, reason, now, message_id) for message_id, status, reason in changes],
-        )
+        by_outcome: dict[tuple[Status, str | None], list[str]] = {}
+        for message_id, status, reason in changes:
+            by_outcome.setdefault((status, reason), []).append(message_id)
+        for (status, reason), ids in by_outcome.items():
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                self._db.execute(
+                    f"UPDATE messages SET status = ?, reason = ?, updated_at = ?"
+                    f" WHERE id IN ({marks})",
+                    [status.value, reason, now, *chunk],
+                )
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self._db.executemany(

@@ -11,6 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Protocol
 
+from smsproxy.errors import DuplicateMessage
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
@@ -28,7 +29,9 @@ class MessageStore(Protocol):
         """Everything inside commits together, or not at all."""
         ...
 
-    def insert(self, messages: Sequence[Message]) -> None: ...
+    def insert(self, messages: Sequence[Message]) -> None:
+        """All or none: an id that exists raises DuplicateMessage and stores nothing."""
+        ...
 
     def lookup(self, message_id: str) -> StatusRecord | None: ...
 
@@ -80,6 +83,9 @@ class MemoryStore:
         yield
 
     def insert(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.id in self._records:
+                raise DuplicateMessage(message.id)
         for message in messages:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)

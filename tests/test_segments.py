@@ -1,6 +1,8 @@
 """SMS segment counting: GSM-7 160/153, UCS-2 70/67, extension characters count double."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsproxy.segments import Segments, count_segments
 
@@ -57,3 +59,18 @@ def test_astral_characters_take_two_code_units_and_are_not_split():
 def test_one_non_gsm_character_turns_the_whole_text_ucs2():
     assert count_segments("a" * 100).encoding == "GSM-7"
     assert count_segments("a" * 100 + "ś") == Segments(2, "UCS-2")
+
+
+def _walk(text: str) -> Segments:
+    """The plain definition, character by character, that the fast paths must agree with."""
+    from smsproxy.segments import GSM7_BASIC, GSM7_EXTENSION, _pack
+
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        return Segments(_pack((2 if c in GSM7_EXTENSION else 1 for c in text), 160, 153), "GSM-7")
+    return Segments(_pack((2 if ord(c) > 0xFFFF else 1 for c in text), 70, 67), "UCS-2")
+
+
+@given(st.text(alphabet="ab {€ж😀\n@", max_size=400))
+@settings(max_examples=500)
+def test_fast_paths_agree_with_the_plain_walk(text):
+    assert count_segments(text) == _walk(text)

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from actors import repository
-from smsproxy.errors import StoreError
+from smsproxy.errors import DuplicateMessage, StoreError
 from smsproxy.models import Message, new_id
 from smsproxy.sqlite_store import SCHEMA_VERSION, SqliteStore
 from smsproxy.statuses import Status
@@ -168,3 +168,25 @@ async def test_provider_that_never_recovers_fails_messages_after_ttl(
         assert "TTL of 900 s" in (record.reason or "")
         assert "failure" in (record.reason or "")  # the provider's last error
     assert await pipeline.repository.accepted() == []
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_messages(tmp_path):
+    from smsproxy import sqlite_store
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(sqlite_store._MIGRATIONS[1] + "PRAGMA user_version = 1;")
+    old.execute(
+        "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
+        " updated_at) VALUES ('m-1', '+4912345', 'hello', 1.5, 'ACCEPTED', 2, 1.5)"
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert store.accepted() == [Message("m-1", "+4912345", "hello", 1.5, attempts=2)]
+    version = store._db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
+    with store.transaction():
+        store.insert([make_message()])  # the new layout takes new rows
+    with pytest.raises(DuplicateMessage), store.transaction():
+        store.insert([Message("m-1", "+4912345", "again", 2.0)])

@@ -58,3 +58,16 @@ def test_content_over_ten_segments_is_refused():
 def test_content_with_a_lone_surrogate_is_refused():
     with pytest.raises(InvalidMessage, match="lone surrogate"):
         validate_content("a" + chr(0xD800) + "b")
+
+
+def test_new_ids_are_distinct_version_4_uuids():
+    import uuid
+
+    from smsproxy.models import new_ids
+
+    ids = new_ids(1000)
+    assert len(set(ids)) == 1000
+    for message_id in ids:
+        parsed = uuid.UUID(message_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == message_id
