@@ -19,7 +19,7 @@ from smsproxy.errors import (
 )
 from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.statuses import FINAL_STATUSES, Status
-from smsproxy.store import MessageStore, StatusChange
+from smsproxy.store import MessageStore
 
 __all__ = ["Repository"]
 
@@ -74,23 +74,37 @@ class Repository:
         """Apply updates one after the other, as if each were its own ``update``.
 
         An id may come more than once (CONFIRMED, then DELIVERED): each update is
-        checked against the status the earlier ones left. Only the last change of
-        each id is written. Returns the refused updates, in order.
+        checked against the status the earlier ones left. Returns the refused
+        updates, in order.
+
+        Written for the common case, where every message exists and none is final:
+        the last allowed status of each id is written with one compare-and-set,
+        and only the ids the store did not change are looked up, to say why.
         """
-        current = self.store.statuses({message_id for message_id, _ in updates})
-        refused: list[tuple[str, Status, RepositoryError]] = []
-        last_change: dict[str, StatusChange] = {}
+        final_from: dict[str, Status] = {}  # the first final status each id reaches
+        target: dict[str, Status] = {}
         for message_id, status in updates:
-            now = current.get(message_id)
-            if now is None:
-                refused.append((message_id, status, UnknownMessage(message_id)))
-            elif now in FINAL_STATUSES:
-                refused.append((message_id, status, FinalStatusLocked(message_id, now)))
-            else:
-                current[message_id] = status
-                last_change[message_id] = (message_id, status, reason)
-        if last_change:
-            self.store.set_statuses(list(last_change.values()))
+            if message_id not in final_from:
+                target[message_id] = status
+                if status in FINAL_STATUSES:
+                    final_from[message_id] = status
+        changes = [(message_id, status, reason) for message_id, status in target.items()]
+        changed = self.store.set_statuses_unless(changes, FINAL_STATUSES)
+        unchanged = self.store.statuses(i for i in target if i not in changed)
+        refused: list[tuple[str, Status, RepositoryError]] = []
+        reached: set[str] = set()
+        for message_id, status in updates:
+            error: RepositoryError | None = None
+            if message_id not in changed:
+                stored = unchanged.get(message_id)
+                error = (UnknownMessage(message_id) if stored is None
+                         else FinalStatusLocked(message_id, stored))
+            elif message_id in reached:
+                error = FinalStatusLocked(message_id, final_from[message_id])
+            elif status in FINAL_STATUSES:
+                reached.add(message_id)
+            if error is not None:
+                refused.append((message_id, status, error))
         return refused
 
     def update(self, message_id: str, status: Status, reason: str | None = None) -> None:

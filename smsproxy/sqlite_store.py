@@ -86,6 +86,8 @@ class SqliteStore:
     blocking = True
 
     def __init__(self, path: str | Path) -> None:
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer needed")
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -161,21 +163,28 @@ class SqliteStore:
             found.update((message_id, _STATUS[status]) for message_id, status in rows)
         return found
 
-    def set_statuses(self, changes: Sequence[StatusChange]) -> None:
-        """One statement per (status, reason) and per chunk of ids, not one per message."""
+    def set_statuses_unless(
+        self, changes: Sequence[StatusChange], protected: frozenset[Status]
+    ) -> set[str]:
+        """One UPDATE ... RETURNING per (status, reason) and chunk of ids, not one per row."""
         now = time.time()
         by_outcome: dict[tuple[Status, str | None], list[str]] = {}
         for message_id, status, reason in changes:
             by_outcome.setdefault((status, reason), []).append(message_id)
+        keep = sorted(s.value for s in protected)
+        keep_marks = ",".join("?" * len(keep)) or "NULL"
+        changed: set[str] = set()
         for (status, reason), ids in by_outcome.items():
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                self._db.execute(
+                rows = self._db.execute(
                     f"UPDATE messages SET status = ?, reason = ?, updated_at = ?"
-                    f" WHERE id IN ({marks})",
-                    [status.value, reason, now, *chunk],
+                    f" WHERE id IN ({marks}) AND status NOT IN ({keep_marks}) RETURNING id",
+                    [status.value, reason, now, *chunk, *keep],
                 )
+                changed.update(row[0] for row in rows)
+        return changed
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self._db.executemany(

@@ -39,7 +39,15 @@ class MessageStore(Protocol):
         """The current status of each id that exists; unknown ids are left out."""
         ...
 
-    def set_statuses(self, changes: Sequence[StatusChange]) -> None: ...
+    def set_statuses_unless(
+        self, changes: Sequence[StatusChange], protected: frozenset[Status]
+    ) -> set[str]:
+        """Apply each change unless the message's current status is ``protected``.
+
+        A compare-and-set: returns the ids that were changed. Unknown ids and
+        protected messages are left alone (and left out of the answer).
+        """
+        ...
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...
 
@@ -97,9 +105,16 @@ class MemoryStore:
         records = self._records
         return {i: records[i].status for i in message_ids if i in records}
 
-    def set_statuses(self, changes: Sequence[StatusChange]) -> None:
+    def set_statuses_unless(
+        self, changes: Sequence[StatusChange], protected: frozenset[Status]
+    ) -> set[str]:
+        changed = set()
         for message_id, status, reason in changes:
-            self._records[message_id] = StatusRecord(message_id, status, reason)
+            record = self._records.get(message_id)
+            if record is not None and record.status not in protected:
+                self._records[message_id] = StatusRecord(message_id, status, reason)
+                changed.add(message_id)
+        return changed
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         for message_id in message_ids:

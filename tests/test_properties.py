@@ -68,6 +68,20 @@ class StatusRules(RuleBasedStateMachine):
                 assert message_id not in refused
                 self.model[message_id] = status
 
+    @rule(steps=st.lists(st.tuples(ids, UPDATES), min_size=1, max_size=8))
+    def apply_in_order(self, steps: list[tuple[str, Status]]) -> None:
+        """An ordered list, ids repeating: each step judged after the ones before it."""
+        expected_refused = []
+        for message_id, status in steps:
+            if self.model[message_id] in FINAL_STATUSES:
+                expected_refused.append((message_id, status))
+            else:
+                self.model[message_id] = status
+        with self.repository.store.transaction():
+            refused = self.repository.apply_in_order(steps)
+        assert [(i, s) for i, s, _ in refused] == expected_refused
+        assert all(isinstance(error, FinalStatusLocked) for _, _, error in refused)
+
     @invariant()
     def store_matches_the_model(self) -> None:
         for message_id, status in self.model.items():
