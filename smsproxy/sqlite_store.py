@@ -78,6 +78,9 @@ SCHEMA_VERSION = max(_MIGRATIONS)
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
+_ROWS_PER_INSERT = 500
+"""Rows per multi-row INSERT: one statement (one step) for many rows."""
+
 _STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
 
@@ -86,8 +89,6 @@ class SqliteStore:
     blocking = True
 
     def __init__(self, path: str | Path) -> None:
-        if sqlite3.sqlite_version_info < (3, 35):
-            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: 3.35 or newer needed")
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -132,11 +133,14 @@ class SqliteStore:
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages]
         self._db.execute("SAVEPOINT insert_messages")
         try:
-            self._db.executemany(
-                "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
-                " updated_at) VALUES (?, ?, ?, ?, 'ACCEPTED', ?, ?)",
-                rows,
-            )
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[start : start + _ROWS_PER_INSERT]
+                self._db.execute(
+                    "INSERT INTO messages (id, phone_number, content, created_at, status,"
+                    " attempts, updated_at) VALUES "
+                    + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?)"] * len(chunk)),
+                    [value for row in chunk for value in row],
+                )
         except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK TO insert_messages")
             self._db.execute("RELEASE insert_messages")
@@ -166,25 +170,46 @@ class SqliteStore:
     def set_statuses_unless(
         self, changes: Sequence[StatusChange], protected: frozenset[Status]
     ) -> set[str]:
-        """One UPDATE ... RETURNING per (status, reason) and chunk of ids, not one per row."""
+        """One UPDATE per (status, reason) and chunk of ids, not one per row."""
         now = time.time()
         by_outcome: dict[tuple[Status, str | None], list[str]] = {}
         for message_id, status, reason in changes:
             by_outcome.setdefault((status, reason), []).append(message_id)
-        keep = sorted(s.value for s in protected)
-        keep_marks = ",".join("?" * len(keep)) or "NULL"
         changed: set[str] = set()
         for (status, reason), ids in by_outcome.items():
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"UPDATE messages SET status = ?, reason = ?, updated_at = ?"
-                    f" WHERE id IN ({marks}) AND status NOT IN ({keep_marks}) RETURNING id",
-                    [status.value, reason, now, *chunk, *keep],
-                )
-                changed.update(row[0] for row in rows)
+                changed.update(self._set_unless(chunk, status, reason, now, protected))
         return changed
+
+    def _set_unless(
+        self, ids: list[str], status: Status, reason: str | None, now: float,
+        protected: frozenset[Status],
+    ) -> list[str]:
+        """Usually every id changes, and the row count proves it. When it falls short,
+        take the statement back and change exactly the ids that may change."""
+        self._db.execute("SAVEPOINT set_statuses")
+        if self._update(ids, status, reason, now, protected) != len(ids):
+            self._db.execute("ROLLBACK TO set_statuses")
+            current = self.statuses(ids)
+            ids = [i for i in ids if i in current and current[i] not in protected]
+            if ids:
+                self._update(ids, status, reason, now, protected)
+        self._db.execute("RELEASE set_statuses")
+        return ids
+
+    def _update(
+        self, ids: list[str], status: Status, reason: str | None, now: float,
+        protected: frozenset[Status],
+    ) -> int:
+        keep = sorted(s.value for s in protected)
+        cursor = self._db.execute(
+            f"UPDATE messages SET status = ?, reason = ?, updated_at = ?"
+            f" WHERE id IN ({','.join('?' * len(ids))})"
+            f" AND status NOT IN ({','.join('?' * len(keep)) or 'NULL'})",
+            [status.value, reason, now, *ids, *keep],
+        )
+        return cursor.rowcount
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self._db.executemany(
