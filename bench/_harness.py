@@ -8,12 +8,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
-    "BENCH", "bare_server", "ensure_wrk", "median_ratio", "server", "smsproxy_server", "wrk",
+    "BENCH", "WrkResult", "bare_server", "ensure_wrk", "median_ratio", "server", "smsproxy_server",
+    "stats", "wrk", "wrk_run",
 ]
 
 BENCH = Path(__file__).resolve().parent
@@ -76,17 +80,36 @@ def bare_server() -> AbstractContextManager[str]:
     return server(command, lambda line: line.split()[1] if line.startswith("listening ") else None)
 
 
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p99_ms: float
+
+
 def wrk(url: str, *, seconds: float, connections: int, script: Path | None = None) -> float:
     """Requests per second that wrk measured (non-2xx answers make it fail loudly)."""
+    return wrk_run(url, seconds=seconds, connections=connections, script=script).requests_per_second
+
+
+def wrk_run(
+    url: str, *, seconds: float, connections: int, script: Path | None = None
+) -> WrkResult:
     command = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     if script:
         command += ["-s", str(script)]
     output = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
     if "Non-2xx or 3xx responses" in output:
         raise RuntimeError(f"wrk saw error answers:\n{output}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert match, output
-    return float(match.group(1))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    assert rate and p99, output
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return WrkResult(float(rate.group(1)), float(p99.group(1)) * scale)
+
+
+def stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/stats", timeout=30) as answer:
+        return json.load(answer)  # type: ignore[no-any-return]
 
 
 def median_ratio(pairs: Sequence[tuple[float, float]]) -> float:

@@ -1,4 +1,4 @@
-"""The ceiling: a bare quart-trio POST /sms that parses like smsproxy and answers 202.
+"""The ceiling: bare quart-trio endpoints that parse like smsproxy and answer alike.
 
 Same stack (quart-trio on hypercorn, one worker), same request model and answer,
 and nothing behind it: no store, no batching. ``python bench/bare_app.py --port 0``
@@ -29,6 +29,10 @@ def create_bare_app() -> QuartTrio:
         response = jsonify(id=str(uuid.uuid4()), status="ACCEPTED")
         response.status_code = 202
         return response
+
+    @app.get("/sms/<message_id>")
+    async def sms_status(message_id: str) -> Response:
+        return jsonify(id=str(uuid.UUID(message_id)), status="DELIVERED")
 
     return app
 

@@ -10,22 +10,15 @@ requests/s is measured against the same build for comparison.
 """
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import time
-import urllib.request
 from datetime import date
 
-from _harness import BENCH, smsproxy_server, wrk
+from _harness import BENCH, smsproxy_server, stats, wrk
 
 PER_REQUEST = 100
-
-
-def stats(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/stats", timeout=30) as answer:
-        return json.load(answer)
 
 
 def bulk_round(seconds: float, connections: int, options: list[str]) -> tuple[float, float]:

@@ -34,11 +34,12 @@ def main() -> int:
           f"{args.rounds} rounds x {args.seconds:g} s, {args.connections} connections")
     results: dict[str, list[tuple[float, float]]] = {s: [] for s in stores}
     with bare_server() as bare_url:
-        measure(bare_url)  # warm-up
+        wrk(f"{bare_url}/sms", seconds=1, connections=args.connections, script=script)  # warm-up
         for round_number in range(1, args.rounds + 1):
             for name in stores:
                 with smsproxy_server("--store", STORES[name]) as proxy_url:
-                    measure(proxy_url)  # warm-up
+                    wrk(f"{proxy_url}/sms", seconds=1, connections=args.connections,
+                        script=script)  # warm-up
                     baseline = measure(bare_url)
                     candidate = measure(proxy_url)
                 results[name].append((baseline, candidate))

@@ -97,7 +97,7 @@ class SqliteStore:
             # Checkpoint every ~40 MB of WAL rather than every 4 MB: far fewer stalls
             # in the committing thread, for a larger WAL file between checkpoints.
             self._db.execute("PRAGMA wal_autocheckpoint = 10000")
-            self._db.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+            self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache
             self._migrate()
         except sqlite3.Error as error:
             raise StoreError(f"cannot open SQLite store {str(path)!r}: {error}") from error
