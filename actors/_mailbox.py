@@ -67,9 +67,14 @@ class Mailbox(Generic[T]):
 
     async def call(self, request: Call[R]) -> R:
         reply: Reply[R] = Reply()
+        envelope: Envelope[Any] = Envelope(request, reply)
         try:
             with trio.fail_after(self._timeout):
-                await self._send.send(Envelope(request, reply))  # type: ignore[arg-type]
+                try:
+                    # Room is the common case: no trip through the scheduler for it.
+                    self._send.send_nowait(envelope)
+                except trio.WouldBlock:
+                    await self._send.send(envelope)
                 return await reply.wait()
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorUnavailable(self.name) from None

@@ -202,6 +202,7 @@ class _Batcher:
         self.queue = queue
         self.retry = retry
         self.last_error = "none recorded"
+        self.accepted = 0
 
     async def serve(self, inbox: trio.MemoryReceiveChannel[Envelope[Request]]) -> None:
         queue = self.queue
@@ -210,6 +211,9 @@ class _Batcher:
                 first = await inbox.receive()
                 for envelope in receive_ready(inbox, first, 10_000):
                     self.handle(envelope.request)
+                if self.accepted:  # one record for everything this pass took in
+                    self.stats.record(MessagesAccepted(self.accepted))
+                    self.accepted = 0
             now = trio.current_time()
             self.fail_soon(queue.take_due_parked(now, self.clock()))
             for batch in queue.take_batches(now):
@@ -221,7 +225,7 @@ class _Batcher:
             case _Enqueue(messages, recovered):
                 self.queue.add(messages, trio.current_time())
                 if not recovered:
-                    self.stats.record(MessagesAccepted(len(messages)))
+                    self.accepted += len(messages)
                 if debug_enabled():
                     for message in messages:
                         log.debug("message_queued", message_id=message.id,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from quart import Response, jsonify, request
+from quart import Response, request
 from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -14,6 +14,7 @@ from actors.batcher import BatcherHandle
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
+from smsproxy.validation import is_storable_text
 
 __all__ = [
     "ApiSettings", "MalformedJson", "Services", "json_response", "no_content", "parse_json",
@@ -101,18 +102,10 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in result:
             raise ValueError(f"duplicate key {key!r}")
         for text in (key, value):
-            if isinstance(text, str) and not _storable(text):
+            if isinstance(text, str) and not is_storable_text(text):
                 raise ValueError("a string holds a lone surrogate")
         result[key] = value
     return result
-
-
-def _storable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _no_constant(name: str) -> None:
@@ -120,9 +113,9 @@ def _no_constant(name: str) -> None:
 
 
 def json_response(body: object, status: int) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
+    # json.dumps straight into quart-trio's response: Quart's JSON provider costs
+    # tens of microseconds per answer, a tenth of a small request's budget.
+    return TrioResponse(json.dumps(body), status, content_type="application/json")
 
 
 def no_content() -> Response:

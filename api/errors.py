@@ -1,9 +1,12 @@
 """Every failure becomes ``{"error": "..."}`` with its status code; never a stack trace."""
 
 import structlog
-from quart import Quart, Response, jsonify
+from pydantic import ValidationError
+from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
+from api.common import MalformedJson, json_response
+from api.schemas import describe_validation_error
 from smsproxy.errors import ActorError, IdempotencyConflict, QueueFull, ShuttingDown, StoreError
 
 __all__ = ["error_response", "register_error_handlers"]
@@ -12,8 +15,7 @@ log = structlog.get_logger("smsproxy.api")
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(error=message)
-    response.status_code = status
+    response = json_response({"error": message}, status)
     response.headers.update(headers or {})
     return response
 
@@ -24,6 +26,14 @@ def register_error_handlers(app: Quart) -> None:
         # Keep the headers that matter to clients, such as Allow on a 405.
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         return error_response(error.code or 500, error.description or error.name, headers)
+
+    @app.errorhandler(MalformedJson)
+    async def malformed_json(error: MalformedJson) -> Response:
+        return error_response(400, str(error))
+
+    @app.errorhandler(ValidationError)
+    async def invalid_body(error: ValidationError) -> Response:
+        return error_response(400, describe_validation_error(error))
 
     @app.errorhandler(IdempotencyConflict)
     async def idempotency_conflict(error: IdempotencyConflict) -> Response:

@@ -20,9 +20,10 @@ import httpx
 import structlog
 import trio
 from pydantic import BaseModel, ValidationError
-from quart import Response, jsonify, request
+from quart import Response, request
 from quart_trio import QuartTrio
 
+from api.common import json_response
 from api.errors import error_response, register_error_handlers
 from api.provider_client import HTTP_LIMITS
 from api.schemas import describe_validation_error
@@ -94,7 +95,7 @@ class FakeProvider:
         if self.rng.random() < self.settings.timeout_rate:
             self.counts["unanswered"] += 1
             await trio.sleep_forever()  # taken, but the answer never comes
-        return _json({"accepted": len(batch.messages)}, 202)
+        return json_response({"accepted": len(batch.messages)}, 202)
 
     def _authorized(self, header: str) -> bool:
         if self.settings.api_key is None:
@@ -111,7 +112,7 @@ class FakeProvider:
             self._to_report.send_nowait(message_id)
 
     async def _stats(self) -> Response:
-        return _json(dict(self.counts) | {"delivered": len(self.delivered)}, 200)
+        return json_response(dict(self.counts) | {"delivered": len(self.delivered)}, 200)
 
     async def report(self, http: httpx.AsyncClient) -> None:
         """Confirm, then deliver, every new message through the callback; forever."""
@@ -161,12 +162,6 @@ def _ready(channel: trio.MemoryReceiveChannel[str], limit: int) -> list[str]:
         except trio.WouldBlock:
             break
     return items
-
-
-def _json(body: object, status: int) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
 
 
 async def run_fake_provider(

@@ -1,6 +1,8 @@
 """``POST /sms`` and ``GET /sms/<id>``: the shop's side of the proxy."""
 
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from quart import Blueprint, Response, g
@@ -8,7 +10,6 @@ from quart_schema import document_request, document_response
 
 from api.common import (
     ApiSettings,
-    MalformedJson,
     Services,
     json_response,
     parse_json_object,
@@ -26,11 +27,12 @@ from api.schemas import (
     SmsStatus,
     describe_validation_error,
 )
-from smsproxy.models import BulkReceived
+from smsproxy.models import BulkReceived, Saved
 from smsproxy.segments import count_segments
-from smsproxy.statuses import Status
 
 __all__ = ["sms_routes"]
+
+T = TypeVar("T", bound=Callable[..., Any])
 
 
 def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Blueprint:
@@ -44,47 +46,26 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @document_request(SmsRequest)
     @document_response(SmsAccepted, 202)
     @document_response(ErrorBody, 400)
-    @document_response(ErrorBody, 401)
-    @document_response(ErrorBody, 413)
-    @document_response(ErrorBody, 422)
-    @document_response(ErrorBody, 429)
-    @document_response(ErrorBody, 503)
+    @_submission_errors
     async def submit_sms() -> Response:
         """Accept one message for sending; answers at once, sends in a batch shortly."""
         body = await read_body(settings.sms_max_bytes)
-        try:
-            sms = SmsRequest.model_validate(parse_json_object(body))
-        except MalformedJson as error:
-            return error_response(400, str(error))
-        except ValidationError as error:
-            return error_response(400, describe_validation_error(error))
+        sms = SmsRequest.model_validate(parse_json_object(body))
         idempotency = idempotency_from_request(g.client, (sms.phone_number, sms.content))
         guard.admit(g.client, 1)
         saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
-        accepted = SmsAccepted(id=message_id, status=Status.ACCEPTED, segments=segments)
-        response = json_response(accepted.model_dump(), 202)
-        if saved.replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
+        return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments}, saved)
 
     @routes.post("/sms/bulk")
     @document_request(BulkRequest)
     @document_response(BulkAccepted, 202)
     @document_response(BulkErrorBody, 400)
-    @document_response(ErrorBody, 401)
-    @document_response(ErrorBody, 413)
-    @document_response(ErrorBody, 422)
-    @document_response(ErrorBody, 429)
-    @document_response(ErrorBody, 503)
+    @_submission_errors
     async def submit_bulk() -> Response:
         """Accept up to --bulk-max messages at once, all or none, in request order."""
-        body = await read_body(settings.bulk_max_bytes)
-        try:
-            data = parse_json_object(body)
-        except MalformedJson as error:
-            return error_response(400, str(error))
+        data = parse_json_object(await read_body(settings.bulk_max_bytes))
         items = data.get("messages")
         if isinstance(items, list) and len(items) > settings.bulk_max:
             return error_response(413, f"{len(items)} messages in one request; "
@@ -102,10 +83,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             {"id": message_id, "status": "ACCEPTED", "segments": count_segments(content).count}
             for message_id, (_, content) in zip(saved.message_ids, pairs, strict=True)
         ]
-        response = json_response({"messages": accepted}, 202)
-        if saved.replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        return response
+        return _accepted({"messages": accepted}, saved)
 
     @routes.get("/sms/<message_id>")
     @document_response(SmsStatus, 200)
@@ -122,6 +100,20 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         return json_response(status.model_dump(exclude_none=True), 200)
 
     return routes
+
+
+def _submission_errors(route: T) -> T:
+    """The error answers both submit routes share, for the OpenAPI document."""
+    for status in (401, 413, 422, 429, 503):
+        route = document_response(ErrorBody, status)(route)
+    return route
+
+
+def _accepted(body: object, saved: Saved) -> Response:
+    response = json_response(body, 202)
+    if saved.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 def _invalid_items(error: ValidationError) -> Response:

@@ -2,20 +2,19 @@
 
 import structlog
 import trio
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 from quart import Blueprint, Response, request
 from quart_schema import document_request, document_response
 
 from api.common import (
     ApiSettings,
-    MalformedJson,
     Services,
     no_content,
     parse_json_object,
     read_body,
 )
 from api.errors import error_response
-from api.schemas import ErrorBody, StatusReport, describe_validation_error
+from api.schemas import ErrorBody, StatusReport
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 __all__ = ["webhook_routes"]
@@ -48,12 +47,7 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
             if problem:
                 log.warning("webhook_refused", reason=problem)
                 return error_response(401, problem)
-        try:
-            updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
-        except MalformedJson as error:
-            return error_response(400, str(error))
-        except ValidationError as error:
-            return error_response(400, describe_validation_error(error))
+        updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
         if updates:
             with trio.move_on_after(settings.webhook_wait):
                 await services.updater.submit(updates)

@@ -55,6 +55,10 @@ def server(command: Sequence[str], find_url: Callable[[str], str | None]) -> Ite
                 time.sleep(0.05)
             raise RuntimeError(f"{command} did not start:\n{log_path.read_text()}")
         finally:
+            if process.poll() is not None:  # it died under load: say why
+                log_tail = "\n".join(log_path.read_text().splitlines()[-40:])
+                print(f"{command[0]} exited with {process.returncode}:\n{log_tail}",
+                      file=sys.stderr)
             process.terminate()
             try:
                 process.wait(timeout=15)

@@ -103,8 +103,9 @@ class Metrics:
                 self.bulk_messages.observe(size)
             case UpdateRejected(kind=kind):
                 self.updates_rejected.labels(kind).inc()
-            case HttpServed(route, method, status):
-                self.http_requests.labels(route, method, str(status)).inc()
+            case HttpServed(counts):
+                for (route, method, status), count in counts.items():
+                    self.http_requests.labels(route, method, str(status)).inc(count)
 
     def exposition(self, queue_depth: int, in_flight: int) -> bytes:
         self.queue_depth.set(queue_depth)

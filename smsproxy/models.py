@@ -2,6 +2,7 @@
 
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from smsproxy.statuses import Status
@@ -161,9 +162,9 @@ class BulkReceived:
 
 @dataclass(frozen=True, slots=True)
 class HttpServed:
-    route: str
-    method: str
-    status: int
+    """HTTP answers since the last such record: (route, method, status) -> count."""
+
+    counts: Mapping[tuple[str, str, int], int]
 
 
 StatsRecord = (

@@ -3,7 +3,7 @@
 from smsproxy.errors import InvalidMessage
 from smsproxy.segments import MAX_SEGMENTS, Segments, count_segments
 
-__all__ = ["MAX_PHONE_DIGITS", "validate_content", "validate_phone_number"]
+__all__ = ["MAX_PHONE_DIGITS", "is_storable_text", "validate_content", "validate_phone_number"]
 
 MAX_PHONE_DIGITS = 15
 """E.164 allows at most 15 digits."""
@@ -30,7 +30,7 @@ def validate_content(value: str) -> Segments:
         raise InvalidMessage("content", "must not be empty")
     if "\x00" in value:
         raise InvalidMessage("content", "must not contain NUL characters")
-    if not _encodable(value):
+    if not is_storable_text(value):
         raise InvalidMessage("content", "is not valid Unicode (lone surrogate)")
     segments = count_segments(value)
     if segments.count > MAX_SEGMENTS:
@@ -41,7 +41,8 @@ def validate_content(value: str) -> Segments:
     return segments
 
 
-def _encodable(value: str) -> bool:
+def is_storable_text(value: str) -> bool:
+    """False for text with a lone surrogate: it cannot be encoded, stored or logged."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -60,3 +60,13 @@ class CountingStore(MemoryStore):
     def transaction(self) -> Iterator[None]:
         self.transactions += 1
         yield
+
+
+def drain_channel(channel: trio.MemoryReceiveChannel) -> list:
+    """Everything waiting in a channel now, without waiting for more."""
+    items = []
+    while True:
+        try:
+            items.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return items

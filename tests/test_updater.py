@@ -9,6 +9,7 @@ import trio.testing
 from actors import updater
 from smsproxy.models import Message, UpdateRejected, new_id
 from smsproxy.statuses import Status
+from tests.fakes import drain_channel
 
 
 @pytest.fixture
@@ -27,13 +28,6 @@ async def saved(repo, count: int) -> list[str]:
     return [m.id for m in messages]
 
 
-def drain(receive) -> list[UpdateRejected]:
-    rejected = []
-    while True:
-        try:
-            rejected.append(receive.receive_nowait())
-        except trio.WouldBlock:
-            return rejected
 
 
 async def test_statuses_are_applied(repo, updates, errors):
@@ -43,14 +37,14 @@ async def test_statuses_are_applied(repo, updates, errors):
     assert [(await repo.get(i)).status for i in (a, b, c)] == [
         Status.CONFIRMED, Status.DELIVERED, Status.FAILED,
     ]
-    assert drain(errors[1]) == []
+    assert drain_channel(errors[1]) == []
 
 
 async def test_unknown_status_is_reported_and_the_rest_applied(repo, updates, errors):
     a, b = await saved(repo, 2)
     await updates.submit({a: "SENT_TO_MARS", b: "DELIVERED"})
     await updates.flush()
-    [rejected] = drain(errors[1])
+    [rejected] = drain_channel(errors[1])
     assert (rejected.message_id, rejected.status) == (a, "SENT_TO_MARS")
     assert "unknown provider status" in rejected.reason
     assert (await repo.get(a)).status is Status.ACCEPTED
@@ -71,7 +65,7 @@ async def test_final_status_overwrite_is_reported_and_the_updater_goes_on(repo, 
     await updates.submit({a: "FAILED"})
     await updates.submit({b: "CONFIRMED"})
     await updates.flush()
-    [rejected] = drain(errors[1])
+    [rejected] = drain_channel(errors[1])
     assert (rejected.message_id, rejected.status) == (a, "FAILED")
     assert "final" in rejected.reason
     assert (await repo.get(a)).status is Status.DELIVERED
@@ -82,7 +76,7 @@ async def test_unknown_message_is_reported(repo, updates, errors):
     stranger = new_id()
     await updates.submit({stranger: "DELIVERED"})
     await updates.flush()
-    [rejected] = drain(errors[1])
+    [rejected] = drain_channel(errors[1])
     assert rejected.message_id == stranger
     assert (await repo.get(stranger)).status is Status.NOT_FOUND
 
@@ -91,7 +85,7 @@ async def test_non_string_status_is_reported_not_raised(repo, updates, errors):
     [a] = await saved(repo, 1)
     await updates.submit({a: None})  # type: ignore[dict-item]
     await updates.flush()
-    assert [r.message_id for r in drain(errors[1])] == [a]
+    assert [r.message_id for r in drain_channel(errors[1])] == [a]
 
 
 async def test_rejections_are_logged_and_counted(nursery, stats_handle, repo, errors):

@@ -11,6 +11,7 @@ from actors.updater import UpdaterHandle
 from api import ApiSettings, Services, create_app
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from smsproxy.statuses import Status
+from tests.fakes import drain_channel
 
 SECRET = "webhook-secret"
 NOW = 1_764_180_000
@@ -41,13 +42,6 @@ async def post_status(app, updates, headers=None):
     return await app.test_client().post("/provider/status", data=body, headers=headers)
 
 
-def drain(errors) -> list:
-    rejected = []
-    while True:
-        try:
-            rejected.append(errors.receive_nowait())
-        except trio.WouldBlock:
-            return rejected
 
 
 async def test_good_signature_is_applied(app, pipeline):
@@ -84,7 +78,7 @@ async def test_unknown_status_and_id_are_reported_and_the_rest_applied(app, pipe
     response = await post_status(app, {a: "VAPORISED", b: "DELIVERED", stranger: "DELIVERED"})
     assert response.status_code == 204
     await pipeline.updater.flush()
-    rejected = {r.message_id: r for r in drain(pipeline.errors)}
+    rejected = {r.message_id: r for r in drain_channel(pipeline.errors)}
     assert set(rejected) == {a, stranger}
     assert "unknown provider status" in rejected[a].reason
     assert "unknown message" in rejected[stranger].reason
@@ -98,7 +92,7 @@ async def test_a_final_status_is_never_overwritten_through_the_webhook(app, pipe
     await post_status(app, {a: "FAILED"})
     await pipeline.updater.flush()
     assert (await pipeline.repository.get(a)).status is Status.DELIVERED
-    assert [r.status for r in drain(pipeline.errors)] == ["FAILED"]
+    assert [r.status for r in drain_channel(pipeline.errors)] == ["FAILED"]
 
 
 @pytest.mark.parametrize(
