@@ -1,7 +1,8 @@
 """Status updates applied per second, through the webhook in reports of 100, SQLite store.
 
-Stores N messages (bulk requests; a simulator that always fails keeps them
-ACCEPTED), then wrk posts reports of 100 ids: CONFIRMED for all, then DELIVERED
+Stores N messages (bulk requests, held unsent: a batch size and delay that never
+flush during the run, so nothing but the webhook changes them), then wrk posts
+reports of 100 ids: CONFIRMED for all, then DELIVERED
 for all (2N updates). The figure is 2N over the time until /stats counts them
 all applied.
 
@@ -49,8 +50,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work, smsproxy_server(
-        "--store", "sqlite:///smsproxy.db", "--sim-failure-rate", "1", "--max-attempts", "1",
-        "--max-queue", str(args.messages * 2),
+        "--store", "sqlite:///smsproxy.db", "--batch-size", str(args.messages * 2),
+        "--max-delay", "3600", "--max-queue", str(args.messages * 2),
     ) as url:
         ids = store_messages(url, args.messages)
         reports = Path(work) / "reports.jsonl"
