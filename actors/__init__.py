@@ -5,4 +5,6 @@ loop, which hands back a handle once it is ready, and that handle. Callers only
 ever use the handle; the state is reached through the actor's inbox alone.
 """
 
-__all__: list[str] = []
+from actors._mailbox import receive_ready
+
+__all__ = ["receive_ready"]

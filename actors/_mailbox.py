@@ -108,10 +108,8 @@ class Mailbox(Generic[T]):
         return cls(name, send, timeout), receive
 
 
-def receive_ready(
-    inbox: trio.MemoryReceiveChannel[Envelope[T]], first: Envelope[T], limit: int
-) -> list[Envelope[T]]:
-    """``first`` and whatever else is waiting in the inbox, up to ``limit`` in all."""
+def receive_ready(inbox: trio.MemoryReceiveChannel[T], first: T, limit: int) -> list[T]:
+    """``first`` and whatever else is waiting in the channel, up to ``limit`` in all."""
     group = [first]
     while len(group) < limit:
         try:

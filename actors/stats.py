@@ -141,7 +141,8 @@ async def run(*, task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IG
                     envelope.reply.set(counters.snapshot())
                 case _Exposition(queue_depth, in_flight):
                     assert envelope.reply is not None
-                    envelope.reply.set(metrics.exposition(queue_depth, in_flight))
+                    calls_saved = counters.snapshot().provider_calls_saved
+                    envelope.reply.set(metrics.exposition(queue_depth, in_flight, calls_saved))
                 case record:
                     counters.record(record)
                     metrics.record(record)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from actors import receive_ready
 from api.common import json_response
 from api.errors import error_response, register_error_handlers
 from api.provider_client import HTTP_LIMITS
@@ -119,7 +120,7 @@ class FakeProvider:
         async with self._reports:
             while True:
                 first = await self._reports.receive()
-                ids = [first, *_ready(self._reports, CALLBACK_BATCH - 1)]
+                ids = receive_ready(self._reports, first, CALLBACK_BATCH)
                 await self._callback(http, dict.fromkeys(ids, Status.CONFIRMED.value))
                 await self._callback(http, dict.fromkeys(ids, Status.DELIVERED.value))
                 self.delivered.update(ids)
@@ -152,16 +153,6 @@ class FakeProvider:
             log.warning("callback_refused", status=response.status_code, body=response.text[:200])
             return False
         return True
-
-
-def _ready(channel: trio.MemoryReceiveChannel[str], limit: int) -> list[str]:
-    items: list[str] = []
-    while len(items) < limit:
-        try:
-            items.append(channel.receive_nowait())
-        except trio.WouldBlock:
-            break
-    return items
 
 
 async def run_fake_provider(

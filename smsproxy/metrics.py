@@ -69,7 +69,6 @@ class Metrics:
         self.updates_rejected = Counter("smsproxy_status_updates_rejected",
                                         "Provider status updates refused, by reason.",
                                         ["reason"], registry=registry)
-        self._sent = self._calls = 0  # for calls_saved, which is their difference
         self.bulk_messages = Histogram("smsproxy_bulk_request_messages",
                                        "Messages per accepted bulk request.",
                                        buckets=_BATCH_SIZES, registry=registry)
@@ -85,13 +84,11 @@ class Metrics:
                 self.batches.labels("sent", str(attempts)).inc()
                 self.batch_messages.observe(size)
                 self.messages_sent.inc(size)
-                self._sent += size
             case BatchFailed(attempts=attempts):
                 self.batches.labels("failed", str(attempts)).inc()
             case AttemptFinished(seconds=seconds, ok=ok):
                 self.attempt_seconds.labels("ok" if ok else "error").observe(seconds)
                 self.provider_calls.inc()
-                self._calls += 1
             case MessagesAccepted(count):
                 self.accepted.inc(count)
             case MessagesExpired(count):
@@ -107,8 +104,8 @@ class Metrics:
                 for (route, method, status), count in counts.items():
                     self.http_requests.labels(route, method, str(status)).inc(count)
 
-    def exposition(self, queue_depth: int, in_flight: int) -> bytes:
+    def exposition(self, queue_depth: int, in_flight: int, calls_saved: int) -> bytes:
         self.queue_depth.set(queue_depth)
         self.in_flight.set(in_flight)
-        self.calls_saved.set(self._sent - self._calls)
+        self.calls_saved.set(calls_saved)
         return generate_latest(self.registry)

@@ -107,11 +107,6 @@ class Repository:
                 refused.append((message_id, status, error))
         return refused
 
-    def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
-        refused = self.update_many({message_id: status}, reason)
-        if refused:
-            raise refused[message_id]
-
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self.store.add_attempts(message_ids, attempts)
 
