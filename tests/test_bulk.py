@@ -39,7 +39,7 @@ async def test_order_and_ids_are_preserved(pipeline, client):
     assert code == 202
     answered = body["messages"]
     assert [a["status"] for a in answered] == ["ACCEPTED"] * 5
-    assert all(uuid.UUID(a["id"]).version == 4 for a in answered)
+    assert all(uuid.UUID(a["id"]).version == 7 for a in answered)
     assert len({a["id"] for a in answered}) == 5
     stored = {m.id: m for m in await pipeline.repository.accepted()}
     for item, answer in zip(messages, answered, strict=True):

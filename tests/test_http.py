@@ -33,11 +33,11 @@ async def post_sms(client, body) -> tuple[int, dict, dict]:
     return response.status_code, await response.get_json(), response.headers
 
 
-async def test_post_accepts_and_answers_with_a_uuid4(client):
+async def test_post_accepts_and_answers_with_a_time_ordered_uuid(client):
     status, body, _ = await post_sms(client, {"phone_number": PHONE, "content": "hello"})
     assert status == 202
     assert body["status"] == "ACCEPTED"
-    assert uuid.UUID(body["id"]).version == 4
+    assert uuid.UUID(body["id"]).version == 7
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_content_with_a_lone_surrogate_is_refused():
         validate_content("a" + chr(0xD800) + "b")
 
 
-def test_new_ids_are_distinct_version_4_uuids():
+def test_new_ids_are_distinct_version_7_uuids():
     import uuid
 
     from smsproxy.models import new_ids
@@ -69,5 +69,19 @@ def test_new_ids_are_distinct_version_4_uuids():
     assert len(set(ids)) == 1000
     for message_id in ids:
         parsed = uuid.UUID(message_id)
-        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert str(parsed) == message_id
+
+
+def test_new_ids_carry_the_time_they_were_made_and_sort_by_it():
+    import uuid
+    from unittest import mock
+
+    from smsproxy.models import new_ids
+
+    with mock.patch("time.time_ns", return_value=1_795_000_000_123_456_789):
+        earlier = new_ids(50)
+    with mock.patch("time.time_ns", return_value=1_795_000_000_124_000_000):
+        later = new_ids(50)
+    assert {uuid.UUID(i).int >> 80 for i in earlier} == {1_795_000_000_123}
+    assert max(earlier) < min(later)
