@@ -65,21 +65,27 @@ class Mailbox(Generic[T]):
         self._send = send
         self._timeout = timeout
 
-    async def call(self, request: Call[R]) -> R:
+    async def call(self, request: Call[R], *, shield: bool = False) -> R:
+        """Deliver and wait for the reply, at most the mailbox's timeout.
+
+        ``shield``: the caller's cancellation does not cut the wait short, for
+        requests the actor carries out whether or not anyone is still waiting.
+        """
         reply: Reply[R] = Reply()
         envelope: Envelope[Any] = Envelope(request, reply)
-        try:
-            with trio.fail_after(self._timeout):
+        # A bare cancel scope rather than trio.fail_after, whose generator-based
+        # context manager is a measurable cost on every request's path.
+        with trio.CancelScope(relative_deadline=self._timeout, shield=shield):
+            try:
                 try:
                     # Room is the common case: no trip through the scheduler for it.
                     self._send.send_nowait(envelope)
                 except trio.WouldBlock:
                     await self._send.send(envelope)
-                return await reply.wait()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise ActorUnavailable(self.name) from None
-        except trio.TooSlowError:
-            raise ActorTimeout(self.name, self._timeout) from None
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise ActorUnavailable(self.name) from None
+            return await reply.wait()
+        raise ActorTimeout(self.name, self._timeout)
 
     async def cast(self, request: T) -> None:
         """Deliver without waiting for a reply; waits only for room in the inbox."""

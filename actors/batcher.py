@@ -125,9 +125,8 @@ class BatcherHandle:
             for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
         )
         try:
-            # Shielded: a client that hangs up must not leave a stored message unqueued.
-            with trio.CancelScope(shield=True):
-                saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
+            # save() is shielded: a client that hangs up cannot leave a stored message unqueued.
+            saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         except BaseException:
             self._gauge.release(len(messages))
             raise

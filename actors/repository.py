@@ -89,8 +89,10 @@ class RepositoryHandle:
         """Store as ACCEPTED, all or none; returns once the store has committed.
 
         With a known idempotency key, stores nothing and returns the first ids.
+        Shielded: once asked, the store may commit it, so the caller must learn
+        the outcome even when its own request is being cancelled.
         """
-        return await self._mailbox.call(Save(messages, idempotency, at))
+        return await self._mailbox.call(Save(messages, idempotency, at), shield=True)
 
     async def get(self, message_id: str) -> StatusRecord:
         return await self._mailbox.call(Get(message_id))

@@ -159,3 +159,14 @@ async def test_messages_past_their_ttl_fail_with_a_reason(start_pipeline, autoju
     calls = len(provider.calls)
     await trio.sleep(3600)
     assert len(provider.calls) == calls  # given up for good
+
+
+async def test_a_submit_cancelled_while_saving_still_queues_what_was_stored(
+    start_pipeline, autojump_clock
+):
+    pipeline = await start_pipeline(batch_size=1)
+    with trio.CancelScope() as client_hung_up:
+        client_hung_up.cancel()
+        saved = await pipeline.batcher.submit("+4912345678", "hello")
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [list(saved.message_ids)]
