@@ -164,14 +164,20 @@ def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> 
     When the transaction itself fails, nothing of it was stored and every request
     of the group gets the :class:`StoreError`; the actor goes on with the next group.
     """
-    results: list[Any] = []
+    results: list[Any] = [None] * len(group)
+    saves = [(i, e.request) for i, e in enumerate(group) if isinstance(e.request, Save)]
     try:
         with repository.store.transaction():
-            for envelope in group:
-                try:
-                    results.append(_apply(repository, envelope.request))
-                except RepositoryError as error:
-                    results.append(error)
+            # All the group's saves at once: one insert, not one per caller.
+            submissions = [(save.messages, save.idempotency, save.at) for _, save in saves]
+            for (i, _), saved in zip(saves, repository.save_all(submissions), strict=True):
+                results[i] = saved
+            for i, envelope in enumerate(group):
+                if not isinstance(envelope.request, Save):
+                    try:
+                        results[i] = _apply(repository, envelope.request)
+                    except RepositoryError as error:
+                        results[i] = error
     except StoreError as error:
         log.error("store_transaction_failed", error=str(error), requests=len(group))
         return [error] * len(group)
@@ -180,8 +186,6 @@ def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> 
 
 def _apply(repository: Repository, request: Request) -> Any:
     match request:
-        case Save(messages, idempotency, at):
-            return repository.save(messages, idempotency, at)
         case Get(message_id):
             return repository.get(message_id)
         case UpdateMany(updates, reason):

@@ -39,23 +39,25 @@ def new_ids(count: int) -> list[str]:
     """``count`` time-ordered message ids: version 7 UUIDs (RFC 9562).
 
     48 bits of Unix time in milliseconds, then 74 random bits, all from one read
-    of the OS's random source. Ids made later sort later, so the store's id index
-    grows at its right edge: a batch of inserts and its status updates touch a few
-    pages instead of one random page each, which keeps SQLite's write rate flat as
-    the table grows (4 times the rate of random ids at a million rows).
+    of the OS's random source and formatted straight from its hex digits. Ids made
+    later sort later, so the store's id index grows at its right edge: a batch of
+    inserts and its status updates touch a few pages instead of one random page
+    each, which keeps SQLite's write rate flat as the table grows (4 times the
+    rate of random ids at a million rows).
     """
-    millis = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    stamp = f"{time.time_ns() // 1_000_000:012x}"
+    head = f"{stamp[:8]}-{stamp[8:]}-7"  # the time, then the version nibble
+    random_hex = os.urandom(10 * count).hex()
     ids = []
-    for tail in _chunks(bytearray(os.urandom(10 * count)), 10):
-        tail[0] = (tail[0] & 0x0F) | 0x70  # version 7
-        tail[2] = (tail[2] & 0x3F) | 0x80  # RFC 9562 variant
-        h = (millis + tail).hex()
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    for start in range(0, 20 * count, 20):
+        r = random_hex[start : start + 20]
+        # 3 hex digits after the version, the variant (10xx) in the next digit, then 15 more.
+        ids.append(f"{head}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}")
     return ids
 
 
-def _chunks(data: bytearray, size: int) -> list[bytearray]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+"""A random hex digit with its two top bits set to the RFC 9562 variant, 10."""
 
 
 @dataclass(frozen=True, slots=True)

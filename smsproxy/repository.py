@@ -21,7 +21,10 @@ from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.store import MessageStore
 
-__all__ = ["Repository"]
+__all__ = ["Repository", "Submission"]
+
+Submission = tuple[Sequence[Message], Idempotency | None, float]
+"""What ``save`` takes: the messages, their idempotency key if any, and the time."""
 
 
 class Repository:
@@ -53,6 +56,38 @@ class Repository:
         if idempotency is not None:
             self.store.remember_idempotency(idempotency, message_ids, at)
         return Saved(message_ids, replayed=False)
+
+    def save_all(self, submissions: Sequence[Submission]) -> list[Saved | RepositoryError]:
+        """``save`` for many submissions at once, each all or none on its own.
+
+        The ones without an idempotency key reach the store as one insert. Should
+        any of their ids exist already, they are saved one by one instead, so that
+        only the submissions holding such ids fail.
+        """
+        results: dict[int, Saved | RepositoryError] = {}
+        plain: list[int] = []
+        for i, submission in enumerate(submissions):
+            if submission[1] is None:
+                plain.append(i)
+            else:
+                results[i] = self._try_save(submission)
+        if plain:
+            try:
+                self.store.insert([m for i in plain for m in submissions[i][0]])
+            except DuplicateMessage:
+                results.update((i, self._try_save(submissions[i])) for i in plain)
+            else:
+                results.update(
+                    (i, Saved(tuple(m.id for m in submissions[i][0]), replayed=False))
+                    for i in plain
+                )
+        return [results[i] for i in range(len(submissions))]
+
+    def _try_save(self, submission: Submission) -> Saved | RepositoryError:
+        try:
+            return self.save(*submission)
+        except RepositoryError as error:
+            return error
 
     def forget_idempotency(self, before: float) -> int:
         return self.store.forget_idempotency(before)

@@ -30,7 +30,8 @@ class MessageStore(Protocol):
         ...
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: an id that exists raises DuplicateMessage and stores nothing."""
+        """All or none: an id that exists, or comes twice, raises DuplicateMessage
+        and stores nothing."""
         ...
 
     def lookup(self, message_id: str) -> StatusRecord | None: ...
@@ -91,9 +92,11 @@ class MemoryStore:
         yield
 
     def insert(self, messages: Sequence[Message]) -> None:
+        seen: set[str] = set()
         for message in messages:
-            if message.id in self._records:
+            if message.id in self._records or message.id in seen:
                 raise DuplicateMessage(message.id)
+            seen.add(message.id)
         for message in messages:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)

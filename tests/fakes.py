@@ -1,13 +1,13 @@
 """Test doubles that stand where a real part would: a scripted provider, a counting store."""
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import trio
 
 from smsproxy.errors import ProviderError, ProviderUnavailable
-from smsproxy.models import Batch
+from smsproxy.models import Batch, Message
 from smsproxy.store import MemoryStore
 
 
@@ -50,16 +50,21 @@ class ScriptedProvider:
 
 
 class CountingStore(MemoryStore):
-    """A memory store that counts its transactions, to see group commit at work."""
+    """A memory store that counts its transactions and inserts, to see group commit at work."""
 
     def __init__(self) -> None:
         super().__init__()
         self.transactions = 0
+        self.inserts = 0
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.transactions += 1
         yield
+
+    def insert(self, messages: Sequence[Message]) -> None:
+        self.inserts += 1
+        super().insert(messages)
 
 
 def drain_channel(channel: trio.MemoryReceiveChannel) -> list:

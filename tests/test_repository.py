@@ -5,7 +5,7 @@ import trio
 
 from actors import repository
 from smsproxy.errors import ActorUnavailable, DuplicateMessage, FinalStatusLocked, UnknownMessage
-from smsproxy.models import Message, new_id
+from smsproxy.models import Message, Saved, new_id
 from smsproxy.statuses import FINAL_STATUSES, Status
 from tests.fakes import CountingStore
 
@@ -125,6 +125,53 @@ async def test_concurrent_saves_share_transactions(nursery):
     assert len(await repo.accepted()) == 1000
     # One transaction per group of waiting requests, not one per save.
     assert store.transactions <= 10
+
+
+async def test_the_saves_of_a_group_reach_the_store_as_one_insert(nursery):
+    store = CountingStore()
+    repo = await nursery.start(repository.run, lambda: store)
+    async with trio.open_nursery() as savers:
+        for _ in range(300):
+            savers.start_soon(repo.save, make_message())
+    assert len(await repo.accepted()) == 300
+    assert store.inserts == store.transactions - 1  # the last one is accepted()'s
+    assert store.transactions <= 5
+
+
+async def saved_concurrently(repo, *messages: Message) -> list[object]:
+    """Save each message in its own task, all at once: each one's Saved or error."""
+    outcomes: list[object] = [None] * len(messages)
+
+    async def save(index: int) -> None:
+        try:
+            outcomes[index] = await repo.save(messages[index])
+        except DuplicateMessage as error:
+            outcomes[index] = error
+
+    async with trio.open_nursery() as savers:
+        for index in range(len(messages)):
+            savers.start_soon(save, index)
+    return outcomes
+
+
+async def test_a_duplicate_in_a_group_fails_only_its_own_save(repo):
+    existing = make_message()
+    await repo.save(existing)
+    fresh = [make_message() for _ in range(3)]
+    outcomes = await saved_concurrently(repo, *fresh, make_message(existing.id))
+    assert [type(o) for o in outcomes] == [Saved, Saved, Saved, DuplicateMessage]
+    for message in fresh:
+        assert (await repo.get(message.id)).status is Status.ACCEPTED
+    assert len(await repo.accepted()) == 4
+
+
+async def test_a_group_that_saves_one_id_twice_keeps_one_of_them(repo):
+    first, other = make_message(), make_message()
+    twin = Message(first.id, "+4999999999", "other", created_at=0.0)
+    outcomes = await saved_concurrently(repo, first, twin, other)
+    assert isinstance(outcomes[2], Saved)
+    assert sorted(type(o).__name__ for o in outcomes[:2]) == ["DuplicateMessage", "Saved"]
+    assert sorted(m.id for m in await repo.accepted()) == sorted([first.id, other.id])
 
 
 async def test_closed_repository_is_unavailable(nursery):
