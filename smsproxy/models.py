@@ -40,10 +40,10 @@ def new_ids(count: int) -> list[str]:
 
     48 bits of Unix time in milliseconds, then 74 random bits, all from one read
     of the OS's random source and formatted straight from its hex digits. Ids made
-    later sort later, so the store's id index grows at its right edge: a batch of
-    inserts and its status updates touch a few pages instead of one random page
-    each, which keeps SQLite's write rate flat as the table grows (4 times the
-    rate of random ids at a million rows).
+    in a later millisecond sort later, so the store's id index grows at its right
+    edge: a batch of inserts and its status updates touch a few pages instead of
+    one random page each, which keeps SQLite's write rate flat as the table grows
+    (4 times the rate of random ids at a million rows).
     """
     stamp = f"{time.time_ns() // 1_000_000:012x}"
     head = f"{stamp[:8]}-{stamp[8:]}-7"  # the time, then the version nibble
