@@ -12,7 +12,7 @@ safe here.
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from smsproxy.errors import DuplicateMessage, StoreError
@@ -127,25 +127,39 @@ class SqliteStore:
             raise StoreError(f"SQLite: {error}") from error
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: an id that exists already raises DuplicateMessage, and the
-        savepoint takes back the rows of this call that went in before it."""
+        """All or none: an id that exists already raises DuplicateMessage, and this
+        call's rows that went in before it are taken back.
+
+        A single statement undoes itself when it fails (SQLite's ABORT), so only
+        an insert of several statements needs a savepoint around them.
+        """
         now = time.time()
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages]
-        self._db.execute("SAVEPOINT insert_messages")
+        chunks = [rows[start : start + _ROWS_PER_INSERT]
+                  for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                self._db.execute(
-                    "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                    " attempts, updated_at) VALUES "
-                    + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?)"] * len(chunk)),
-                    [value for row in chunk for value in row],
-                )
+            with self._savepoint("insert_messages") if len(chunks) > 1 else nullcontext():
+                for chunk in chunks:
+                    self._db.execute(
+                        "INSERT INTO messages (id, phone_number, content, created_at, status,"
+                        " attempts, updated_at) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?)"] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
         except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK TO insert_messages")
-            self._db.execute("RELEASE insert_messages")
             raise DuplicateMessage(self._first_existing(messages)) from None
-        self._db.execute("RELEASE insert_messages")
+
+    @contextmanager
+    def _savepoint(self, name: str) -> Iterator[None]:
+        """Statements that stand or fall together, inside the open transaction."""
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._db.execute(f"ROLLBACK TO {name}")
+            self._db.execute(f"RELEASE {name}")
+            raise
+        self._db.execute(f"RELEASE {name}")
 
     def _first_existing(self, messages: Sequence[Message]) -> str:
         existing = self.statuses(m.id for m in messages)

@@ -66,6 +66,23 @@ def test_a_failed_transaction_stores_nothing(tmp_path):
     assert store.lookup(message.id) is None
 
 
+@pytest.mark.parametrize("count", [3, 1200], ids=["one statement", "several statements"])
+def test_an_insert_that_meets_an_existing_id_takes_back_all_its_rows(tmp_path, count):
+    store = SqliteStore(tmp_path / "s.db")
+    existing = make_message()
+    before = make_message()
+    with store.transaction():
+        store.insert([existing])
+    messages = [make_message() for _ in range(count)]
+    messages[-1] = Message(existing.id, "+4999999999", "again", 2.0)
+    with store.transaction():
+        store.insert([before])  # earlier work of the same transaction stays
+        with pytest.raises(DuplicateMessage):
+            store.insert(messages)
+    assert store.statuses(m.id for m in messages) == {existing.id: Status.ACCEPTED}
+    assert {m.id for m in store.accepted()} == {existing.id, before.id}
+
+
 def test_attempts_are_kept(tmp_path):
     store = SqliteStore(tmp_path / "s.db")
     message = make_message()
