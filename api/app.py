@@ -52,7 +52,8 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     @app.after_request
     async def count_request(response: Response) -> Response:
         # The route's rule, not the path: unknown paths must not grow the label set.
-        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        url_rule = request.url_rule
+        rule = url_rule.rule if url_rule else "unmatched"
         http_counts.count(rule, request.method, response.status_code)
         return response
 

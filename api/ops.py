@@ -34,16 +34,19 @@ class HttpCounts:
     def __init__(self, stats: StatsHandle) -> None:
         self._stats = stats
         self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._unsent = 0
 
     def count(self, route: str, method: str, status: int) -> None:
         self._counts[(route, method, status)] += 1
-        if self._counts.total() >= self.FLUSH_EVERY:
+        self._unsent += 1
+        if self._unsent >= self.FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
         if self._counts:
             self._stats.record(HttpServed(dict(self._counts)))
             self._counts.clear()
+            self._unsent = 0
 
 
 def ops_routes(services: Services, http_counts: HttpCounts) -> Blueprint:

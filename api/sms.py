@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, g
+from quart import Blueprint, Response
 from quart_schema import document_request, document_response
 
 from api.common import (
@@ -38,10 +38,6 @@ T = TypeVar("T", bound=Callable[..., Any])
 def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Blueprint:
     routes = Blueprint("sms", __name__)
 
-    @routes.before_request
-    async def authenticate() -> None:
-        g.client = guard.client()
-
     @routes.post("/sms")
     @document_request(SmsRequest)
     @document_response(SmsAccepted, 202)
@@ -49,10 +45,11 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @_submission_errors
     async def submit_sms() -> Response:
         """Accept one message for sending; answers at once, sends in a batch shortly."""
+        client = guard.client()
         body = await read_body(settings.sms_max_bytes)
         sms = SmsRequest.model_validate(parse_json_object(body))
-        idempotency = idempotency_from_request(g.client, (sms.phone_number, sms.content))
-        guard.admit(g.client, 1)
+        idempotency = idempotency_from_request(client, (sms.phone_number, sms.content))
+        guard.admit(client, 1)
         saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
@@ -65,6 +62,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @_submission_errors
     async def submit_bulk() -> Response:
         """Accept up to --bulk-max messages at once, all or none, in request order."""
+        client = guard.client()
         data = parse_json_object(await read_body(settings.bulk_max_bytes))
         items = data.get("messages")
         if isinstance(items, list) and len(items) > settings.bulk_max:
@@ -75,8 +73,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         except ValidationError as error:
             return _invalid_items(error)
         pairs = [(sms.phone_number, sms.content) for sms in bulk.messages]
-        idempotency = idempotency_from_request(g.client, [f"{p}\x00{c}" for p, c in pairs])
-        guard.admit(g.client, len(pairs))
+        idempotency = idempotency_from_request(client, [f"{p}\x00{c}" for p, c in pairs])
+        guard.admit(client, len(pairs))
         saved = await services.batcher.submit_many(pairs, idempotency)
         services.stats.record(BulkReceived(len(pairs)))
         accepted = [
@@ -91,6 +89,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @document_response(ErrorBody, 401)
     async def sms_status(message_id: str) -> Response:
         """The message's status; NOT_FOUND for an id never accepted."""
+        guard.client()  # a 401 without a valid key, when keys are set
         try:
             canonical = str(uuid.UUID(message_id))
         except ValueError:
