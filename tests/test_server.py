@@ -1,5 +1,6 @@
 """Against real servers: hypercorn in this process, and `smsproxy serve` as a process."""
 
+import gc
 import signal
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import trio
 
 from smsproxy.config import Config
 from smsproxy.service import serve
+from smsproxy.serving import GC_THRESHOLDS, tune_garbage_collector
 from tests.processes import ServiceProcess, wait_for_status
 
 PHONE = "+4912345678"
@@ -73,3 +75,16 @@ async def test_serve_process_delivers_then_exits_0_on_sigterm(proxy_process):
     assert names[-1] == "stopped"
     assert proxy_process.error_events() == []
     assert "hello" not in proxy_process.log_path.read_text()  # content is never logged
+
+
+def test_the_serve_command_tunes_the_collector_for_a_long_running_process():
+    before = gc.get_threshold()
+    gc.unfreeze()  # the CLI tests may have tuned this process already
+    gc.set_threshold(700, 10, 10)  # Python's defaults
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
