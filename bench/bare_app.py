@@ -1,8 +1,9 @@
 """The ceiling: bare quart-trio endpoints that parse like smsproxy and answer alike.
 
 Same stack (quart-trio on hypercorn, one worker), the very same parsing, validation
-and answer helpers as smsproxy, and nothing behind them: no store, no batching. The
-ratio of the two then measures what the proxy's own work costs.
+and answer helpers as smsproxy, the same garbage-collector settings, and nothing
+behind them: no store, no batching. The ratio of the two then measures what the
+proxy's own work costs.
 ``python bench/bare_app.py --port 0`` prints ``listening http://...`` once bound.
 """
 
@@ -19,6 +20,7 @@ from quart_trio import QuartTrio
 from api.common import json_response, parse_json_object
 from api.schemas import SmsRequest
 from smsproxy.segments import count_segments
+from smsproxy.serving import tune_garbage_collector
 
 __all__ = ["create_bare_app"]
 
@@ -54,4 +56,5 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    tune_garbage_collector()  # as `smsproxy serve` does
     trio.run(main, parser.parse_args().port)

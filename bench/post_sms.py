@@ -3,9 +3,10 @@
 The bare endpoint (bare_app.py) parses the same request model and answers alike,
 with nothing behind it. All three servers run side by side and are warmed up;
 each round then measures bare, memory store, SQLite store, back to back, and the
-figure is the median over rounds of candidate / that round's bare.
+figure is the median over rounds of candidate / that round's bare. Measured at
+several connection counts: group commit needs requests in flight to group.
 
-    python bench/post_sms.py [--rounds 5] [--seconds 4] [--connections 32]
+    python bench/post_sms.py [--rounds 3] [--seconds 4] [--connections 32,64,128]
 """
 
 import argparse
@@ -23,38 +24,49 @@ TARGETS = {"memory": 0.95, "sqlite": 0.90}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="32,64,128",
+                        help="comma-separated connection counts, each measured in turn")
     args = parser.parse_args()
+    levels = [int(level) for level in args.connections.split(",")]
     script = BENCH / "post_sms.lua"
-
-    def measure(url: str, seconds: float) -> float:
-        return wrk(f"{url}/sms", seconds=seconds, connections=args.connections, script=script)
-
     print(f"# POST /sms, {date.today()}, Python {platform.python_version()}, "
-          f"{args.rounds} rounds x {args.seconds:g} s each, {args.connections} connections")
+          f"{args.rounds} rounds x {args.seconds:g} s each at {levels} connections")
+    table: list[str] = []
     with ExitStack() as servers:
         urls = {"bare": servers.enter_context(bare_server())}
         for name, store in STORES.items():
             urls[name] = servers.enter_context(smsproxy_server("--store", store))
-        for url in urls.values():
-            measure(url, 2)  # warm-up
-        rounds: list[dict[str, float]] = []
-        for number in range(1, args.rounds + 1):
-            rates = {name: measure(url, args.seconds) for name, url in urls.items()}
-            rounds.append(rates)
-            print(f"round {number}: " + ", ".join(f"{n} {r:.0f} req/s" for n, r in rates.items()))
+        for connections in levels:
+            for url in urls.values():
+                wrk(f"{url}/sms", seconds=2, connections=connections, script=script)  # warm-up
+            rounds: list[dict[str, float]] = []
+            for number in range(1, args.rounds + 1):
+                rates = {name: wrk(f"{url}/sms", seconds=args.seconds, connections=connections,
+                                   script=script)
+                         for name, url in urls.items()}
+                rounds.append(rates)
+                print(f"{connections} connections, round {number}: "
+                      + ", ".join(f"{n} {r:.0f} req/s" for n, r in rates.items()))
+            table += _rows(connections, rounds)
     print()
-    print("| store | bare req/s (median) | smsproxy req/s (median) | ratio (median of rounds) "
-          "| target |")
-    print("|---|---|---|---|---|")
+    print("| store | connections | bare req/s (median) | smsproxy req/s (median) "
+          "| ratio (median of rounds) | target |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(table))
+    return 0
+
+
+def _rows(connections: int, rounds: list[dict[str, float]]) -> list[str]:
     bare = statistics.median(r["bare"] for r in rounds)
+    rows = []
     for name in STORES:
         proxy = statistics.median(r[name] for r in rounds)
         ratio = statistics.median(r[name] / r["bare"] for r in rounds)
-        print(f"| {name} | {bare:.0f} | {proxy:.0f} | {ratio:.3f} | >= {TARGETS[name]} |")
-    return 0
+        rows.append(f"| {name} | {connections} | {bare:.0f} | {proxy:.0f} | {ratio:.3f} "
+                    f"| >= {TARGETS[name]} |")
+    return rows
 
 
 if __name__ == "__main__":
