@@ -25,8 +25,9 @@ def tune_garbage_collector() -> None:
     With the defaults, every request's few hundred short-lived objects set off a
     young collection every couple of requests, and the full collections walk every
     long-lived object. Measured on POST /sms: about 10% more requests a second with
-    these thresholds. ``gc.freeze`` takes what start-up made (modules, the app)
-    out of the collector's sight for good. Call it once, before serving.
+    these thresholds. ``gc.freeze`` takes what exists by then (the imported
+    modules, the configuration) out of the collector's sight for good. Call it
+    once, before serving.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
