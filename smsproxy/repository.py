@@ -8,7 +8,7 @@
   ids of the first request; the key and the messages are stored in one transaction.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from smsproxy.errors import (
     DuplicateMessage,
@@ -49,9 +49,7 @@ class Repository:
                 if fingerprint != idempotency.fingerprint:
                     raise IdempotencyConflict(idempotency.key)
                 return Saved(message_ids, replayed=True)
-        if len({m.id for m in messages}) != len(messages):
-            raise DuplicateMessage(_first_repeated(m.id for m in messages))
-        self.store.insert(messages)  # refuses ids that exist, storing none
+        self.store.insert(messages)  # refuses ids that exist or repeat, storing none
         message_ids = tuple(m.id for m in messages)
         if idempotency is not None:
             self.store.remember_idempotency(idempotency, message_ids, at)
@@ -150,12 +148,3 @@ class Repository:
 
     def check(self) -> None:
         self.store.check()
-
-
-def _first_repeated(ids: Iterable[str]) -> str:
-    seen: set[str] = set()
-    for message_id in ids:
-        if message_id in seen:
-            return message_id
-        seen.add(message_id)
-    raise AssertionError("no repeated id")

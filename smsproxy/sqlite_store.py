@@ -127,8 +127,8 @@ class SqliteStore:
             raise StoreError(f"SQLite: {error}") from error
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: an id that exists already raises DuplicateMessage, and this
-        call's rows that went in before it are taken back.
+        """All or none: an id that exists already, or comes twice, raises
+        DuplicateMessage, and this call's rows that went in before it are taken back.
 
         A single statement undoes itself when it fails (SQLite's ABORT), so only
         an insert of several statements needs a savepoint around them.
@@ -147,7 +147,7 @@ class SqliteStore:
                         [value for row in chunk for value in row],
                     )
         except sqlite3.IntegrityError:
-            raise DuplicateMessage(self._first_existing(messages)) from None
+            raise DuplicateMessage(self._first_duplicate(messages)) from None
 
     @contextmanager
     def _savepoint(self, name: str) -> Iterator[None]:
@@ -161,9 +161,14 @@ class SqliteStore:
             raise
         self._db.execute(f"RELEASE {name}")
 
-    def _first_existing(self, messages: Sequence[Message]) -> str:
-        existing = self.statuses(m.id for m in messages)
-        return next((m.id for m in messages if m.id in existing), messages[0].id)
+    def _first_duplicate(self, messages: Sequence[Message]) -> str:
+        """The first id that is stored already or repeats an earlier one."""
+        taken = set(self.statuses(m.id for m in messages))
+        for message in messages:
+            if message.id in taken:
+                return message.id
+            taken.add(message.id)
+        return messages[0].id
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(

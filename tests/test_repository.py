@@ -43,6 +43,13 @@ async def test_save_of_several_is_all_or_nothing(repo):
     assert (await repo.get(fresh.id)).status is Status.NOT_FOUND
 
 
+async def test_a_save_naming_one_id_twice_fails_naming_it_and_stores_nothing(repo):
+    fresh, repeated = make_message(), make_message()
+    with pytest.raises(DuplicateMessage, match=repeated.id):
+        await repo.save(fresh, repeated, make_message(repeated.id))
+    assert await repo.accepted() == []
+
+
 async def test_update_changes_status(repo):
     message = make_message()
     await repo.save(message)
