@@ -40,6 +40,7 @@ class Config:
     rate_burst: int | None = None
     batch_size: int = 100
     max_delay: float = 1.0
+    status_linger: float = 0.1
     max_attempts: int = 3
     max_in_flight: int = 4
     provider_timeout: float = 10.0
@@ -186,6 +187,8 @@ OPTIONS: Sequence[Option] = (
             _not_negative, "must be 0 or more"),
     _option("max_delay", float, "seconds the oldest pending message may wait",
             _not_negative, "must be 0 or more"),
+    _option("status_linger", float, "seconds the updater holds a provider status report for "
+            "more, so that reports share one store commit", _not_negative, "must be 0 or more"),
     _option("max_attempts", int, "attempts per batch (below 1 means 1)", lambda _: True, ""),
     _option("max_in_flight", int, "concurrent batches to the provider", _positive,
             "must be 1 or more"),

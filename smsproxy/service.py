@@ -80,7 +80,9 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
             counts = await stats_layer.start(stats.run)
             async with trio.open_nursery() as updater_layer:
                 updater_layer.start_soon(updater.report_errors, errors_out, counts)
-                updates = await updater_layer.start(updater.run, repo, counts, errors_in)
+                updates = await updater_layer.start(partial(
+                    updater.run, repo, counts, errors_in, linger=config.status_linger,
+                ))
                 async with (
                     _provider(config, updates) as provider,
                     trio.open_nursery() as batcher_layer,

@@ -1,14 +1,16 @@
 """The updater: provider statuses applied; bad ones reported, never raised."""
 
 import math
+from functools import partial
 
 import pytest
 import trio
 import trio.testing
 
-from actors import updater
+from actors import repository, updater
 from smsproxy.models import Message, UpdateRejected, new_id
 from smsproxy.statuses import Status
+from smsproxy.store import MemoryStore
 from tests.fakes import drain_channel
 
 
@@ -95,3 +97,88 @@ async def test_rejections_are_logged_and_counted(nursery, stats_handle, repo, er
     await updates.flush()
     await trio.testing.wait_all_tasks_blocked()  # the reporter and stats are pure trio
     assert (await stats_handle.snapshot()).updates_rejected == 2
+
+
+@pytest.fixture
+async def memory_repo(nursery):
+    """The linger is the updater's own: one backend will do, and the memory store
+    keeps worker threads out of the way of the autojump clock."""
+    return await nursery.start(repository.run, MemoryStore)
+
+
+async def test_reports_within_the_linger_share_one_repository_request(
+    nursery, memory_repo, stats_handle, errors, autojump_clock
+):
+    repo = memory_repo
+    a, b = await saved(repo, 2)
+    requests = count_apply_requests(repo)
+    updates = await nursery.start(partial(
+        updater.run, repo, stats_handle, errors[0], linger=0.1,
+    ))
+    await updates.submit({a: "CONFIRMED", b: "CONFIRMED"})
+    await trio.sleep(0.05)
+    await updates.submit({a: "DELIVERED"})
+    await trio.sleep(0.06)  # the linger is over: applied by now
+    assert [(await repo.get(i)).status for i in (a, b)] == [Status.DELIVERED, Status.CONFIRMED]
+    assert requests == [[(a, Status.CONFIRMED), (b, Status.CONFIRMED), (a, Status.DELIVERED)]]
+
+
+async def test_nothing_is_applied_before_the_linger_is_over(
+    nursery, memory_repo, stats_handle, errors, autojump_clock
+):
+    repo = memory_repo
+    [a] = await saved(repo, 1)
+    updates = await nursery.start(partial(
+        updater.run, repo, stats_handle, errors[0], linger=0.1,
+    ))
+    await updates.submit({a: "DELIVERED"})
+    await trio.sleep(0.09)
+    assert (await repo.get(a)).status is Status.ACCEPTED
+    await trio.sleep(0.02)
+    assert (await repo.get(a)).status is Status.DELIVERED
+
+
+async def test_a_flush_does_not_wait_for_the_linger(
+    nursery, memory_repo, stats_handle, errors, autojump_clock
+):
+    repo = memory_repo
+    [a] = await saved(repo, 1)
+    updates = await nursery.start(partial(
+        updater.run, repo, stats_handle, errors[0], linger=60,
+    ))
+    await updates.submit({a: "DELIVERED"})
+    with trio.fail_after(1):
+        await updates.flush()
+    assert (await repo.get(a)).status is Status.DELIVERED
+
+
+async def test_closing_applies_what_the_updater_holds_at_once(
+    nursery, memory_repo, stats_handle, errors, autojump_clock
+):
+    repo = memory_repo
+    [a] = await saved(repo, 1)
+    done = trio.Event()
+
+    async def run_updater(task_status=trio.TASK_STATUS_IGNORED):
+        await updater.run(repo, stats_handle, errors[0], linger=60, task_status=task_status)
+        done.set()
+
+    updates = await nursery.start(run_updater)
+    await updates.submit({a: "DELIVERED"})
+    await updates.close()
+    with trio.fail_after(1):
+        await done.wait()
+    assert (await repo.get(a)).status is Status.DELIVERED
+
+
+def count_apply_requests(repo) -> list[list[tuple[str, Status]]]:
+    """Record the update lists the updater hands the repository, one per request."""
+    requests: list[list[tuple[str, Status]]] = []
+    apply_in_order = repo.apply_in_order
+
+    async def recording(updates):
+        requests.append(list(updates))
+        return await apply_in_order(updates)
+
+    repo.apply_in_order = recording
+    return requests
