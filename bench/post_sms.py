@@ -2,11 +2,12 @@
 
 The bare endpoint (bare_app.py) parses the same request model and answers alike,
 with nothing behind it. All three servers run side by side and are warmed up;
-each round then measures bare, memory store, SQLite store, back to back, and the
-figure is the median over rounds of candidate / that round's bare. Measured at
-several connection counts: group commit needs requests in flight to group.
+each round then measures bare, memory store, SQLite store, back to back, starting
+with a different one each round, and the figure is the median over rounds of
+candidate / that round's bare. Measured at several connection counts: group
+commit needs requests in flight to group.
 
-    python bench/post_sms.py [--rounds 3] [--seconds 4] [--connections 32,64,128]
+    python bench/post_sms.py [--rounds 5] [--seconds 3] [--connections 32,64,128]
 """
 
 import argparse
@@ -24,8 +25,8 @@ TARGETS = {"memory": 0.95, "sqlite": 0.90}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3)
     parser.add_argument("--connections", default="32,64,128",
                         help="comma-separated connection counts, each measured in turn")
     args = parser.parse_args()
@@ -42,13 +43,16 @@ def main() -> int:
             for url in urls.values():
                 wrk(f"{url}/sms", seconds=2, connections=connections, script=script)  # warm-up
             rounds: list[dict[str, float]] = []
+            names = list(urls)
             for number in range(1, args.rounds + 1):
-                rates = {name: wrk(f"{url}/sms", seconds=args.seconds, connections=connections,
-                                   script=script)
-                         for name, url in urls.items()}
+                # A different server goes first each round: none always follows another.
+                start = number % len(names)
+                rates = {name: wrk(f"{urls[name]}/sms", seconds=args.seconds,
+                                   connections=connections, script=script)
+                         for name in names[start:] + names[:start]}
                 rounds.append(rates)
                 print(f"{connections} connections, round {number}: "
-                      + ", ".join(f"{n} {r:.0f} req/s" for n, r in rates.items()))
+                      + ", ".join(f"{n} {rates[n]:.0f} req/s" for n in names))
             table += _rows(connections, rounds)
     print()
     print("| store | connections | bare req/s (median) | smsproxy req/s (median) "
