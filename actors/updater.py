@@ -28,9 +28,7 @@ from smsproxy.errors import UnknownProviderStatus
 from smsproxy.models import UpdateRejected, UpdatesApplied
 from smsproxy.statuses import Status, map_provider_status
 
-__all__ = [
-    "DEFAULT_LINGER", "INBOX_CAPACITY", "StatusReport", "UpdaterHandle", "report_errors", "run",
-]
+__all__ = ["INBOX_CAPACITY", "StatusReport", "UpdaterHandle", "report_errors", "run"]
 
 log = structlog.get_logger("smsproxy.updater")
 
@@ -38,9 +36,6 @@ INBOX_CAPACITY = 256
 """Reports waiting beyond this make the provider side wait: backpressure, not loss."""
 
 MAX_REPORTS_PER_GROUP = 256
-
-DEFAULT_LINGER = 0.1
-"""Seconds to hold a report for more: far below what a person checking a status notices."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,16 +29,17 @@ def tune_interpreter() -> None:
 
     Call it once, before serving.
 
-    Garbage collection: with the defaults, every request's few hundred short-lived objects set off a
-    young collection every couple of requests, and the full collections walk every
-    long-lived object. Measured on POST /sms: about 10% more requests a second with
-    these thresholds. ``gc.freeze`` takes what exists by then (the imported
-    modules, the configuration) out of the collector's sight for good.
+    Garbage collection: with the defaults, every request's few hundred short-lived
+    objects set off a young collection every couple of requests, and the full
+    collections walk every long-lived object. Measured on POST /sms: about 10% more
+    requests a second with these thresholds. ``gc.freeze`` takes what exists by
+    then (the imported modules, the configuration) out of the collector's sight
+    for good.
 
     Switch interval: the SQLite store's worker thread gives up the GIL around every
     SQLite call and must win it back from a busy event loop each time. At the
     default 5 ms, a status-update transaction took 12 ms on average under load,
-    while the POSTs queued behind it waited; at 0.5 ms, half of that.
+    while the POSTs queued behind it waited; at 0.5 ms, about half of that.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
