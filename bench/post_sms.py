@@ -69,8 +69,8 @@ def main() -> int:
             table += _rows(connections, rounds)
     print()
     print("| store | connections | bare req/s (median) | smsproxy req/s (median) "
-          "| ratio (median of rounds) | ratio of best rounds | target |")
-    print("|---|---|---|---|---|---|---|")
+          "| ratio (median of rounds) | target |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(table))
     return 0
 
@@ -90,19 +90,13 @@ def _fill_wal(url: str, wal: Path) -> None:
 
 
 def _rows(connections: int, rounds: list[dict[str, float]]) -> list[str]:
-    """Two estimates of the ratio. The median of per-round ratios pairs each server
-    with the bare one measured seconds apart. The ratio of each one's best round
-    follows timeit's reasoning: other load on the machine only ever slows a round
-    down, so the fastest round is the nearest to what the code itself can do."""
     bare = statistics.median(r["bare"] for r in rounds)
-    best_bare = max(r["bare"] for r in rounds)
     rows = []
     for name in STORES:
         proxy = statistics.median(r[name] for r in rounds)
         ratio = statistics.median(r[name] / r["bare"] for r in rounds)
-        best = max(r[name] for r in rounds) / best_bare
         rows.append(f"| {name} | {connections} | {bare:.0f} | {proxy:.0f} | {ratio:.3f} "
-                    f"| {best:.3f} | >= {TARGETS[name]} |")
+                    f"| >= {TARGETS[name]} |")
     return rows
 
 
