@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 from api.common import json_response, parse_json_object
 from api.schemas import SmsRequest
 from smsproxy.segments import count_segments
-from smsproxy.serving import tune_interpreter
+from smsproxy.serving import tune_garbage_collector
 
 __all__ = ["create_bare_app"]
 
@@ -56,5 +56,5 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    tune_interpreter()  # as `smsproxy serve` does
+    tune_garbage_collector()  # as `smsproxy serve` does
     trio.run(main, parser.parse_args().port)

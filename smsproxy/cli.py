@@ -15,7 +15,7 @@ from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 from smsproxy.errors import StoreError
 from smsproxy.logs import configure_logging
 from smsproxy.service import serve
-from smsproxy.serving import tune_interpreter
+from smsproxy.serving import tune_garbage_collector
 
 __all__ = ["main"]
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))  # exits 2
     configure_logging(config.log_format, config.log_level)
     exit_code = 0
-    tune_interpreter()
+    tune_garbage_collector()
     try:
         trio.run(serve, config)
     except* StoreError as failed:

@@ -2,7 +2,6 @@
 
 import gc
 import signal
-import sys
 from functools import partial
 from typing import Any
 
@@ -11,7 +10,7 @@ import hypercorn.trio
 import structlog
 import trio
 
-__all__ = ["GC_THRESHOLDS", "SWITCH_INTERVAL", "serve_app", "tune_interpreter"]
+__all__ = ["GC_THRESHOLDS", "serve_app", "tune_garbage_collector"]
 
 log = structlog.get_logger("smsproxy.serving")
 
@@ -20,30 +19,18 @@ GC_THRESHOLDS = (20_000, 20, 20)
 before an older one; Python's defaults are (700, 10, 10)."""
 
 
-SWITCH_INTERVAL = 0.0005
-"""Seconds a thread may keep the GIL while another waits for it; Python's default is 0.005."""
+def tune_garbage_collector() -> None:
+    """Fewer, larger garbage collections, for a long-running server process.
 
-
-def tune_interpreter() -> None:
-    """Fewer, larger garbage collections, and quicker GIL hand-overs, for a server process.
-
-    Call it once, before serving.
-
-    Garbage collection: with the defaults, every request's few hundred short-lived
-    objects set off a young collection every couple of requests, and the full
-    collections walk every long-lived object. Measured on POST /sms: about 10% more
-    requests a second with these thresholds. ``gc.freeze`` takes what exists by
-    then (the imported modules, the configuration) out of the collector's sight
-    for good.
-
-    Switch interval: the SQLite store's worker thread gives up the GIL around every
-    SQLite call and must win it back from a busy event loop each time. At the
-    default 5 ms, a status-update transaction took 12 ms on average under load,
-    while the POSTs queued behind it waited; at 0.5 ms, about half of that.
+    With the defaults, every request's few hundred short-lived objects set off a
+    young collection every couple of requests, and the full collections walk every
+    long-lived object. Measured on POST /sms: about 10% more requests a second with
+    these thresholds. ``gc.freeze`` takes what exists by then (the imported
+    modules, the configuration) out of the collector's sight for good. Call it
+    once, before serving.
     """
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 async def serve_app(

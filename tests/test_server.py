@@ -2,7 +2,6 @@
 
 import gc
 import signal
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import trio
 
 from smsproxy.config import Config
 from smsproxy.service import serve
-from smsproxy.serving import GC_THRESHOLDS, SWITCH_INTERVAL, tune_interpreter
+from smsproxy.serving import GC_THRESHOLDS, tune_garbage_collector
 from tests.processes import ServiceProcess, wait_for_status
 
 PHONE = "+4912345678"
@@ -78,17 +77,14 @@ async def test_serve_process_delivers_then_exits_0_on_sigterm(proxy_process):
     assert "hello" not in proxy_process.log_path.read_text()  # content is never logged
 
 
-def test_the_interpreter_is_tuned_for_a_long_running_server():
-    before = gc.get_threshold(), sys.getswitchinterval()
+def test_the_serve_command_tunes_the_collector_for_a_long_running_process():
+    before = gc.get_threshold()
     gc.unfreeze()  # the CLI tests may have tuned this process already
     gc.set_threshold(700, 10, 10)  # Python's defaults
-    sys.setswitchinterval(0.005)
     try:
-        tune_interpreter()
+        tune_garbage_collector()
         assert gc.get_threshold() == GC_THRESHOLDS
         assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's sight
-        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
     finally:
         gc.unfreeze()
-        gc.set_threshold(*before[0])
-        sys.setswitchinterval(before[1])
+        gc.set_threshold(*before)
