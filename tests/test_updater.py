@@ -106,15 +106,25 @@ async def memory_repo(nursery):
     return await nursery.start(repository.run, MemoryStore)
 
 
+@pytest.fixture
+def start_lingering(nursery, memory_repo, stats_handle, errors):
+    """Start an updater over the memory repository that lingers ``linger`` seconds."""
+
+    async def start(linger: float):
+        return await nursery.start(partial(
+            updater.run, memory_repo, stats_handle, errors[0], linger=linger,
+        ))
+
+    return start
+
+
 async def test_reports_within_the_linger_share_one_repository_request(
-    nursery, memory_repo, stats_handle, errors, autojump_clock
+    memory_repo, start_lingering, autojump_clock
 ):
     repo = memory_repo
     a, b = await saved(repo, 2)
     requests = count_apply_requests(repo)
-    updates = await nursery.start(partial(
-        updater.run, repo, stats_handle, errors[0], linger=0.1,
-    ))
+    updates = await start_lingering(0.1)
     await updates.submit({a: "CONFIRMED", b: "CONFIRMED"})
     await trio.sleep(0.05)
     await updates.submit({a: "DELIVERED"})
@@ -124,13 +134,11 @@ async def test_reports_within_the_linger_share_one_repository_request(
 
 
 async def test_nothing_is_applied_before_the_linger_is_over(
-    nursery, memory_repo, stats_handle, errors, autojump_clock
+    memory_repo, start_lingering, autojump_clock
 ):
     repo = memory_repo
     [a] = await saved(repo, 1)
-    updates = await nursery.start(partial(
-        updater.run, repo, stats_handle, errors[0], linger=0.1,
-    ))
+    updates = await start_lingering(0.1)
     await updates.submit({a: "DELIVERED"})
     await trio.sleep(0.09)
     assert (await repo.get(a)).status is Status.ACCEPTED
@@ -139,13 +147,11 @@ async def test_nothing_is_applied_before_the_linger_is_over(
 
 
 async def test_a_flush_does_not_wait_for_the_linger(
-    nursery, memory_repo, stats_handle, errors, autojump_clock
+    memory_repo, start_lingering, autojump_clock
 ):
     repo = memory_repo
     [a] = await saved(repo, 1)
-    updates = await nursery.start(partial(
-        updater.run, repo, stats_handle, errors[0], linger=60,
-    ))
+    updates = await start_lingering(60)
     await updates.submit({a: "DELIVERED"})
     with trio.fail_after(1):
         await updates.flush()
