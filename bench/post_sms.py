@@ -4,9 +4,10 @@ The bare endpoint (bare_app.py) parses the same request model and answers alike,
 with nothing behind it. All three servers run side by side and are warmed up,
 the SQLite one until its WAL file has filled once (the steady state of a server
 that has run for a while: before that, every commit also grows the file);
-each round then measures bare, memory store, SQLite store, back to back, starting
-with a different one each round, and the figure is the median over rounds of
-candidate / that round's bare. Measured at several connection counts: group
+each round then measures bare, memory store, SQLite store, one after the other
+(after a proxy, waiting until it has delivered everything), starting with a
+different one each round, and the figure is the median over rounds of candidate /
+that round's bare. Measured at several connection counts: group
 commit needs requests in flight to group.
 
     python bench/post_sms.py [--rounds 15] [--seconds 1] [--connections 32,64,128] [--cold-wal]
