@@ -1,9 +1,9 @@
 """The ceiling: bare quart-trio endpoints that parse like smsproxy and answer alike.
 
-Same stack (quart-trio on hypercorn, one worker), the very same parsing, validation
-and answer helpers as smsproxy, the same garbage-collector settings, and nothing
-behind them: no store, no batching. The ratio of the two then measures what the
-proxy's own work costs.
+Same stack (quart-trio on hypercorn, one worker, smsproxy's hypercorn settings),
+the very same parsing, validation and answer helpers as smsproxy, the same
+garbage-collector settings, and nothing behind them: no store, no batching. The
+ratio of the two then measures what the proxy's own work costs.
 ``python bench/bare_app.py --port 0`` prints ``listening http://...`` once bound.
 """
 
@@ -11,7 +11,6 @@ import argparse
 import uuid
 from functools import partial
 
-import hypercorn.config
 import hypercorn.trio
 import trio
 from quart import Response, request
@@ -20,7 +19,7 @@ from quart_trio import QuartTrio
 from api.common import json_response, parse_json_object
 from api.schemas import SmsRequest
 from smsproxy.segments import count_segments
-from smsproxy.serving import tune_garbage_collector
+from smsproxy.serving import hypercorn_config, tune_garbage_collector
 
 __all__ = ["create_bare_app"]
 
@@ -45,9 +44,7 @@ def create_bare_app() -> QuartTrio:
 
 
 async def main(port: int) -> None:
-    config = hypercorn.config.Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
+    config = hypercorn_config("127.0.0.1", port, grace=5.0)
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(hypercorn.trio.serve, create_bare_app(), config))
         print(f"listening {binds[0]}", flush=True)

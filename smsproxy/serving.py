@@ -10,7 +10,7 @@ import hypercorn.trio
 import structlog
 import trio
 
-__all__ = ["GC_THRESHOLDS", "serve_app", "tune_garbage_collector"]
+__all__ = ["GC_THRESHOLDS", "hypercorn_config", "serve_app", "tune_garbage_collector"]
 
 log = structlog.get_logger("smsproxy.serving")
 
@@ -49,7 +49,7 @@ async def serve_app(
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop, watching)
         binds = await nursery.start(partial(
-            hypercorn.trio.serve, app, _hypercorn_config(host, port, grace),
+            hypercorn.trio.serve, app, hypercorn_config(host, port, grace),
             shutdown_trigger=stop.wait,
         ))
         log.info("listening", binds=binds)
@@ -67,7 +67,8 @@ async def _set_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
             return
 
 
-def _hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Config:
+def hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Config:
+    """How smsproxy serves: its limits and timeouts (the benchmarks' bare app uses it too)."""
     config = hypercorn.config.Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
