@@ -2,7 +2,7 @@
 
 Modelled on Erlang's gen_server: ``call`` puts a request in the inbox and waits
 for the reply; ``cast`` puts it there and goes on. Failures surface as
-:class:`~smsproxy.errors.ActorUnavailable` and :class:`~smsproxy.errors.ActorTimeout`
+:class:`~actors.errors.ActorUnavailable` and :class:`~actors.errors.ActorTimeout`
 rather than raw trio exceptions.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from smsproxy.errors import ActorTimeout, ActorUnavailable
+from actors.errors import ActorTimeout, ActorUnavailable
 
 __all__ = ["Call", "Envelope", "Mailbox", "Reply", "receive_ready"]
 

@@ -20,11 +20,12 @@ import structlog
 import trio
 
 from actors._mailbox import Envelope, Mailbox, receive_ready
+from actors.errors import ActorError
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules, BatchQueue, QueueGauge
-from smsproxy.errors import ActorError, QueueFull, ShuttingDown, StoreError
+from smsproxy.errors import QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
     Batch,
@@ -38,7 +39,7 @@ from smsproxy.models import (
     Saved,
     new_ids,
 )
-from smsproxy.provider import Provider
+from smsproxy.providers import Provider
 from smsproxy.statuses import Status
 
 __all__ = ["BatcherHandle", "run"]

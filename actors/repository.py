@@ -18,7 +18,7 @@ from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
 from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
-from smsproxy.store import MessageStore
+from smsproxy.stores import MessageStore
 
 __all__ = [
     "AddAttempts", "ApplyInOrder", "ForgetIdempotency", "Get", "ListAccepted", "Ping",

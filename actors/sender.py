@@ -14,7 +14,7 @@ import trio
 
 from smsproxy.errors import ProviderError, ProviderThrottled, ProviderTimeout, ProviderUnavailable
 from smsproxy.models import AttemptFinished, Batch, BatchFailed, BatchOutcome, BatchSucceeded
-from smsproxy.provider import Provider
+from smsproxy.providers import Provider
 
 __all__ = ["RetryPolicy", "deliver"]
 

@@ -5,9 +5,10 @@ from pydantic import ValidationError
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
+from actors.errors import ActorError
 from api.common import MalformedJson, json_response
 from api.schemas import describe_validation_error
-from smsproxy.errors import ActorError, IdempotencyConflict, QueueFull, ShuttingDown, StoreError
+from smsproxy.errors import IdempotencyConflict, QueueFull, ShuttingDown, StoreError
 
 __all__ = ["error_response", "register_error_handlers"]
 

@@ -26,9 +26,9 @@ from quart_trio import QuartTrio
 from actors import receive_ready
 from api.common import json_response
 from api.errors import error_response, register_error_handlers
-from api.provider_client import HTTP_LIMITS
 from api.schemas import describe_validation_error
-from smsproxy.serving import serve_app
+from api.serving import serve_app
+from smsproxy.providers.fastsmsing import HTTP_LIMITS
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from smsproxy.statuses import Status
 

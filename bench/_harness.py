@@ -75,7 +75,7 @@ def _listening_event(line: str) -> str | None:
 
 
 def smsproxy_server(*options: str) -> AbstractContextManager[str]:
-    command = [sys.executable, "-m", "smsproxy.cli", "serve", "--port", "0", *options]
+    command = [sys.executable, "-m", "api.cli", "serve", "--port", "0", *options]
     return server(command, _listening_event)
 
 

@@ -18,8 +18,8 @@ from quart_trio import QuartTrio
 
 from api.common import json_response, parse_json_object
 from api.schemas import SmsRequest
+from api.serving import hypercorn_config, tune_garbage_collector
 from smsproxy.segments import count_segments
-from smsproxy.serving import hypercorn_config, tune_garbage_collector
 
 __all__ = ["create_bare_app"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import trio
 
+from actors.supervisor import Runtime, running
 from smsproxy.config import Config
 from smsproxy.errors import QueueFull
 from smsproxy.logs import configure_logging
-from smsproxy.service import Runtime, running
 
 CHUNK = 1000
 

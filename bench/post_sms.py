@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _harness import BENCH, bare_server, smsproxy_server, stats, wrk
 
-from smsproxy.sqlite_store import WAL_AUTOCHECKPOINT_PAGES
+from smsproxy.stores.sqlite import WAL_AUTOCHECKPOINT_PAGES
 
 STORES = {"memory": "memory://", "sqlite": "sqlite:///{folder}/smsproxy.db"}
 TARGETS = {"memory": 0.95, "sqlite": 0.90}

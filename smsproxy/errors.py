@@ -19,12 +19,13 @@
     └── ActorError                  an actor could not serve a request
         ├── ActorUnavailable        it has stopped (its inbox is closed)
         └── ActorTimeout            it did not answer in time
+
+The domain raises everything above but ``ActorError``: that branch belongs to the
+actor layer and is defined there (:mod:`actors.errors`), below this same root, so
+that one ``except SmsProxyError`` still covers every failure smsproxy names.
 """
 
 __all__ = [
-    "ActorError",
-    "ActorTimeout",
-    "ActorUnavailable",
     "DuplicateMessage",
     "FinalStatusLocked",
     "IdempotencyConflict",
@@ -138,18 +139,3 @@ class ProviderThrottled(ProviderUnavailable):
 class ProviderRejected(ProviderError):
     pass
 
-
-class ActorError(SmsProxyError):
-    def __init__(self, actor: str, reason: str) -> None:
-        super().__init__(f"{actor} actor {reason}")
-        self.actor = actor
-
-
-class ActorUnavailable(ActorError):
-    def __init__(self, actor: str) -> None:
-        super().__init__(actor, "is not running")
-
-
-class ActorTimeout(ActorError):
-    def __init__(self, actor: str, seconds: float) -> None:
-        super().__init__(actor, f"did not answer within {seconds:g} s")

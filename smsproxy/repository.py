@@ -19,7 +19,7 @@ from smsproxy.errors import (
 )
 from smsproxy.models import Idempotency, Message, Saved, StatusRecord
 from smsproxy.statuses import FINAL_STATUSES, Status
-from smsproxy.store import MessageStore
+from smsproxy.stores import MessageStore
 
 __all__ = ["Repository", "Submission"]
 

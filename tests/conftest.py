@@ -15,8 +15,8 @@ from actors.updater import UpdaterHandle
 from api import Services
 from smsproxy.batching import BatchingRules
 from smsproxy.models import UpdateRejected
-from smsproxy.sqlite_store import SqliteStore
-from smsproxy.store import MemoryStore, MessageStore
+from smsproxy.stores import MemoryStore, MessageStore
+from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ScriptedProvider
 
 

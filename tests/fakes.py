@@ -8,7 +8,7 @@ import trio
 
 from smsproxy.errors import ProviderError, ProviderUnavailable
 from smsproxy.models import Batch, Message
-from smsproxy.store import MemoryStore
+from smsproxy.stores import MemoryStore
 
 
 class ScriptedProvider:

@@ -34,7 +34,7 @@ class ServiceProcess:
             args = ("--port", "0", *args)
         with self.log_path.open("w") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsproxy.cli", command, *args],
+                [sys.executable, "-m", "api.cli", command, *args],
                 stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir,
             )
         self.url = self._wait_for("listening", timeout=20)["binds"][0]

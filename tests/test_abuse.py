@@ -9,8 +9,8 @@ import trio.testing
 
 from api import ApiSettings, create_app
 from smsproxy.logs import configure_logging
-from smsproxy.sqlite_store import SqliteStore
 from smsproxy.statuses import Status
+from smsproxy.stores.sqlite import SqliteStore
 
 PHONE = "+4912345678"
 MESSAGE = {"phone_number": PHONE, "content": "hello"}

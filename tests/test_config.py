@@ -2,7 +2,7 @@
 
 import pytest
 
-from smsproxy.cli import main
+from api.cli import main
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 
 

@@ -5,7 +5,7 @@ import trio
 import trio.testing
 
 from actors._mailbox import Call, Mailbox
-from smsproxy.errors import ActorTimeout, ActorUnavailable
+from actors.errors import ActorTimeout, ActorUnavailable
 
 
 class Echo(Call[str]):

@@ -15,7 +15,7 @@ from actors import updater
 from api import create_app
 from smsproxy.errors import StoreError
 from smsproxy.logs import configure_logging
-from smsproxy.store import MemoryStore
+from smsproxy.stores import MemoryStore
 from tests.fakes import ScriptedProvider
 
 PHONE = "+4915112345678"

@@ -17,9 +17,9 @@ from hypothesis.stateful import (
 from smsproxy.errors import DuplicateMessage, FinalStatusLocked, UnknownMessage
 from smsproxy.models import Message, new_id
 from smsproxy.repository import Repository
-from smsproxy.sqlite_store import SqliteStore
 from smsproxy.statuses import FINAL_STATUSES, Status
-from smsproxy.store import MemoryStore
+from smsproxy.stores import MemoryStore
+from smsproxy.stores.sqlite import SqliteStore
 
 UPDATES = st.sampled_from([Status.CONFIRMED, Status.FAILED, Status.DELIVERED])
 

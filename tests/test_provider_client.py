@@ -8,7 +8,7 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from actors.sender import RetryPolicy, deliver
-from api.provider_client import FastSmsClient, open_http_client
+from api.serving import serve_app
 from smsproxy.errors import (
     ProviderRejected,
     ProviderThrottled,
@@ -16,7 +16,7 @@ from smsproxy.errors import (
     ProviderUnavailable,
 )
 from smsproxy.models import Batch, BatchFailed, BatchSucceeded, Message
-from smsproxy.serving import serve_app
+from smsproxy.providers.fastsmsing import FastSmsClient, open_http_client
 from tests.processes import free_port
 
 BATCH = Batch("b1", (Message("m1", "+4912345", "hello", 0.0), Message("m2", "+4913", "hi", 0.0)))

@@ -4,7 +4,8 @@ import pytest
 import trio
 
 from actors import repository
-from smsproxy.errors import ActorUnavailable, DuplicateMessage, FinalStatusLocked, UnknownMessage
+from actors.errors import ActorUnavailable
+from smsproxy.errors import DuplicateMessage, FinalStatusLocked, UnknownMessage
 from smsproxy.models import Message, Saved, new_id
 from smsproxy.statuses import FINAL_STATUSES, Status
 from tests.fakes import CountingStore

@@ -10,9 +10,8 @@ import httpx
 import pytest
 import trio
 
+from api.serving import GC_THRESHOLDS, serve, tune_garbage_collector
 from smsproxy.config import Config
-from smsproxy.service import serve
-from smsproxy.serving import GC_THRESHOLDS, tune_garbage_collector
 from tests.processes import ServiceProcess, wait_for_status
 
 PHONE = "+4912345678"

@@ -11,8 +11,8 @@ import trio
 from actors import repository
 from smsproxy.errors import DuplicateMessage, StoreError
 from smsproxy.models import Message, new_id
-from smsproxy.sqlite_store import SCHEMA_VERSION, SqliteStore
 from smsproxy.statuses import Status
+from smsproxy.stores.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.fakes import ScriptedProvider
 
 
@@ -188,7 +188,7 @@ async def test_provider_that_never_recovers_fails_messages_after_ttl(
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_messages(tmp_path):
-    from smsproxy import sqlite_store
+    from smsproxy.stores import sqlite as sqlite_store
 
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)

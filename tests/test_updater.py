@@ -10,7 +10,7 @@ import trio.testing
 from actors import repository, updater
 from smsproxy.models import Message, UpdateRejected, new_id
 from smsproxy.statuses import Status
-from smsproxy.store import MemoryStore
+from smsproxy.stores import MemoryStore
 from tests.fakes import drain_channel
 
 

@@ -10,12 +10,11 @@ from functools import partial
 import trio
 
 from api.fake_provider import FakeProviderSettings, run_fake_provider
+from api.serving import serve, tune_garbage_collector
 from smsproxy import __version__
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 from smsproxy.errors import StoreError
 from smsproxy.logs import configure_logging
-from smsproxy.service import serve
-from smsproxy.serving import tune_garbage_collector
 
 __all__ = ["main"]
 

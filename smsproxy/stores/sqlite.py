@@ -18,7 +18,7 @@ from pathlib import Path
 from smsproxy.errors import DuplicateMessage, StoreError
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.store import StatusChange
+from smsproxy.stores.protocol import StatusChange
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 

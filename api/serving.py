@@ -1,4 +1,9 @@
-"""Serve an ASGI app with hypercorn until a stop event or SIGTERM/SIGINT, then stop gracefully."""
+"""Serve the service over HTTP with hypercorn until a stop event or SIGTERM/SIGINT.
+
+:func:`serve` is the composition root: it starts every actor under the supervisor
+(:func:`actors.supervisor.running`), hands their handles to the HTTP app, and
+serves it; on the way out, HTTP stops first and the supervisor stops the actors.
+"""
 
 import gc
 import signal
@@ -10,7 +15,12 @@ import hypercorn.trio
 import structlog
 import trio
 
-__all__ = ["GC_THRESHOLDS", "hypercorn_config", "serve_app", "tune_garbage_collector"]
+from actors.supervisor import Runtime, running
+from api.app import create_app
+from api.common import ApiSettings, Services
+from smsproxy.config import Config
+
+__all__ = ["GC_THRESHOLDS", "hypercorn_config", "serve", "serve_app", "tune_garbage_collector"]
 
 log = structlog.get_logger("smsproxy.serving")
 
@@ -82,3 +92,50 @@ def hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Con
     config.h2_max_header_list_size = 16 * 1024
     config.read_timeout = 30
     return config
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: trio.Event | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
+    log.info("starting", config=config.loggable())
+    _warn_if_open(config)
+    async with running(config) as runtime:
+        app = create_app(_services(runtime), _api_settings(config))
+        await serve_app(
+            app, config.host, config.port, grace=config.shutdown_grace,
+            stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
+            task_status=task_status,
+        )
+
+
+def _services(runtime: Runtime) -> Services:
+    return Services(runtime.repository, runtime.batcher, runtime.stats, runtime.updater)
+
+
+def _api_settings(config: Config) -> ApiSettings:
+    return ApiSettings(
+        webhook_secret=config.webhook_secret,
+        api_keys=config.api_key_list,
+        rate_limit=config.rate_limit,
+        rate_burst=config.effective_rate_burst,
+        bulk_max=config.bulk_max,
+    )
+
+
+def _warn_if_open(config: Config) -> None:
+    if config.api_keys or config.host in _LOOPBACK:
+        return
+    log.warning(
+        "no_api_keys_on_a_public_address",
+        host=config.host,
+        message="ANYONE WHO CAN REACH THIS ADDRESS CAN SEND SMS ON YOUR BILL: "
+                "set --api-keys (SMSPROXY_API_KEYS)",
+    )
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

@@ -1,11 +1,11 @@
-"""App assembly: start the actors in dependency order, serve HTTP, shut down in order.
+"""The top supervisor: start the actors in dependency order, and stop them in reverse.
 
 Each actor runs in its own nested nursery, outermost first: repository, stats,
 updater, provider (the simulator's task, or the FastSMSing client's connection
 pool), batcher. Shutdown unwinds the same nesting from the inside,
 so every actor outlives the actors that call it:
 
-1. HTTP stops taking requests (hypercorn's graceful shutdown);
+1. the door that serves them stops taking requests (``api.serving``);
 2. the batcher refuses new messages, flushes, waits for in-flight batches for up
    to ``shutdown_grace`` seconds, then its senders are cancelled;
 3. the provider delivers the status reports it holds, the updater applies them;
@@ -17,7 +17,7 @@ again: a 202 from a previous run is a promise this run keeps.
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -27,21 +27,18 @@ import trio
 
 from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import WallClock
+from actors.errors import ActorError
 from actors.sender import RetryPolicy
-from api import ApiSettings, Services, create_app
-from api.provider_client import FastSmsClient, open_http_client
 from smsproxy.batching import BatchingRules
 from smsproxy.config import Config
-from smsproxy.errors import ActorError, StoreError
+from smsproxy.errors import StoreError
 from smsproxy.models import UpdateRejected
-from smsproxy.provider import Provider
-from smsproxy.serving import serve_app
-from smsproxy.sqlite_store import SqliteStore
-from smsproxy.store import MemoryStore, MessageStore
+from smsproxy.providers import FastSmsClient, Provider, open_http_client
+from smsproxy.stores import store_factory
 
-__all__ = ["Runtime", "running", "serve", "store_factory"]
+__all__ = ["Runtime", "running"]
 
-log = structlog.get_logger("smsproxy.service")
+log = structlog.get_logger("smsproxy.supervisor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +48,6 @@ class Runtime:
     updater: updater.UpdaterHandle
     provider: Provider
     batcher: batcher.BatcherHandle
-
-    @property
-    def services(self) -> Services:
-        return Services(self.repository, self.batcher, self.stats, self.updater)
-
-
-def store_factory(url: str) -> Callable[[], MessageStore]:
-    """How to open the store that ``url`` names; the repository actor opens it in a thread.
-
-    ``sqlite:///smsproxy.db`` is relative to the working directory,
-    ``sqlite:////var/lib/smsproxy.db`` absolute.
-    """
-    if url.startswith("memory://"):
-        return MemoryStore
-    if url.startswith("sqlite:///"):
-        return partial(SqliteStore, url.removeprefix("sqlite:///"))
-    raise ValueError(f"unsupported store {url!r}")
 
 
 @asynccontextmanager
@@ -176,46 +156,3 @@ def _batching_rules(config: Config) -> BatchingRules:
 
 def _retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy(config.effective_max_attempts, config.provider_timeout)
-
-
-def _api_settings(config: Config) -> ApiSettings:
-    return ApiSettings(
-        webhook_secret=config.webhook_secret,
-        api_keys=config.api_key_list,
-        rate_limit=config.rate_limit,
-        rate_burst=config.effective_rate_burst,
-        bulk_max=config.bulk_max,
-    )
-
-
-def _warn_if_open(config: Config) -> None:
-    if config.api_keys or config.host in _LOOPBACK:
-        return
-    log.warning(
-        "no_api_keys_on_a_public_address",
-        host=config.host,
-        message="ANYONE WHO CAN REACH THIS ADDRESS CAN SEND SMS ON YOUR BILL: "
-                "set --api-keys (SMSPROXY_API_KEYS)",
-    )
-
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-
-
-async def serve(
-    config: Config,
-    *,
-    stop: trio.Event | None = None,
-    handle_signals: bool = True,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
-    log.info("starting", config=config.loggable())
-    _warn_if_open(config)
-    async with running(config) as runtime:
-        app = create_app(runtime.services, _api_settings(config))
-        await serve_app(
-            app, config.host, config.port, grace=config.shutdown_grace,
-            stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
-            task_status=task_status,
-        )

@@ -1,0 +1,27 @@
+"""Store backends: where messages and their statuses are kept.
+
+``memory://`` (:mod:`.memory`) and ``sqlite:///path`` (:mod:`.sqlite`) implement
+:class:`MessageStore` (:mod:`.protocol`); :func:`store_factory` picks one by URL.
+"""
+
+from collections.abc import Callable
+from functools import partial
+
+from smsproxy.stores.memory import MemoryStore
+from smsproxy.stores.protocol import MessageStore, StatusChange
+from smsproxy.stores.sqlite import SqliteStore
+
+__all__ = ["MemoryStore", "MessageStore", "SqliteStore", "StatusChange", "store_factory"]
+
+
+def store_factory(url: str) -> Callable[[], MessageStore]:
+    """How to open the store that ``url`` names; the repository actor opens it in a thread.
+
+    ``sqlite:///smsproxy.db`` is relative to the working directory,
+    ``sqlite:////var/lib/smsproxy.db`` absolute.
+    """
+    if url.startswith("memory://"):
+        return MemoryStore
+    if url.startswith("sqlite:///"):
+        return partial(SqliteStore, url.removeprefix("sqlite:///"))
+    raise ValueError(f"unsupported store {url!r}")
