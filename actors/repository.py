@@ -6,6 +6,7 @@ A durable store pays for one commit per group, not one per request. A blocking
 store is driven from a worker thread, so the event loop never waits on disk.
 """
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
-from smsproxy.models import Idempotency, Message, Saved, StatusRecord
+from smsproxy.models import Idempotency, Message, Saved, StatusRecord, StoreFailed
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
@@ -137,12 +138,18 @@ class RepositoryHandle:
 async def run(
     open_store: Callable[[], MessageStore],
     *,
+    on_store_error: Callable[[StoreFailed], None] = lambda _: None,
     task_status: trio.TaskStatus[RepositoryHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Open the store, serve requests until the handle is closed, then close the store."""
+    """Open the store, serve requests until the handle is closed, then close the store.
+
+    A failed transaction is logged here, once, and reported to ``on_store_error``
+    (the stats actor counts it); its callers get the :class:`StoreError`.
+    """
     store = await trio.to_thread.run_sync(open_store)
     mailbox, inbox = Mailbox[Request].open("repository")
     repository = Repository(store)
+    health = _StoreHealth()
     try:
         async with inbox:
             task_status.started(RepositoryHandle(mailbox))
@@ -152,17 +159,67 @@ async def run(
                     results = await trio.to_thread.run_sync(_apply_group, repository, group)
                 else:
                     results = _apply_group(repository, group)
+                if isinstance(results, StoreError):
+                    operations = _operations(group)
+                    health.failed(results, operations, len(group))
+                    on_store_error(StoreFailed(operations))
+                    results = [results] * len(group)
+                else:
+                    health.succeeded()
                 _reply_all(group, results)
     finally:
         with trio.CancelScope(shield=True):
             await _close(store)
 
 
-def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> list[Any]:
+class _StoreHealth:
+    """Logs a failing store without flooding the log: the first failure at once, then
+    at most one line per ``REPEAT_INTERVAL`` saying how many it left out, and the
+    recovery. (Every failure is still counted, in the metric.)"""
+
+    REPEAT_INTERVAL = 10.0
+
+    def __init__(self) -> None:
+        self.failing = False
+        self.unlogged = 0
+        self.next_log = -math.inf
+
+    def failed(self, error: StoreError, operations: tuple[str, ...], requests: int) -> None:
+        self.failing = True
+        now = trio.current_time()
+        if now < self.next_log:
+            self.unlogged += 1
+            return
+        log.error("store_transaction_failed", error=str(error), operations=operations,
+                  requests=requests, failures_not_logged=self.unlogged)
+        self.unlogged = 0
+        self.next_log = now + self.REPEAT_INTERVAL
+
+    def succeeded(self) -> None:
+        if self.failing:
+            log.info("store_recovered", failures_not_logged=self.unlogged)
+            self.failing, self.unlogged, self.next_log = False, 0, -math.inf
+
+
+def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:
+    """The distinct operations of a group, by name, for the log and the metric label."""
+    return tuple(sorted({_OPERATION_NAMES[type(e.request)] for e in group}))
+
+
+_OPERATION_NAMES: dict[type, str] = {
+    Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
+    AddAttempts: "add_attempts", ListAccepted: "list_accepted",
+    ForgetIdempotency: "forget_idempotency", Ping: "ping",
+}
+
+
+def _apply_group(
+    repository: Repository, group: Sequence[Envelope[Request]]
+) -> list[Any] | StoreError:
     """Apply a group in one transaction; each slot holds a result or a rule error.
 
-    When the transaction itself fails, nothing of it was stored and every request
-    of the group gets the :class:`StoreError`; the actor goes on with the next group.
+    When the transaction itself fails, nothing of it was stored and the whole
+    group gets the :class:`StoreError`; the actor goes on with the next group.
     """
     results: list[Any] = [None] * len(group)
     saves = [(i, e.request) for i, e in enumerate(group) if isinstance(e.request, Save)]
@@ -179,8 +236,7 @@ def _apply_group(repository: Repository, group: Sequence[Envelope[Request]]) -> 
                     except RepositoryError as error:
                         results[i] = error
     except StoreError as error:
-        log.error("store_transaction_failed", error=str(error), requests=len(group))
-        return [error] * len(group)
+        return error
     return results
 
 

@@ -19,6 +19,7 @@ from smsproxy.models import (
     MessagesAccepted,
     MessagesExpired,
     StatsRecord,
+    StoreFailed,
     UpdateRejected,
     UpdatesApplied,
 )
@@ -29,17 +30,23 @@ __all__ = ["Snapshot", "StatsHandle", "run"]
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     success: int = 0
-    """Batches the provider accepted."""
+    """Batches the provider took."""
     failed: int = 0
-    """Batches that failed every attempt."""
+    """Rounds of a batch that used every attempt; its messages are parked and tried again."""
     attempts: int = 0
+    """Calls made to the provider, successful or not: the bill."""
     messages_accepted: int = 0
     messages_sent: int = 0
-    messages_failed: int = 0
+    """Messages in the batches the provider took."""
+    messages_parked: int = 0
+    """Messages in the failed rounds above; one message counts once per round it failed."""
     messages_expired: int = 0
+    """Messages the proxy made FAILED because they outlived the message TTL."""
     messages_delivered: int = 0
     updates_applied: int = 0
     updates_rejected: int = 0
+    store_errors: int = 0
+    """Store transactions that failed (each answered 503 or retried)."""
     success_by_attempt: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
 
@@ -54,8 +61,9 @@ class Snapshot:
 
     @property
     def provider_calls_saved(self) -> int:
-        """Against one call per message: messages sent minus calls made."""
-        return self.messages_sent - self.attempts
+        """Calls batching saved: messages the provider took, minus the successful calls
+        that carried them. Never negative; retries show in ``attempts``, not here."""
+        return self.messages_sent - self.success
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,7 @@ class _Counters:
             case BatchFailed(size=size, attempts=attempts, error=error):
                 n["failed"] += 1
                 n["attempts"] += attempts
-                n["messages_failed"] += size
+                n["messages_parked"] += size
                 self.last_error = error
             case MessagesAccepted(count):
                 n["messages_accepted"] += count
@@ -100,6 +108,8 @@ class _Counters:
                 n["messages_delivered"] += delivered
             case UpdateRejected():
                 n["updates_rejected"] += 1
+            case StoreFailed():
+                n["store_errors"] += 1
 
     def snapshot(self) -> Snapshot:
         return Snapshot(

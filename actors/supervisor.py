@@ -1,6 +1,6 @@
 """The top supervisor: start the actors in dependency order, and stop them in reverse.
 
-Each actor runs in its own nested nursery, outermost first: repository, stats,
+Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
 pool), batcher. Shutdown unwinds the same nesting from the inside,
 so every actor outlives the actors that call it:
@@ -9,7 +9,7 @@ so every actor outlives the actors that call it:
 2. the batcher refuses new messages, flushes, waits for in-flight batches for up
    to ``shutdown_grace`` seconds, then its senders are cancelled;
 3. the provider delivers the status reports it holds, the updater applies them;
-4. the stats actor stops, and the repository closes the store.
+4. the repository closes the store, and the stats actor stops.
 
 At start, before HTTP opens, every message still ACCEPTED in the store is queued
 again: a 202 from a previous run is a promise this run keeps.
@@ -55,9 +55,11 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
     """Every actor, started and ready; on exit, the orderly shutdown above."""
     errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
     async with trio.open_nursery() as outer:
-        repo = await outer.start(repository.run, store_factory(config.store))
-        async with trio.open_nursery() as stats_layer:
-            counts = await stats_layer.start(stats.run)
+        counts = await outer.start(stats.run)
+        async with trio.open_nursery() as repository_layer:
+            repo = await repository_layer.start(partial(
+                repository.run, store_factory(config.store), on_store_error=counts.record,
+            ))
             async with trio.open_nursery() as updater_layer:
                 updater_layer.start_soon(updater.report_errors, errors_out, counts)
                 updates = await updater_layer.start(partial(
@@ -82,8 +84,8 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                         housekeeping.cancel()
                         await _drain(batches, config.shutdown_grace, batcher_layer)
                 await updates.close()
-            await counts.close()
-        await repo.close()
+            await repo.close()
+        await counts.close()
     log.info("stopped")
 
 

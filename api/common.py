@@ -39,7 +39,8 @@ class ApiSettings:
     bulk_max: int = 1000
     """Messages per bulk request."""
     webhook_wait: float = 2.0
-    """Longest a status webhook waits for room at the updater before answering 503."""
+    """Longest a status webhook waits, beyond the updater's linger, for its reports
+    to be committed before answering 503."""
     clock: Callable[[], float] = time.time
     """Wall clock, for signature timestamps."""
     api_keys: tuple[str, ...] = ()

@@ -130,13 +130,14 @@ class StatsBody(BaseModel):
     batches_sent: int
     messages_accepted: int
     messages_sent: int
-    messages_failed: int
+    messages_parked: int
     messages_expired: int
     messages_delivered: int
     attempts: int
     provider_calls_saved: int
     updates_applied: int
     updates_rejected: int
+    store_errors: int
     success_by_attempt: dict[int, int]
     last_error: str | None
     queue_depth: int

@@ -34,7 +34,7 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
     @document_response(ErrorBody, 413)
     @document_response(ErrorBody, 503)
     async def provider_status() -> Response:
-        """Status updates from the provider; answered 204 once handed to the updater."""
+        """Status updates from the provider; answered 204 once they are committed."""
         body = await read_body(settings.webhook_max_bytes)
         if settings.webhook_secret is not None:
             problem = verify(
@@ -49,8 +49,11 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
                 return error_response(401, problem)
         updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
         if updates:
-            with trio.move_on_after(settings.webhook_wait):
-                await services.updater.submit(updates)
+            # 204 only once the reports are committed: the provider does not send
+            # them again, so an acknowledged report must survive a crash. A store
+            # failure raises StoreError: 503, and the provider retries.
+            with trio.move_on_after(services.updater.linger + settings.webhook_wait):
+                await services.updater.apply(updates)
                 return no_content()
             return error_response(503, "status updates are backing up; retry later",
                                   {"Retry-After": "1"})

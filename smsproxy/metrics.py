@@ -21,6 +21,7 @@ from smsproxy.models import (
     MessagesAccepted,
     MessagesExpired,
     StatsRecord,
+    StoreFailed,
     UpdateRejected,
     UpdatesApplied,
 )
@@ -56,9 +57,12 @@ class Metrics:
                                       registry=registry)
         self.messages_sent = Counter("smsproxy_messages_sent",
                                      "Messages the provider took, in batches.", registry=registry)
-        self.calls_saved = Gauge("smsproxy_provider_calls_saved", "Provider calls saved against "
-                                 "one call per message: messages sent minus calls made.",
-                                 registry=registry)
+        self.calls_saved = Gauge("smsproxy_provider_calls_saved", "Provider calls batching "
+                                 "saved: messages the provider took minus the successful calls "
+                                 "that carried them.", registry=registry)
+        self.store_errors = Counter("smsproxy_store_errors", "Store transactions that failed, by "
+                                    "the operations they held.", ["operation"],
+                                    registry=registry)
         self.queue_depth = Gauge("smsproxy_queue_depth",
                                  "Messages accepted but not yet taken by the provider.",
                                  registry=registry)
@@ -100,6 +104,9 @@ class Metrics:
                 self.bulk_messages.observe(size)
             case UpdateRejected(kind=kind):
                 self.updates_rejected.labels(kind).inc()
+            case StoreFailed(operations):
+                for operation in operations:
+                    self.store_errors.labels(operation).inc()
             case HttpServed(counts):
                 for (route, method, status), count in counts.items():
                     self.http_requests.labels(route, method, str(status)).inc(count)

@@ -23,6 +23,7 @@ __all__ = [
     "Saved",
     "StatsRecord",
     "StatusRecord",
+    "StoreFailed",
     "UpdateRejected",
     "UpdatesApplied",
     "new_id",
@@ -176,7 +177,14 @@ class HttpServed:
     counts: Mapping[tuple[str, str, int], int]
 
 
+@dataclass(frozen=True, slots=True)
+class StoreFailed:
+    """A store transaction failed; the operations of the requests it held."""
+
+    operations: tuple[str, ...]
+
+
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
-    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived
+    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
 )

@@ -77,12 +77,15 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         store: MessageStore | None = None,
         stats_handle: StatsHandle | None = None,
         simulate: bool = False,
+        status_linger: float = 0.0,
     ) -> Pipeline:
         """``simulate``: the in-process simulator confirms and delivers through the updater."""
         repo = await nursery.start(repository.run, lambda: store or MemoryStore())
         counts = stats_handle or await nursery.start(stats.run)
         errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
-        updates = await nursery.start(updater.run, repo, counts, errors_in)
+        updates = await nursery.start(
+            partial(updater.run, repo, counts, errors_in, linger=status_linger)
+        )
         if simulate:
             provider = await nursery.start(simulator.run, updates)
         provider = provider or ScriptedProvider()

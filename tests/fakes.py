@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import trio
 
-from smsproxy.errors import ProviderError, ProviderUnavailable
+from smsproxy.errors import ProviderError, ProviderUnavailable, StoreError
 from smsproxy.models import Batch, Message
 from smsproxy.stores import MemoryStore
 
@@ -65,6 +65,22 @@ class CountingStore(MemoryStore):
     def insert(self, messages: Sequence[Message]) -> None:
         self.inserts += 1
         super().insert(messages)
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose transactions fail, as on a full disk, while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+        self.refused = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.failing:
+            self.refused += 1
+            raise StoreError("SQLite: database or disk is full")
+        yield
 
 
 def drain_channel(channel: trio.MemoryReceiveChannel) -> list:

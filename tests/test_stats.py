@@ -5,7 +5,7 @@ import trio.testing
 
 from actors._mailbox import Mailbox
 from actors.stats import StatsHandle
-from smsproxy.models import BatchFailed, BatchSucceeded, UpdateRejected
+from smsproxy.models import BatchFailed, BatchSucceeded, StoreFailed, UpdateRejected
 from tests.fakes import ScriptedProvider
 
 
@@ -20,11 +20,12 @@ async def test_counts_per_batch_and_percentage(stats_handle):
     assert snapshot.success_percentage == 75.0
     assert snapshot.batches_sent == 3
     assert snapshot.messages_sent == 16
-    assert snapshot.messages_failed == 7
+    assert snapshot.messages_parked == 7
     assert snapshot.attempts == 1 + 2 + 1 + 3
     assert snapshot.success_by_attempt == {1: 2, 2: 1}
     assert snapshot.last_error == "boom"
     assert snapshot.updates_rejected == 1
+    assert snapshot.provider_calls_saved == 16 - 3
 
 
 async def test_no_batches_means_zero_percent(stats_handle):
@@ -56,3 +57,20 @@ async def test_a_stats_actor_that_never_reads_delays_no_post(start_pipeline, aut
     await trio.testing.wait_all_tasks_blocked()
     assert trio.current_time() == 0
     assert len(pipeline.provider.calls) == 50
+
+
+async def test_calls_saved_never_goes_negative_during_an_outage(stats_handle):
+    stats_handle.record(BatchFailed("a", 50, 3, "down"))
+    stats_handle.record(BatchFailed("a", 50, 3, "down"))
+    snapshot = await stats_handle.snapshot()
+    assert snapshot.provider_calls_saved == 0
+    assert (snapshot.attempts, snapshot.messages_parked, snapshot.messages_sent) == (6, 100, 0)
+
+
+async def test_store_failures_are_counted_by_operation(stats_handle):
+    stats_handle.record(StoreFailed(("save", "apply_in_order")))
+    snapshot = await stats_handle.snapshot()
+    assert snapshot.store_errors == 1
+    text = (await stats_handle.exposition(0, 0)).decode()
+    assert 'smsproxy_store_errors_total{operation="save"} 1.0' in text
+    assert 'smsproxy_store_errors_total{operation="apply_in_order"} 1.0' in text

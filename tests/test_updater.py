@@ -8,10 +8,11 @@ import trio
 import trio.testing
 
 from actors import repository, updater
+from smsproxy.errors import StoreError
 from smsproxy.models import Message, UpdateRejected, new_id
 from smsproxy.statuses import Status
 from smsproxy.stores import MemoryStore
-from tests.fakes import drain_channel
+from tests.fakes import FailingStore, drain_channel
 
 
 @pytest.fixture
@@ -188,3 +189,74 @@ def count_apply_requests(repo) -> list[list[tuple[str, Status]]]:
 
     repo.apply_in_order = recording
     return requests
+
+
+@pytest.fixture
+async def failing_store():
+    return FailingStore()
+
+
+@pytest.fixture
+async def on_failing_store(nursery, failing_store, stats_handle, errors):
+    """An updater over a store that fails while ``failing_store.failing`` is set."""
+    repo = await nursery.start(partial(
+        repository.run, lambda: failing_store, on_store_error=stats_handle.record,
+    ))
+    updates = await nursery.start(updater.run, repo, stats_handle, errors[0])
+    return repo, updates
+
+
+async def test_a_failing_store_fails_the_waiting_caller_and_the_updater_goes_on(
+    on_failing_store, failing_store, stats_handle, autojump_clock
+):
+    repo, updates = on_failing_store
+    [a] = await saved(repo, 1)
+    failing_store.failing = True
+    with pytest.raises(StoreError):
+        await updates.apply({a: "DELIVERED"})
+    failing_store.failing = False
+    assert (await repo.get(a)).status is Status.ACCEPTED  # the caller retries, not the updater
+    await updates.apply({a: "DELIVERED"})  # the updater is still serving
+    assert (await repo.get(a)).status is Status.DELIVERED
+    assert (await stats_handle.snapshot()).store_errors == 1
+
+
+async def test_reports_no_one_can_retry_are_held_until_the_store_takes_them(
+    on_failing_store, failing_store, autojump_clock
+):
+    repo, updates = on_failing_store
+    a, b = await saved(repo, 2)
+    failing_store.failing = True
+    await updates.submit({a: "CONFIRMED"})
+    await trio.sleep(10)  # several retries, with growing pauses, all refused
+    refused = failing_store.refused
+    assert refused >= 3
+    await trio.sleep(10)
+    assert failing_store.refused - refused <= 1  # the pauses grow: fewer tries per second
+    await updates.submit({b: "DELIVERED"})  # later reports join the held ones
+    failing_store.failing = False
+    await trio.sleep(updater.RETRY_MAX)
+    assert (await repo.get(a)).status is Status.CONFIRMED
+    assert (await repo.get(b)).status is Status.DELIVERED
+
+
+async def test_held_reports_are_tried_once_more_at_shutdown(
+    nursery, failing_store, stats_handle, errors, autojump_clock
+):
+    repo = await nursery.start(repository.run, lambda: failing_store)
+    done = trio.Event()
+
+    async def run_updater(task_status=trio.TASK_STATUS_IGNORED):
+        await updater.run(repo, stats_handle, errors[0], task_status=task_status)
+        done.set()
+
+    updates = await nursery.start(run_updater)
+    [a] = await saved(repo, 1)
+    failing_store.failing = True
+    await updates.submit({a: "DELIVERED"})
+    await trio.testing.wait_all_tasks_blocked()
+    failing_store.failing = False
+    await updates.close()
+    with trio.fail_after(0.1):  # no waiting for the retry pause
+        await done.wait()
+    assert (await repo.get(a)).status is Status.DELIVERED

@@ -11,7 +11,7 @@ from actors.updater import UpdaterHandle
 from api import ApiSettings, Services, create_app
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from smsproxy.statuses import Status
-from tests.fakes import drain_channel
+from tests.fakes import FailingStore, drain_channel
 
 SECRET = "webhook-secret"
 NOW = 1_764_180_000
@@ -125,14 +125,44 @@ async def test_body_over_one_mib_is_413(app):
     assert response.status_code == 413
 
 
-async def test_a_backed_up_updater_answers_503_instead_of_hanging(pipeline, autojump_clock):
+@pytest.mark.parametrize("linger", [0.0, 5.0])
+async def test_a_stuck_updater_answers_503_after_its_linger_and_the_wait(
+    pipeline, autojump_clock, linger
+):
     mailbox, _inbox = Mailbox.open("updater", capacity=1)  # nobody serves this inbox
-    stuck = UpdaterHandle(mailbox)
+    stuck = UpdaterHandle(mailbox, linger)
     services = Services(pipeline.repository, pipeline.batcher, pipeline.stats, stuck)
     app = create_app(services, ApiSettings(webhook_wait=2.0))
-    assert (await post_status(app, {"a": "DELIVERED"}, headers={})).status_code == 204
     started = trio.current_time()
     response = await post_status(app, {"b": "DELIVERED"}, headers={})
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
-    assert trio.current_time() - started == pytest.approx(2.0)
+    # A long linger is not a reason to refuse: the wait is the linger plus the margin.
+    assert trio.current_time() - started == pytest.approx(linger + 2.0)
+
+
+async def test_204_means_the_reports_are_committed(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=1000, max_delay=3600, status_linger=3.0)
+    app = create_app(pipeline.services)
+    [a] = await accepted(pipeline, 1)
+    started = trio.current_time()
+    response = await post_status(app, {a: "DELIVERED"}, headers={})
+    assert response.status_code == 204
+    assert trio.current_time() - started == pytest.approx(3.0)  # it waited out the linger
+    assert (await pipeline.repository.get(a)).status is Status.DELIVERED  # no flush needed
+
+
+async def test_a_failing_store_answers_503_so_the_provider_retries(start_pipeline):
+    store = FailingStore()
+    pipeline = await start_pipeline(batch_size=1000, max_delay=3600, store=store)
+    app = create_app(pipeline.services)
+    [a] = await accepted(pipeline, 1)
+    store.failing = True
+    response = await post_status(app, {a: "DELIVERED"}, headers={})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "storage" in (await response.get_json())["error"]
+    store.failing = False
+    assert (await pipeline.repository.get(a)).status is Status.ACCEPTED  # not held: retried
+    assert (await post_status(app, {a: "DELIVERED"}, headers={})).status_code == 204
+    assert (await pipeline.repository.get(a)).status is Status.DELIVERED
