@@ -20,18 +20,17 @@ import structlog
 import trio
 
 from actors._mailbox import Envelope, Mailbox, receive_ready
-from actors.errors import ActorError
+from actors.errors import ActorError, ActorUnavailable
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
-from smsproxy.batching import BatchingRules, BatchQueue, QueueGauge
+from smsproxy.batching import BatchingRules, BatchQueue, Expired, QueueGauge
 from smsproxy.errors import QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
     Batch,
     BatchFailed,
     BatchOutcome,
-    BatchSucceeded,
     Idempotency,
     Message,
     MessagesAccepted,
@@ -58,7 +57,10 @@ class _Enqueue:
 @dataclass(frozen=True, slots=True)
 class _SenderFinished:
     batch: Batch
-    outcome: BatchOutcome
+    outcome: BatchOutcome | None
+    """None when nothing was left to send: the provider had reported on all of it."""
+    sent: Batch
+    """What the last attempt carried: the batch less the messages reported on since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +135,15 @@ class BatcherHandle:
             raise
         if saved.replayed:
             self._gauge.release(len(messages))
-        else:
+            return saved
+        try:
             self._mailbox.cast_nowait(_Enqueue(messages))
+        except ActorUnavailable:
+            # Shutdown finished between the save and now. The messages are stored,
+            # so the answer is still 202: the next start sends them.
+            self._gauge.release(len(messages))
+            log.warning("stored_during_shutdown", messages=len(messages),
+                        message_ids=list(saved.message_ids))
         return saved
 
     def requeue(self, messages: Sequence[Message]) -> None:
@@ -230,41 +239,94 @@ class _Batcher:
                     for message in messages:
                         log.debug("message_queued", message_id=message.id,
                                   phone_number=message.phone_number, recovered=recovered)
-            case _SenderFinished(batch, BatchSucceeded()):
-                self.queue.succeeded(batch)
-                self.gauge.release(len(batch))
-            case _SenderFinished(batch, BatchFailed(error=error)):
-                self.last_error = error
-                self.fail_soon(self.queue.exhausted(batch, trio.current_time(), self.clock()))
+            case _SenderFinished(batch, outcome, sent):
+                self.finished(batch, outcome, sent)
             case _Drain():
                 self.queue.draining = True
 
+    def finished(self, batch: Batch, outcome: BatchOutcome | None, sent: Batch) -> None:
+        carried = {m.id for m in sent.messages}
+        reported = tuple(m for m in batch.messages if m.id not in carried)
+        if reported:  # the provider had them already: nothing more to do for them
+            self.queue.forget(reported)
+            self.gauge.release(len(reported))
+        match outcome:
+            case BatchFailed(error=error, maybe_delivered=maybe_taken):
+                self.last_error = error
+                expired = self.queue.exhausted(
+                    sent, trio.current_time(), self.clock(), maybe_taken
+                )
+                self.fail_soon(expired)
+            case _:
+                self.queue.succeeded(sent)
+                self.gauge.release(len(sent))
+
     async def send(self, batch: Batch) -> None:
-        outcome = await deliver(batch, self.provider, self.retry, self.stats.record)
-        self.stats.record(outcome)
-        self.mailbox.cast_nowait(_SenderFinished(batch, outcome))
+        sent = batch
+
+        async def narrow(batch: Batch) -> Batch:
+            nonlocal sent
+            sent = await self.still_waiting(batch)
+            return sent
+
+        outcome: BatchOutcome | None = None
+        if self.queue.was_attempted(batch):  # parked or recovered: some may be taken since
+            await narrow(batch)
+        if sent.messages:
+            outcome = await deliver(sent, self.provider, self.retry, self.stats.record, narrow)
+            self.stats.record(outcome)
+        self.mailbox.cast_nowait(_SenderFinished(batch, outcome, sent))
         if isinstance(outcome, BatchFailed):
             with _logged("recording attempts"):
                 await self.repository.add_attempts(
-                    [m.id for m in batch.messages], outcome.attempts
+                    [m.id for m in sent.messages], outcome.attempts
                 )
 
-    def fail_soon(self, expired: list[Message]) -> None:
+    async def still_waiting(self, batch: Batch) -> Batch:
+        """The batch less the messages the provider has reported on (paid for already)."""
+        try:
+            waiting = await self.repository.still_accepted([m.id for m in batch.messages])
+        except (StoreError, ActorError) as error:
+            # Sending all costs a little; not sending could lose messages.
+            log.warning("resend_not_narrowed", batch_id=batch.id, error=str(error))
+            return batch
+        if len(waiting) < len(batch):
+            log.info("resend_narrowed", batch_id=batch.id, messages=len(batch),
+                     still_waiting=len(waiting))
+        return Batch(batch.id, tuple(m for m in batch.messages if m.id in waiting))
+
+    def fail_soon(self, expired: list[Expired]) -> None:
         if expired:
             self.nursery.start_soon(self.fail_expired, expired)
 
-    async def fail_expired(self, messages: list[Message]) -> None:
-        reason = (f"not accepted by the provider within the message TTL of "
-                  f"{self.queue.rules.message_ttl:g} s; last error: {self.last_error}")
+    async def fail_expired(self, expired: list[Expired]) -> None:
+        never_taken = [m for m, maybe_taken in expired if not maybe_taken]
+        maybe_taken = [m for m, maybe_taken in expired if maybe_taken]
+        rules = self.queue.rules
         with _logged("failing expired messages"):
-            updates = dict.fromkeys((m.id for m in messages), Status.FAILED)
-            await self.repository.update_many(updates, reason)
-            self.stats.record(MessagesExpired(len(messages)))
-            log.warning("messages_expired", count=len(messages), last_error=self.last_error,
-                        message_ids=[m.id for m in messages])
+            if never_taken:
+                await self.fail(never_taken, (
+                    f"not accepted by the provider within the message TTL of "
+                    f"{rules.message_ttl:g} s; no attempt reached it; "
+                    f"last error: {self.last_error}"))
+            if maybe_taken:
+                await self.fail(maybe_taken, (
+                    f"no status report from the provider within the message TTL of "
+                    f"{rules.message_ttl:g} s and a grace of {rules.status_grace:g} s; "
+                    f"an attempt may have reached it; last error: {self.last_error}"))
         # Whether or not the store took it, they leave this queue; a store that
         # failed still holds them ACCEPTED, and the next start sends them again.
-        self.gauge.release(len(messages))
+        self.gauge.release(len(expired))
+
+    async def fail(self, messages: list[Message], reason: str) -> None:
+        refused = await self.repository.update_many(
+            dict.fromkeys((m.id for m in messages), Status.FAILED), reason
+        )
+        failed = [m.id for m in messages if m.id not in refused]
+        if failed:  # counted and logged: only what changed (a report may have come first)
+            self.stats.record(MessagesExpired(len(failed)))
+            log.warning("messages_expired", count=len(failed), reason=reason,
+                        message_ids=failed)
 
 
 @contextmanager

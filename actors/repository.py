@@ -23,7 +23,7 @@ from smsproxy.stores import MessageStore
 
 __all__ = [
     "AddAttempts", "ApplyInOrder", "ForgetIdempotency", "Get", "ListAccepted", "Ping",
-    "RepositoryHandle", "Save", "UpdateMany", "run",
+    "RepositoryHandle", "Save", "StillAccepted", "UpdateMany", "run",
 ]
 
 log = structlog.get_logger("smsproxy.repository")
@@ -61,6 +61,11 @@ class AddAttempts(Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
+class StillAccepted(Call[set[str]]):
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ListAccepted(Call[list[Message]]):
     pass
 
@@ -76,7 +81,8 @@ class Ping(Call[None]):
 
 
 Request = (
-    Save | Get | UpdateMany | ApplyInOrder | AddAttempts | ListAccepted | ForgetIdempotency | Ping
+    Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
+    | ForgetIdempotency | Ping
 )
 
 
@@ -118,6 +124,10 @@ class RepositoryHandle:
     async def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         """Count provider attempts against messages, so they survive a restart."""
         await self._mailbox.call(AddAttempts(tuple(message_ids), attempts))
+
+    async def still_accepted(self, message_ids: Sequence[str]) -> set[str]:
+        """Those of the ids still ACCEPTED: what a resend may carry."""
+        return await self._mailbox.call(StillAccepted(tuple(message_ids)))
 
     async def accepted(self) -> list[Message]:
         """Every message still ACCEPTED, oldest first: what a restart must send again."""
@@ -208,7 +218,7 @@ def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:
 
 _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
-    AddAttempts: "add_attempts", ListAccepted: "list_accepted",
+    AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
     ForgetIdempotency: "forget_idempotency", Ping: "ping",
 }
 
@@ -250,6 +260,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.apply_in_order(updates)
         case AddAttempts(message_ids, attempts):
             return repository.add_attempts(message_ids, attempts)
+        case StillAccepted(message_ids):
+            return repository.still_accepted(message_ids)
         case ListAccepted():
             return repository.accepted()
         case ForgetIdempotency(before):

@@ -1,24 +1,40 @@
 """Hands one batch to the provider: retries with exponential backoff and jitter.
 
 Each attempt has its own timeout. Only :class:`ProviderUnavailable` is retried; a
-:class:`ProviderRejected` ends the batch at once. Anything else is a bug and
+:class:`ProviderRejected` ends the batch at once. Before every resend, the batch
+is narrowed to the messages still waiting (``narrow``): a message the provider
+has meanwhile reported on was taken by an attempt whose answer was lost, and
+sending it again would be paid for twice. Anything else raised is a bug and
 propagates to the batcher's nursery.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 import tenacity
 import trio
 
-from smsproxy.errors import ProviderError, ProviderThrottled, ProviderTimeout, ProviderUnavailable
+from smsproxy.errors import (
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderThrottled,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from smsproxy.models import AttemptFinished, Batch, BatchFailed, BatchOutcome, BatchSucceeded
 from smsproxy.providers import Provider
 
-__all__ = ["RetryPolicy", "deliver"]
+__all__ = ["Narrow", "RetryPolicy", "deliver"]
 
 log = structlog.get_logger("smsproxy.sender")
+
+Narrow = Callable[[Batch], Awaitable[Batch]]
+"""The batch less the messages that no longer wait to be sent."""
+
+
+async def _unchanged(batch: Batch) -> Batch:
+    return batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +55,15 @@ async def deliver(
     provider: Provider,
     policy: RetryPolicy,
     observe: Callable[[AttemptFinished], None] = lambda _: None,
+    narrow: Narrow = _unchanged,
 ) -> BatchOutcome:
     """Try the batch up to ``policy.max_attempts`` times; report how it ended.
 
-    ``observe`` hears of every attempt, for latency metrics.
+    ``observe`` hears of every attempt, for latency metrics. When ``narrow`` leaves
+    nothing to resend, the provider has taken every message: that is a success.
     """
     attempt_number = 0
+    maybe_delivered = False
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
         wait=_wait_between_attempts(policy),
@@ -52,17 +71,29 @@ async def deliver(
         sleep=trio.sleep,
         reraise=True,
     )
+    sending = batch
     try:
         async for attempt in retrying:
             with attempt:
                 attempt_number = attempt.retry_state.attempt_number
-                await _attempt(batch, provider, policy.attempt_timeout, attempt_number, observe)
+                if attempt_number > 1:
+                    sending = await narrow(sending)
+                    if not sending.messages:
+                        log.info("batch_taken_before_resend", batch_id=batch.id,
+                                 attempts=attempt_number - 1, messages=len(batch))
+                        return BatchSucceeded(batch.id, len(batch), attempt_number - 1)
+                try:
+                    await _attempt(sending, provider, policy.attempt_timeout, attempt_number,
+                                   observe)
+                except ProviderOutcomeUnknown:
+                    maybe_delivered = True
+                    raise
     except ProviderError as error:
         reason = f"{type(error).__name__}: {error}"
         log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
-                    messages=len(batch), error=reason)
-        return BatchFailed(batch.id, len(batch), attempt_number, reason)
-    log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(batch))
+                    messages=len(batch), error=reason, maybe_delivered=maybe_delivered)
+        return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered)
+    log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(sending))
     return BatchSucceeded(batch.id, len(batch), attempt_number)
 
 

@@ -153,6 +153,7 @@ def _batching_rules(config: Config) -> BatchingRules:
         max_delay=config.max_delay,
         max_in_flight=config.max_in_flight,
         message_ttl=config.message_ttl,
+        status_grace=config.status_grace,
     )
 
 

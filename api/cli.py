@@ -30,13 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     defaults = Config()
     for option in OPTIONS:
-        serve_parser.add_argument(
-            f"--{option.name.replace('_', '-')}",
-            dest=option.name,
-            metavar=option.name.upper(),
-            help=f"{option.help} (default: {getattr(defaults, option.name)}; "
-            f"env {env_name(option.name)})",
-        )
+        help = (f"{option.help} (default: {getattr(defaults, option.name)}; "
+                f"env {env_name(option.name)})")
+        flag = f"--{option.name.replace('_', '-')}"
+        if option.switch:
+            serve_parser.add_argument(flag, dest=option.name, action="store_const",
+                                      const="true", help=help)
+        else:
+            serve_parser.add_argument(flag, dest=option.name, metavar=option.name.upper(),
+                                      help=help)
     _add_fake_provider(commands)
     return parser
 

@@ -128,6 +128,12 @@ def _api_settings(config: Config) -> ApiSettings:
 
 
 def _warn_if_open(config: Config) -> None:
+    if config.provider != "memory" and not config.webhook_secret:
+        log.warning(
+            "webhook_insecure",
+            message="--webhook-insecure: POST /provider/status takes unsigned reports; "
+                    "anyone who can reach it can mark any message DELIVERED or FAILED",
+        )
     if config.api_keys or config.host in _LOOPBACK:
         return
     log.warning(

@@ -3,6 +3,13 @@
 Two clocks meet here. ``now`` is the event loop's monotonic clock and drives
 ``max_delay`` and retry delays; a message's ``created_at`` is wall-clock time
 (it must survive a restart) and drives the TTL, through ``wall_now``.
+
+A message fails by TTL only when no attempt can have reached the provider. Once
+an attempt's outcome was unknown (a timeout after the request went out, a
+gateway's 502, an unreadable answer), the provider may have it and its status
+report may still come: such a message gets ``status_grace`` more before it fails.
+So does a message recovered after a restart with attempts on record, since this
+run cannot know how those attempts ended.
 """
 
 import heapq
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 
 from smsproxy.models import Batch, Message, new_id
 
-__all__ = ["BatchQueue", "BatchingRules", "QueueGauge"]
+__all__ = ["BatchQueue", "BatchingRules", "Expired", "QueueGauge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +30,15 @@ class BatchingRules:
     max_delay: float
     max_in_flight: int
     message_ttl: float
+    status_grace: float = 3600.0
+    """Added to the TTL of a message the provider may have taken, for its report to come."""
     requeue_initial: float = 5.0
     """Delay before a batch that exhausted its attempts is tried again; doubles each round."""
     requeue_max: float = 300.0
+
+
+Expired = tuple[Message, bool]
+"""A message past its deadline, and whether the provider may have taken it."""
 
 
 class QueueGauge:
@@ -56,6 +69,7 @@ class BatchQueue:
         self._parked: list[tuple[float, int, tuple[Message, ...]]] = []
         self._tiebreak = itertools.count()
         self._rounds: dict[str, int] = {}
+        self._maybe_taken: set[str] = set()
         self.in_flight = 0
         self.draining = False
 
@@ -65,6 +79,11 @@ class BatchQueue:
 
     def add(self, messages: tuple[Message, ...], now: float) -> None:
         self.pending.extend((now, m) for m in messages)
+        self._maybe_taken.update(m.id for m in messages if m.attempts)
+
+    def was_attempted(self, batch: Batch) -> bool:
+        """Whether any of the batch was tried before: then some may have been taken since."""
+        return any(m.id in self._rounds or m.attempts for m in batch.messages)
 
     def next_wakeup(self) -> float:
         """When ``take_batches`` or ``take_due_parked`` may have work next."""
@@ -92,44 +111,60 @@ class BatchQueue:
 
     def succeeded(self, batch: Batch) -> None:
         self.in_flight -= 1
-        for message in batch.messages:
-            self._rounds.pop(message.id, None)
+        self.forget(batch.messages)
 
-    def exhausted(self, batch: Batch, now: float, wall_now: float) -> list[Message]:
-        """A batch used all its attempts: park what may still wait, return what expired."""
+    def forget(self, messages: tuple[Message, ...]) -> None:
+        """These left the queue for good (sent, reported on, or failed)."""
+        for message in messages:
+            self._rounds.pop(message.id, None)
+            self._maybe_taken.discard(message.id)
+
+    def exhausted(
+        self, batch: Batch, now: float, wall_now: float, maybe_taken: bool = False
+    ) -> list[Expired]:
+        """A batch used all its attempts: park what may still wait, return what expired.
+
+        ``maybe_taken``: an attempt's outcome was unknown.
+        """
         self.in_flight -= 1
+        if maybe_taken:
+            self._maybe_taken.update(m.id for m in batch.messages)
         expired, alive = self._split_expired(batch.messages, wall_now)
         if alive:
             rounds = max(self._rounds.get(m.id, 0) for m in alive)
             delay = min(self.rules.requeue_max, self.rules.requeue_initial * 2**rounds)
-            ttl_left = min(m.created_at for m in alive) + self.rules.message_ttl - wall_now
-            wake = now + max(0.0, min(delay, ttl_left))
+            time_left = min(self._deadline(m) for m in alive) - wall_now
+            wake = now + max(0.0, min(delay, time_left))
             heapq.heappush(self._parked, (wake, next(self._tiebreak), alive))
             for message in alive:
                 self._rounds[message.id] = rounds + 1
         return expired
 
-    def take_due_parked(self, now: float, wall_now: float) -> list[Message]:
+    def take_due_parked(self, now: float, wall_now: float) -> list[Expired]:
         """Move parked messages whose wait is over back to the front; return expired ones."""
-        expired_all: list[Message] = []
+        expired_all: list[Expired] = []
         while self._parked and self._parked[0][0] <= now:
             _, _, messages = heapq.heappop(self._parked)
             expired, alive = self._split_expired(messages, wall_now)
             expired_all.extend(expired)
             # They were accepted before anything pending now: they go first.
             self.pending.extendleft((now - self.rules.max_delay, m) for m in reversed(alive))
-        for message in expired_all:
-            self._rounds.pop(message.id, None)
         return expired_all
 
     def finished(self) -> bool:
         """Draining and nothing left to hand over (parked messages wait for a restart)."""
         return self.draining and not self.pending and self.in_flight == 0
 
+    def _deadline(self, message: Message) -> float:
+        """Wall-clock time at which the message fails, unless it was sent by then."""
+        grace = self.rules.status_grace if message.id in self._maybe_taken else 0.0
+        return message.created_at + self.rules.message_ttl + grace
+
     def _split_expired(
         self, messages: tuple[Message, ...], wall_now: float
-    ) -> tuple[list[Message], tuple[Message, ...]]:
-        ttl = self.rules.message_ttl
-        expired = [m for m in messages if wall_now - m.created_at >= ttl]
-        alive = tuple(m for m in messages if wall_now - m.created_at < ttl)
+    ) -> tuple[list[Expired], tuple[Message, ...]]:
+        expired = [(m, m.id in self._maybe_taken) for m in messages
+                   if wall_now >= self._deadline(m)]
+        alive = tuple(m for m in messages if wall_now < self._deadline(m))
+        self.forget(tuple(m for m, _ in expired))
         return expired, alive

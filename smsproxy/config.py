@@ -35,6 +35,7 @@ class Config:
     provider: str = "memory"
     provider_api_key: str | None = None
     webhook_secret: str | None = None
+    webhook_insecure: bool = False
     api_keys: str | None = None
     rate_limit: float | None = None
     rate_burst: int | None = None
@@ -45,6 +46,7 @@ class Config:
     max_in_flight: int = 4
     provider_timeout: float = 10.0
     message_ttl: float = 3600.0
+    status_grace: float = 3600.0
     max_queue: int = 100_000
     bulk_max: int = 1000
     shutdown_grace: float = 5.0
@@ -57,6 +59,13 @@ class Config:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name))
+        if self.provider != "memory" and not self.webhook_secret and not self.webhook_insecure:
+            raise ConfigError(
+                "webhook_secret",
+                "is required with an HTTP provider: without it anyone who reaches this port "
+                "can mark any message DELIVERED or FAILED (pass --webhook-insecure to run "
+                "without it anyway)",
+            )
 
     def loggable(self) -> dict[str, object]:
         """Every option, with secrets masked: for the start-up log line."""
@@ -110,6 +119,8 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     check: Callable[[Any], None]
+    switch: bool = False
+    """A flag without a value (``--webhook-insecure``); its variable takes true or false."""
 
 
 def _checked(name: str, ok: Callable[[Any], bool], rule: str) -> Callable[[Any], None]:
@@ -131,6 +142,23 @@ def _parser(name: str, kind: type) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _parse_switch(name: str) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        value = _SWITCH_WORDS.get(text.strip().lower())
+        if value is None:
+            raise ConfigError(name, f"{text!r} is not true or false")
+        return value
+
+    return parse
+
+
+_SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _switch(name: str, help: str) -> Option:
+    return Option(name, _parse_switch(name), help, lambda _: None, switch=True)
 
 
 def _option(name: str, kind: type, help: str, ok: Callable[[Any], bool], rule: str) -> Option:
@@ -176,6 +204,8 @@ OPTIONS: Sequence[Option] = (
             "must not be empty"),
     _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
             "must not be empty"),
+    _switch("webhook_insecure", "take unsigned status reports from an HTTP provider "
+            "(anyone who reaches the port can change statuses)"),
     _option("api_keys", str, "comma-separated keys; when set, /sms needs 'Authorization: "
             "Bearer <key>'", lambda keys: all(k.strip() for k in keys.split(",")),
             "must be keys separated by commas, none empty"),
@@ -196,6 +226,9 @@ OPTIONS: Sequence[Option] = (
             "must be more than 0"),
     _option("message_ttl", float, "seconds a message may wait for the provider before it fails",
             _positive, "must be more than 0"),
+    _option("status_grace", float, "seconds more a message gets for the provider's status "
+            "report when an attempt may have reached the provider", _not_negative,
+            "must be 0 or more"),
     _option("max_queue", int, "unsent messages before POST answers 503", _positive,
             "must be 1 or more"),
     _option("bulk_max", int, "messages per POST /sms/bulk request",

@@ -12,9 +12,13 @@
     ├── QueueFull                   max_queue messages wait already; retry later
     ├── ShuttingDown                the service no longer takes new messages
     ├── ProviderError               one send attempt to the provider failed
-    │   ├── ProviderUnavailable     worth retrying (5xx, refused, timeout)
-    │   │   ├── ProviderTimeout     no answer within the per-attempt timeout
-    │   │   └── ProviderThrottled   429: retry, but not before its Retry-After
+    │   ├── ProviderUnavailable     worth retrying; the provider did not take the batch
+    │   │   │                       (refused connection, 408, 500, 503, ...)
+    │   │   ├── ProviderThrottled   429: retry, but not before its Retry-After
+    │   │   └── ProviderOutcomeUnknown  worth retrying, but the provider may have
+    │   │       │                   taken the batch (502/504 from a gateway, a broken
+    │   │       │                   answer, a 2xx that cannot be read)
+    │   │       └── ProviderTimeout no answer within the per-attempt timeout
     │   └── ProviderRejected        not worth retrying (the provider said no)
     └── ActorError                  an actor could not serve a request
         ├── ActorUnavailable        it has stopped (its inbox is closed)
@@ -31,6 +35,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidMessage",
     "ProviderError",
+    "ProviderOutcomeUnknown",
     "ProviderRejected",
     "ProviderThrottled",
     "ProviderTimeout",
@@ -126,7 +131,12 @@ class ProviderUnavailable(ProviderError):
     pass
 
 
-class ProviderTimeout(ProviderUnavailable):
+class ProviderOutcomeUnknown(ProviderUnavailable):
+    """The batch may have reached the provider: wait for its status reports before
+    failing its messages, and resend only what is still waiting."""
+
+
+class ProviderTimeout(ProviderOutcomeUnknown):
     pass
 
 

@@ -121,6 +121,8 @@ class BatchFailed:
     size: int
     attempts: int
     error: str
+    maybe_delivered: bool = False
+    """An attempt's outcome is unknown: the provider may have taken the batch."""
 
 
 BatchOutcome = BatchSucceeded | BatchFailed

@@ -143,6 +143,11 @@ class Repository:
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self.store.add_attempts(message_ids, attempts)
 
+    def still_accepted(self, message_ids: Sequence[str]) -> set[str]:
+        """Those of the ids that are still ACCEPTED: the ones a resend may carry."""
+        statuses = self.store.statuses(message_ids)
+        return {i for i, status in statuses.items() if status is Status.ACCEPTED}
+
     def accepted(self) -> list[Message]:
         return self.store.accepted()
 

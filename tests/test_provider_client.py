@@ -1,6 +1,7 @@
 """The FastSMSing client against a local HTTP server that answers as scripted."""
 
 import math
+from functools import partial
 
 import pytest
 import trio
@@ -10,6 +11,7 @@ from quart_trio import QuartTrio
 from actors.sender import RetryPolicy, deliver
 from api.serving import serve_app
 from smsproxy.errors import (
+    ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderThrottled,
     ProviderTimeout,
@@ -26,7 +28,7 @@ class ScriptedServer:
     """Answers each POST /v1/batches with the next scripted (status, headers); records them."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, dict[str, str]] | str] = []
+        self.script: list[tuple[int, dict[str, str]] | tuple[int, dict[str, str], bytes] | str] = []
         self.received: list[tuple[dict, str | None]] = []
         self.app = QuartTrio("scripted-provider")
         self.app.post("/v1/batches")(self.take)
@@ -36,7 +38,11 @@ class ScriptedServer:
         step = self.script.pop(0) if self.script else (202, {})
         if step == "hang":
             await trio.sleep_forever()
-        status, headers = step
+        status, headers, *raw = step
+        if raw:
+            response = Response(raw[0], status)
+            response.headers.update(headers)
+            return response
         response = jsonify(accepted=2) if status == 202 else jsonify(error="scripted")
         response.status_code = status
         response.headers.update(headers)
@@ -74,8 +80,9 @@ async def test_202_is_success_and_the_request_is_well_formed(server, client):
 
 @pytest.mark.parametrize(("status", "error"), [
     (500, ProviderUnavailable), (503, ProviderUnavailable), (408, ProviderUnavailable),
-    (400, ProviderRejected), (401, ProviderRejected), (404, ProviderRejected),
-    (200, ProviderUnavailable),
+    (501, ProviderUnavailable), (400, ProviderRejected), (401, ProviderRejected),
+    (404, ProviderRejected), (502, ProviderOutcomeUnknown), (504, ProviderOutcomeUnknown),
+    (200, ProviderOutcomeUnknown),
 ])
 async def test_answers_map_to_provider_errors(server, client, status, error):
     server.script = [(status, {})]
@@ -83,6 +90,40 @@ async def test_answers_map_to_provider_errors(server, client, status, error):
         await client.send(BATCH)
     assert type(raised.value) is error
     assert str(status) in str(raised.value)
+
+
+@pytest.mark.parametrize(("headers", "body"), [
+    ({"Content-Encoding": "gzip"}, b"this is not gzip"),
+    ({"Content-Type": "application/json"}, b"<html>accepted</html>"),
+    ({"Content-Type": "application/json"}, b'{"accepted": "all of them"}'),
+    ({"Content-Type": "application/json"}, b"[2]"),
+    ({}, b""),
+], ids=["bad-gzip", "not-json", "wrong-type", "wrong-shape", "empty"])
+async def test_a_202_that_cannot_be_read_is_an_outcome_unknown(server, client, headers, body):
+    server.script = [(202, headers, body)]
+    with pytest.raises(ProviderOutcomeUnknown):
+        await client.send(BATCH)
+
+
+async def test_a_malformed_answer_is_a_failed_attempt_not_an_escape(server, client):
+    server.script = [(202, {"Content-Encoding": "gzip"}, b"garbage")] * 2
+    outcome = await deliver(BATCH, client, RetryPolicy(2, 5, backoff_initial=0.01))
+    assert isinstance(outcome, BatchFailed)
+    assert outcome.maybe_delivered
+    assert "DecodingError" in outcome.error
+
+
+async def test_a_connection_closed_without_an_answer_is_an_outcome_unknown(nursery):
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)  # the request arrived; the answer never comes
+        await stream.aclose()
+
+    [listener] = await nursery.start(partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
+    port = listener.socket.getsockname()[1]
+    client = FastSmsClient(open_http_client(f"http://127.0.0.1:{port}", None, 5.0))
+    with pytest.raises(ProviderOutcomeUnknown, match="RemoteProtocolError"):
+        await client.send(BATCH)
+    await client.close()
 
 
 async def test_429_carries_its_retry_after(server, client):
@@ -107,8 +148,9 @@ async def test_no_answer_is_a_timeout(server, client):
 
 async def test_connection_refused_is_unavailable():
     client = FastSmsClient(open_http_client(f"http://127.0.0.1:{free_port()}", None, 1.0))
-    with pytest.raises(ProviderUnavailable, match="unreachable"):
+    with pytest.raises(ProviderUnavailable, match="unreachable") as raised:
         await client.send(BATCH)
+    assert not isinstance(raised.value, ProviderOutcomeUnknown)  # it cannot have been taken
     await client.close()
 
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from actors.sender import RetryPolicy, deliver
-from smsproxy.errors import ProviderRejected
+from smsproxy.errors import ProviderRejected, ProviderTimeout
 from smsproxy.models import Batch, BatchFailed, BatchSucceeded, Message
 from tests.fakes import ScriptedProvider
 
@@ -71,3 +71,41 @@ async def test_an_attempt_that_hangs_times_out_and_is_retried(autojump_clock):
     assert isinstance(outcome, BatchFailed)
     assert outcome.error == "ProviderTimeout: no answer within 7 s"
     assert trio.current_time() - started >= 14
+
+
+async def test_a_resend_carries_only_the_messages_still_waiting(autojump_clock):
+    provider = ScriptedProvider(failures=1, error=ProviderTimeout)
+    asked: list[list[str]] = []
+
+    async def narrow(batch: Batch) -> Batch:
+        asked.append([m.id for m in batch.messages])
+        return Batch(batch.id, batch.messages[1:])  # m1 was reported meanwhile
+
+    outcome = await deliver(BATCH, provider, RetryPolicy(3, 10), narrow=narrow)
+    assert asked == [["m1", "m2"]]  # not before the first attempt, once before the resend
+    assert provider.sent_ids() == [["m1", "m2"], ["m2"]]
+    assert outcome == BatchSucceeded("b1", 2, 2)
+
+
+async def test_nothing_left_to_resend_is_a_success_without_another_call(autojump_clock):
+    provider = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+
+    async def narrow(batch: Batch) -> Batch:
+        return Batch(batch.id, ())
+
+    outcome = await deliver(BATCH, provider, RetryPolicy(3, 10), narrow=narrow)
+    assert len(provider.calls) == 1
+    assert outcome == BatchSucceeded("b1", 2, 1)
+
+
+async def test_a_failure_says_whether_the_provider_may_have_taken_the_batch(autojump_clock):
+    refused = await deliver(BATCH, ScriptedProvider(failures=math.inf), RetryPolicy(2, 10))
+    assert isinstance(refused, BatchFailed)
+    assert not refused.maybe_delivered
+    unknown = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+    maybe = await deliver(BATCH, unknown, RetryPolicy(2, 10))
+    assert isinstance(maybe, BatchFailed)
+    assert maybe.maybe_delivered
+    hung = await deliver(BATCH, ScriptedProvider(latency=math.inf), RetryPolicy(1, 5))
+    assert isinstance(hung, BatchFailed)
+    assert hung.maybe_delivered  # our own per-attempt timeout: the request went out
