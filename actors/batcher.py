@@ -25,7 +25,7 @@ from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import BatchingRules, BatchQueue, Expired, QueueGauge
-from smsproxy.errors import QueueFull, ShuttingDown, StoreError
+from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
     Batch,
@@ -120,6 +120,8 @@ class BatcherHandle:
         """
         if not self._accepting:
             raise ShuttingDown()
+        if len(items) > self._gauge.limit:  # waiting would never help
+            raise LargerThanQueue(len(items), self._gauge.limit)
         if not self._gauge.try_admit(len(items)):
             raise QueueFull(self._gauge.depth, self._retry_after)
         now = self._clock()

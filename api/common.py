@@ -1,6 +1,7 @@
 """What every route module shares: the handles, the settings, body and answer helpers."""
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,8 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise MalformedJson("Invalid JSON: the body is not valid UTF-8") from None
     try:
-        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant,
+                          parse_float=_finite_float)
     except RecursionError:
         raise MalformedJson("Invalid JSON: nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, and what the hooks raise
@@ -111,6 +113,13 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999999: valid JSON syntax, but no number we can hold
+        raise ValueError(f"{text[:20]} is too large a number")
+    return value
 
 
 def json_response(body: object, status: int) -> Response:

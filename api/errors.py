@@ -8,7 +8,13 @@ from werkzeug.exceptions import HTTPException
 from actors.errors import ActorError
 from api.common import MalformedJson, json_response
 from api.schemas import describe_validation_error
-from smsproxy.errors import IdempotencyConflict, QueueFull, ShuttingDown, StoreError
+from smsproxy.errors import (
+    IdempotencyConflict,
+    LargerThanQueue,
+    QueueFull,
+    ShuttingDown,
+    StoreError,
+)
 
 __all__ = ["error_response", "register_error_handlers"]
 
@@ -43,6 +49,10 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(QueueFull)
     async def queue_full(error: QueueFull) -> Response:
         return error_response(503, str(error), {"Retry-After": str(error.retry_after)})
+
+    @app.errorhandler(LargerThanQueue)
+    async def larger_than_queue(error: LargerThanQueue) -> Response:
+        return error_response(413, str(error))
 
     @app.errorhandler(ShuttingDown)
     async def shutting_down(error: ShuttingDown) -> Response:

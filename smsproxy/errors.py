@@ -10,6 +10,7 @@
     ├── StoreError                  the store itself failed (disk, lock, schema)
     ├── UnknownProviderStatus       the provider reported a status we cannot map
     ├── QueueFull                   max_queue messages wait already; retry later
+    ├── LargerThanQueue             a request holds more messages than the queue ever can
     ├── ShuttingDown                the service no longer takes new messages
     ├── ProviderError               one send attempt to the provider failed
     │   ├── ProviderUnavailable     worth retrying; the provider did not take the batch
@@ -34,6 +35,7 @@ __all__ = [
     "FinalStatusLocked",
     "IdempotencyConflict",
     "InvalidMessage",
+    "LargerThanQueue",
     "ProviderError",
     "ProviderOutcomeUnknown",
     "ProviderRejected",
@@ -116,6 +118,14 @@ class QueueFull(SmsProxyError):
     def __init__(self, depth: int, retry_after: int) -> None:
         super().__init__(f"{depth} messages are waiting for the provider; retry later")
         self.retry_after = retry_after
+
+
+class LargerThanQueue(SmsProxyError):
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} messages in one request, more than the queue holds at all "
+                         f"(--max-queue {limit}): split the request")
+        self.count = count
+        self.limit = limit
 
 
 class ShuttingDown(SmsProxyError):

@@ -34,10 +34,11 @@ def verify(
     """``None`` when the signature is good; otherwise why it is not."""
     if not signature or not timestamp:
         return "missing signature"
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
+    # Digits only: int() would also take "+1764180000", " 1764180000" or "1_764_180_000",
+    # and a signature made over one spelling would then pass for another.
+    if not (timestamp.isascii() and timestamp.isdigit()):
         return "malformed timestamp"
+    signed_at = int(timestamp)
     if abs(now - signed_at) > tolerance:
         return "stale signature"
     if not hmac.compare_digest(sign(body, secret, signed_at), signature):

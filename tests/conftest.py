@@ -60,6 +60,16 @@ class Pipeline:
         return ids
 
 
+WALL_CLOCK_AT_START = 1_764_180_000.0
+"""Messages are stamped with a realistic wall-clock time, so that a rule that mixes
+up wall-clock and elapsed time (``wall_now + created_at``) cannot pass."""
+
+
+def wall_clock() -> float:
+    """Wall-clock time that moves with trio's clock, so that MockClock drives the TTL."""
+    return WALL_CLOCK_AT_START + trio.current_time()
+
+
 @pytest.fixture
 def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
     """Start repository, stats and batcher around a scripted provider."""
@@ -78,6 +88,7 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         stats_handle: StatsHandle | None = None,
         simulate: bool = False,
         status_linger: float = 0.0,
+        status_grace: float = 3600.0,
     ) -> Pipeline:
         """``simulate``: the in-process simulator confirms and delivers through the updater."""
         repo = await nursery.start(repository.run, lambda: store or MemoryStore())
@@ -89,12 +100,14 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         if simulate:
             provider = await nursery.start(simulator.run, updates)
         provider = provider or ScriptedProvider()
-        rules = BatchingRules(max(1, batch_size), max_delay, max_in_flight, message_ttl)
+        rules = BatchingRules(
+            max(1, batch_size), max_delay, max_in_flight, message_ttl, status_grace
+        )
         policy = RetryPolicy(max_attempts, attempt_timeout)
         handle = await nursery.start(
             lambda task_status: batcher.run(
                 repo, provider, counts, rules, policy, max_queue,
-                clock=trio.current_time, task_status=task_status,
+                clock=wall_clock, task_status=task_status,
             )
         )
         return Pipeline(handle, repo, counts, provider, updates, errors_out)

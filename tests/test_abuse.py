@@ -207,6 +207,8 @@ MALICIOUS = [
     (b'{"phone_number": "+49123", "phone_number": "+49999", "content": "x"}', "duplicate key"),
     (b'{"phone_number": "+49123", "content": NaN}', "NaN"),
     (b'{"phone_number": "+49123", "content": Infinity}', "Infinity"),
+    (b'{"phone_number": "+49123", "content": "x", "pad": 1e999999}', "too large a number"),
+    (b'{"phone_number": "+49123", "content": "x", "pad": -1E400}', "too large a number"),
     (b'{"phone_number": "+49123", "content": "\\ud800"}', "lone surrogate"),
     (b'{"phone_number": "+49123", "content": "\xff\xfe"}', "UTF-8"),
     (b"[" * 5_000 + b"]" * 5_000, "nested too deeply"),

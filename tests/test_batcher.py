@@ -1,13 +1,15 @@
 """Batching: when batches leave, how many at once, and what happens when they fail."""
 
 import math
+import threading
 
 import pytest
 import trio
 import trio.testing
 
-from smsproxy.errors import QueueFull, ShuttingDown
+from smsproxy.errors import ProviderTimeout, QueueFull, ShuttingDown
 from smsproxy.statuses import Status
+from smsproxy.stores import MemoryStore
 from tests.fakes import ScriptedProvider
 
 
@@ -170,3 +172,130 @@ async def test_a_submit_cancelled_while_saving_still_queues_what_was_stored(
         saved = await pipeline.batcher.submit("+4912345678", "hello")
     await trio.testing.wait_all_tasks_blocked()
     assert pipeline.provider.sent_ids() == [list(saved.message_ids)]
+
+
+async def test_a_message_the_provider_may_have_taken_gets_the_status_grace(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(600 + 1800 - 60)
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
+    await trio.sleep(120)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert "may have reached it" in (record.reason or "")
+    assert "grace of 1800 s" in (record.reason or "")
+
+
+async def test_a_refused_message_fails_at_the_ttl_and_says_no_attempt_reached_it(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf)  # ProviderUnavailable: it did not take it
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(660)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert "no attempt reached it" in (record.reason or "")
+
+
+async def test_a_late_report_within_the_grace_is_kept_and_nothing_counts_as_expired(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(900)  # past the TTL, within the grace
+    await pipeline.updater.apply({message_id: "DELIVERED"})
+    await trio.sleep(3600)
+    assert (await pipeline.repository.get(message_id)).status is Status.DELIVERED
+    assert (await pipeline.stats.snapshot()).messages_expired == 0
+
+
+async def test_expiry_counts_only_the_messages_it_changed(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=1, message_ttl=600)
+    reported, silent = await submit(pipeline, 2)
+    await trio.sleep(500)  # the last resend before the TTL was at 316 s
+    calls = len(provider.calls)
+    await pipeline.updater.apply({reported: "DELIVERED"})
+    await trio.sleep(200)
+    assert len(provider.calls) == calls  # no resend saw the report before the expiry
+    assert (await pipeline.repository.get(silent)).status is Status.FAILED
+    assert (await pipeline.repository.get(reported)).status is Status.DELIVERED
+    assert (await pipeline.stats.snapshot()).messages_expired == 1
+    assert pipeline.batcher.queue_depth == 0
+
+
+async def test_a_parked_batch_resends_only_the_messages_still_accepted(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=3)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=3)
+    taken, waiting = await submit(pipeline, 2)
+    await trio.sleep(1 + 0.5 + 1 + 3)  # max delay, then two backoffs: parked now
+    assert provider.sent_ids() == [[taken, waiting]] * 3
+    await pipeline.updater.apply({taken: "CONFIRMED"})  # an answer lost, a report not
+    await trio.sleep(10)
+    assert provider.sent_ids()[3:] == [[waiting]]
+    assert pipeline.batcher.queue_depth == 0
+
+
+async def test_a_batch_whose_messages_were_all_reported_is_not_sent_again(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=3)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=3)
+    ids = await submit(pipeline, 2)
+    await trio.sleep(6)
+    await pipeline.updater.apply(dict.fromkeys(ids, "DELIVERED"))
+    await trio.sleep(60)
+    assert len(provider.calls) == 3
+    assert pipeline.batcher.queue_depth == 0
+    assert pipeline.batcher.in_flight == 0
+
+
+class SlowInsertStore(MemoryStore):
+    """Blocks each insert until ``release`` is set: a save still running when shutdown ends."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inserting = threading.Event()
+        self.release = threading.Event()
+
+    def insert(self, messages):
+        self.inserting.set()
+        self.release.wait(10)
+        super().insert(messages)
+
+
+async def test_a_message_stored_while_shutdown_finishes_is_still_answered_202(
+    start_pipeline, nursery
+):
+    store = SlowInsertStore()
+    pipeline = await start_pipeline(store=store)
+    answers = []
+    answered = trio.Event()
+
+    async def post() -> None:
+        answers.append(await pipeline.batcher.submit("+4912345678", "hello"))
+        answered.set()
+
+    nursery.start_soon(post)
+    await trio.to_thread.run_sync(store.inserting.wait)
+    await pipeline.batcher.drain()  # the batcher has stopped; the save is still going on
+    store.release.set()
+    with trio.fail_after(5):
+        await answered.wait()
+    [saved] = answers
+    assert not saved.replayed
+    [message_id] = saved.message_ids
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
+    assert [m.id for m in await pipeline.repository.accepted()] == [message_id]  # sent at restart

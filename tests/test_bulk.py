@@ -158,6 +158,19 @@ async def test_a_full_queue_refuses_the_whole_request(start_pipeline):
     assert len(await pipeline.repository.accepted()) == 40
 
 
+async def test_a_request_larger_than_the_whole_queue_is_413_not_a_retry_forever(
+    start_pipeline,
+):
+    pipeline = await start_pipeline(max_queue=50, batch_size=1000, max_delay=60)
+    client = create_app(pipeline.services).test_client()
+    code, answer, headers = await post_bulk(client, items(51))  # on an empty queue
+    assert code == 413
+    assert "--max-queue 50" in answer["error"]
+    assert "Retry-After" not in headers
+    assert await pipeline.repository.accepted() == []
+    assert (await post_bulk(client, items(50)))[0] == 202  # exactly the limit still fits
+
+
 async def test_metrics_count_bulk_requests_and_sizes(client):
     await post_bulk(client, items(30))
     await post_bulk(client, items(70))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.cli import main
+from api.cli import build_parser, main
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 
 
@@ -98,3 +98,35 @@ def test_cli_exits_2_on_a_bad_environment_value(capsys, monkeypatch):
         main(["serve"])
     assert exit_.value.code == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_an_http_provider_needs_a_webhook_secret():
+    with pytest.raises(ConfigError, match="--webhook-secret: is required with an HTTP provider"):
+        Config(provider="http://127.0.0.1:9090")
+    Config(provider="http://127.0.0.1:9090", webhook_secret="s")
+    Config(provider="http://127.0.0.1:9090", webhook_insecure=True)
+    Config(provider="memory")  # the simulator reports in-process
+
+
+def test_cli_exits_2_for_an_http_provider_without_a_secret(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--provider", "http://127.0.0.1:9090"])
+    assert exit_.value.code == 2
+    assert "--webhook-insecure" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "environ", "insecure"), [
+    (["--webhook-insecure"], {}, True),
+    ([], {"SMSPROXY_WEBHOOK_INSECURE": "true"}, True),
+    ([], {"SMSPROXY_WEBHOOK_INSECURE": "0"}, False),
+    ([], {}, False),
+])
+def test_webhook_insecure_is_a_switch(flags, environ, insecure):
+    args = build_parser().parse_args(["serve", *flags])
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    assert Config.from_sources(values, environ).webhook_insecure is insecure
+
+
+def test_a_switch_refuses_words_it_does_not_know():
+    with pytest.raises(ConfigError, match="--webhook-insecure"):
+        Config.from_sources({}, {"SMSPROXY_WEBHOOK_INSECURE": "maybe"})

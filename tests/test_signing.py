@@ -21,6 +21,10 @@ def test_good_signature_passes():
         (sign(BODY, "s3cret", NOW), str(NOW + 1), NOW, "wrong signature"),
         ("sha256=" + "0" * 64, str(NOW), NOW, "wrong signature"),
         (sign(BODY, "s3cret", NOW), "yesterday", NOW, "malformed timestamp"),
+        (sign(BODY, "s3cret", NOW), f"+{NOW}", NOW, "malformed timestamp"),
+        (sign(BODY, "s3cret", NOW), f" {NOW}", NOW, "malformed timestamp"),
+        (sign(BODY, "s3cret", NOW), f"{NOW:_}", NOW, "malformed timestamp"),
+        (sign(BODY, "s3cret", NOW), "١٧٦٤١٨٠٠٠٠", NOW, "malformed timestamp"),  # Arabic digits
         (sign(BODY, "s3cret", NOW), str(NOW), NOW + 301, "stale signature"),
         (sign(BODY, "s3cret", NOW), str(NOW), NOW - 301, "stale signature"),
     ],
