@@ -87,8 +87,9 @@ Request = (
 
 
 class RepositoryHandle:
-    def __init__(self, mailbox: Mailbox[Request]) -> None:
+    def __init__(self, mailbox: Mailbox[Request], closed: trio.Event) -> None:
         self._mailbox = mailbox
+        self._closed = closed
 
     async def save(
         self, *messages: Message, idempotency: Idempotency | None = None, at: float = 0.0
@@ -142,7 +143,10 @@ class RepositoryHandle:
         await self._mailbox.call(Ping())
 
     async def close(self) -> None:
+        """Serve what was asked before, close the store, and return once it is closed
+        (a restart in the same process can then open it again at once)."""
         await self._mailbox.close()
+        await self._closed.wait()
 
 
 async def run(
@@ -160,9 +164,10 @@ async def run(
     mailbox, inbox = Mailbox[Request].open("repository")
     repository = Repository(store)
     health = _StoreHealth()
+    closed = trio.Event()
     try:
         async with inbox:
-            task_status.started(RepositoryHandle(mailbox))
+            task_status.started(RepositoryHandle(mailbox, closed))
             async for first in inbox:
                 group = receive_ready(inbox, first, MAX_GROUP)
                 if store.blocking:
@@ -180,6 +185,7 @@ async def run(
     finally:
         with trio.CancelScope(shield=True):
             await _close(store)
+        closed.set()
 
 
 class _StoreHealth:

@@ -4,16 +4,17 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
+import structlog
 import trio
 
 from api.fake_provider import FakeProviderSettings, run_fake_provider
-from api.serving import serve, tune_garbage_collector
+from api.serving import ListenError, root_cause, serve, tune_garbage_collector
 from smsproxy import __version__
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
-from smsproxy.errors import StoreError
+from smsproxy.errors import SmsProxyError, StoreUnusable
 from smsproxy.logs import configure_logging
 
 __all__ = ["main"]
@@ -90,16 +91,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))  # exits 2
     configure_logging(config.log_format, config.log_level)
-    exit_code = 0
     tune_garbage_collector()
+    return _run(partial(serve, config))
+
+
+def _run(service: Callable[[], Awaitable[None]]) -> int:
+    """Run until it stops; a failure is one line on stderr, a ``fatal`` event in the
+    log with the traceback, and the exit code: 2 to fix the configuration, 1 else."""
     try:
-        trio.run(serve, config)
-    except* StoreError as failed:
-        # Only opening the store raises this far; in service, store errors become 503s.
-        reason = "; ".join(str(error) for error in failed.exceptions)
-        print(f"smsproxy: --store: {reason}", file=sys.stderr)
-        exit_code = 2
-    return exit_code
+        trio.run(service)
+    except Exception as error:
+        cause = root_cause(error)
+        structlog.get_logger("smsproxy.cli").critical(
+            "fatal", error=describe(cause), exc_info=error
+        )
+        print(f"smsproxy: {describe(cause)}", file=sys.stderr)
+        return 2 if isinstance(cause, StoreUnusable) else 1
+    return 0
+
+
+def describe(cause: BaseException) -> str:
+    if isinstance(cause, StoreUnusable):
+        return f"--store: {cause}"
+    if isinstance(cause, ListenError | SmsProxyError):
+        return str(cause)
+    return f"{type(cause).__name__}: {cause}"
 
 
 def _fake_provider(args: argparse.Namespace) -> int:
@@ -109,8 +125,7 @@ def _fake_provider(args: argparse.Namespace) -> int:
         latency=args.latency, failure_rate=args.failure_rate, timeout_rate=args.timeout_rate,
         callback_failure_rate=args.callback_failure_rate, seed=args.seed,
     )
-    trio.run(partial(run_fake_provider, settings, args.host, args.port))
-    return 0
+    return _run(partial(run_fake_provider, settings, args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -20,13 +20,27 @@ from api.app import create_app
 from api.common import ApiSettings, Services
 from smsproxy.config import Config
 
-__all__ = ["GC_THRESHOLDS", "hypercorn_config", "serve", "serve_app", "tune_garbage_collector"]
+__all__ = [
+    "GC_THRESHOLDS", "ListenError", "hypercorn_config", "root_cause", "serve", "serve_app",
+    "tune_garbage_collector",
+]
 
 log = structlog.get_logger("smsproxy.serving")
 
 GC_THRESHOLDS = (20_000, 20, 20)
 """Allocations before a young collection, and young (then middle) collections
 before an older one; Python's defaults are (700, 10, 10)."""
+
+
+class ListenError(Exception):
+    """The listening socket could not be opened (the port is taken, say)."""
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first failure inside nested exception groups (nurseries wrap what they carry)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def tune_garbage_collector() -> None:
@@ -58,10 +72,16 @@ async def serve_app(
         watching = trio.CancelScope()
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop, watching)
-        binds = await nursery.start(partial(
-            hypercorn.trio.serve, app, hypercorn_config(host, port, grace),
-            shutdown_trigger=stop.wait,
-        ))
+        try:
+            binds = await nursery.start(partial(
+                hypercorn.trio.serve, app, hypercorn_config(host, port, grace),
+                shutdown_trigger=stop.wait,
+            ))
+        except* OSError as failed:
+            error = root_cause(failed)
+            reason = error.strerror.lower() if isinstance(error, OSError) and error.strerror \
+                else str(error)
+            raise ListenError(f"cannot listen on {host}:{port}: {reason}") from error
         log.info("listening", binds=binds)
         task_status.started(binds)
         await stop.wait()

@@ -7,7 +7,10 @@
     │   ├── UnknownMessage          update() of an id never saved
     │   ├── FinalStatusLocked       update() of a FAILED or DELIVERED message
     │   └── IdempotencyConflict     an idempotency key reused for a different request
-    ├── StoreError                  the store itself failed (disk, lock, schema)
+    ├── StoreError                  the store itself failed (disk, database away)
+    │   └── StoreUnusable           it cannot be opened at all (not a database, a newer
+    │       │                       schema, a folder we may not write): fix and restart
+    │       └── StoreLocked         another process holds it
     ├── UnknownProviderStatus       the provider reported a status we cannot map
     ├── QueueFull                   max_queue messages wait already; retry later
     ├── LargerThanQueue             a request holds more messages than the queue ever can
@@ -47,6 +50,8 @@ __all__ = [
     "ShuttingDown",
     "SmsProxyError",
     "StoreError",
+    "StoreLocked",
+    "StoreUnusable",
     "UnknownMessage",
     "UnknownProviderStatus",
 ]
@@ -104,6 +109,18 @@ class FinalStatusLocked(RepositoryError):
 
 class StoreError(SmsProxyError):
     """The store failed as a whole; the requests of that transaction changed nothing."""
+
+
+class StoreUnusable(StoreError):
+    """The store cannot be opened; retrying will not help until someone fixes it."""
+
+
+class StoreLocked(StoreUnusable):
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(f"{path!r} is in use by another smsproxy ({holder}); "
+                         "one process per SQLite file (several instances need PostgreSQL)")
+        self.path = path
+        self.holder = holder
 
 
 class UnknownProviderStatus(SmsProxyError):

@@ -1,10 +1,12 @@
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import settings
 
 from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import BatcherHandle
@@ -18,6 +20,20 @@ from smsproxy.models import UpdateRejected
 from smsproxy.stores import MemoryStore, MessageStore
 from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ScriptedProvider
+
+# Tests write nothing into the working directory: no example database in .hypothesis/.
+settings.register_profile("smsproxy", database=None)
+settings.load_profile("smsproxy")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def the_working_directory_stays_clean() -> Iterator[None]:
+    """A test that leaves a database in the working directory would have the next
+    run of the service recover and send its rows: fail the run instead."""
+    before = set(Path.cwd().iterdir())
+    yield
+    left = sorted(str(p.name) for p in set(Path.cwd().iterdir()) - before)
+    assert not left, f"tests left files in the working directory: {left}"
 
 
 @pytest.fixture(params=["memory", "sqlite"])

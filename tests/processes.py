@@ -76,6 +76,24 @@ class ServiceProcess:
             self.process.wait()
 
 
+def run_to_exit(workdir: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`smsproxy ARGS` in ``workdir``, until it exits by itself; its output, apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args], cwd=workdir, capture_output=True,
+        text=True, timeout=timeout, env=os.environ | {"SMSPROXY_PORT": "0"},
+    )
+
+
+def log_events(stdout: str) -> list[dict]:
+    events = []
+    for line in stdout.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
 async def wait_for_status(client: httpx.AsyncClient, message_id: str, wanted: str) -> dict:
     """Poll until the message has ``wanted``; callers bound the wait with trio.fail_after."""
     while True:
@@ -83,3 +101,12 @@ async def wait_for_status(client: httpx.AsyncClient, message_id: str, wanted: st
         if body["status"] == wanted:
             return body
         await trio.sleep(0.02)
+
+
+async def wait_for_event(process: ServiceProcess, name: str) -> dict:
+    """Poll the process's log for an event; callers bound the wait with trio.fail_after."""
+    while True:
+        found = process.event(name)
+        if found is not None:
+            return found
+        await trio.sleep(0.05)

@@ -17,9 +17,9 @@ from tests.processes import ServiceProcess, wait_for_status
 PHONE = "+4912345678"
 
 
-async def test_in_process_server_delivers_and_shuts_down_cleanly(nursery):
+async def test_in_process_server_delivers_and_shuts_down_cleanly(nursery, tmp_path):
     stop = trio.Event()
-    config = Config(port=0, batch_size=10, max_delay=0.05)
+    config = Config(port=0, batch_size=10, max_delay=0.05, store=f"sqlite:///{tmp_path}/s.db")
     stopped = trio.Event()
 
     async def run_service(task_status=trio.TASK_STATUS_IGNORED):

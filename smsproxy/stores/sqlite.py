@@ -7,15 +7,23 @@ The schema carries its version in ``PRAGMA user_version``.
 Every call blocks; the repository actor drives this store from a worker thread,
 one transaction at a time, which is why one connection without thread checks is
 safe here.
+
+One process per file: the store holds an exclusive lock on ``<file>.lock`` while
+it is open, and a second process is refused at start (:class:`StoreLocked`).
+Two processes would each recover, and send, the same backlog.
 """
 
+import fcntl
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TextIO
 
-from smsproxy.errors import DuplicateMessage, StoreError
+from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import StatusChange
@@ -96,6 +104,8 @@ class SqliteStore:
     blocking = True
 
     def __init__(self, path: str | Path) -> None:
+        # ":memory:" is private to its connection: nothing to share, nothing to lock.
+        self._lock = None if str(path) == ":memory:" else _hold_lock(Path(path))
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -104,13 +114,16 @@ class SqliteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache
             self._migrate()
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open SQLite store {str(path)!r}: {error}") from error
+        except (sqlite3.Error, StoreError) as error:
+            self._release_lock()
+            if isinstance(error, StoreError):
+                raise
+            raise StoreUnusable(f"cannot open SQLite store {str(path)!r}: {error}") from error
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
-            raise StoreError(
+            raise StoreUnusable(
                 f"schema version {version} is newer than this smsproxy knows ({SCHEMA_VERSION})"
             )
         for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -274,3 +287,34 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the descriptor releases the lock
+
+
+def _hold_lock(database: Path) -> TextIO:
+    """Hold ``<database>.lock`` for as long as the store is open, or raise StoreLocked.
+
+    A lock on the database file itself would not do: POSIX drops a process's locks
+    on a file whenever it closes any descriptor of it, which SQLite does. The
+    holder's pid goes into the file, so the refusal can name it.
+    """
+    path = database.with_name(database.name + ".lock")
+    try:
+        lock = path.open("a+")
+    except OSError as error:
+        raise StoreUnusable(f"cannot open SQLite store {str(database)!r}: cannot create its "
+                            f"lock file: {error}") from error
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "pid unknown"
+        lock.close()
+        raise StoreLocked(str(database), holder) from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    lock.flush()
+    return lock
