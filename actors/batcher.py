@@ -302,23 +302,33 @@ class _Batcher:
             self.nursery.start_soon(self.fail_expired, expired)
 
     async def fail_expired(self, expired: list[Expired]) -> None:
+        """Mark them FAILED, trying again while the store fails; at shutdown what is
+        left stays ACCEPTED in the store, and the next start expires it."""
         never_taken = [m for m, maybe_taken in expired if not maybe_taken]
         maybe_taken = [m for m, maybe_taken in expired if maybe_taken]
         rules = self.queue.rules
-        with _logged("failing expired messages"):
+        try:
             if never_taken:
-                await self.fail(never_taken, (
+                await self.fail_until_stored(never_taken, (
                     f"not accepted by the provider within the message TTL of "
                     f"{rules.message_ttl:g} s; no attempt reached it; "
                     f"last error: {self.last_error}"))
             if maybe_taken:
-                await self.fail(maybe_taken, (
+                await self.fail_until_stored(maybe_taken, (
                     f"no status report from the provider within the message TTL of "
                     f"{rules.message_ttl:g} s and a grace of {rules.status_grace:g} s; "
                     f"an attempt may have reached it; last error: {self.last_error}"))
-        # Whether or not the store took it, they leave this queue; a store that
-        # failed still holds them ACCEPTED, and the next start sends them again.
-        self.gauge.release(len(expired))
+        finally:
+            self.gauge.release(len(expired))
+
+    async def fail_until_stored(self, messages: list[Message], reason: str) -> None:
+        pause = STORE_RETRY_INITIAL
+        while True:
+            with _logged("failing expired messages"):
+                await self.fail(messages, reason)
+                return
+            await trio.sleep(pause)
+            pause = min(STORE_RETRY_MAX, pause * 2)
 
     async def fail(self, messages: list[Message], reason: str) -> None:
         refused = await self.repository.update_many(
@@ -331,10 +341,18 @@ class _Batcher:
                         message_ids=failed)
 
 
+STORE_RETRY_INITIAL = 1.0
+"""Pause before a side path tries the store again; it doubles up to STORE_RETRY_MAX."""
+STORE_RETRY_MAX = 60.0
+
+
 @contextmanager
 def _logged(doing: str) -> Iterator[None]:
-    """Log a store or actor failure on a side path, rather than stop all sending."""
+    """A store or actor failure on a side path: say what it cost, and go on sending.
+
+    The repository has logged the store's failure itself, at error level; this is
+    the consequence, one warning."""
     try:
         yield
     except (StoreError, ActorError) as error:
-        log.error("batcher_store_call_failed", doing=doing, error=str(error))
+        log.warning("batcher_store_call_failed", doing=doing, error=str(error))

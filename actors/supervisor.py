@@ -130,7 +130,8 @@ async def _forget_old_idempotency_keys(
             try:
                 forgotten = await repo.forget_idempotency(wall_clock() - config.idempotency_ttl)
             except (StoreError, ActorError) as error:
-                log.error("housekeeping_failed", error=str(error))
+                # The repository logged the store's failure; the next round tries again.
+                log.warning("housekeeping_failed", error=str(error))
             else:
                 log.info("idempotency_keys_forgotten", count=forgotten)
             await trio.sleep(HOUSEKEEPING_INTERVAL)

@@ -10,7 +10,9 @@ import trio.testing
 from smsproxy.errors import ProviderTimeout, QueueFull, ShuttingDown
 from smsproxy.statuses import Status
 from smsproxy.stores import MemoryStore
-from tests.fakes import ScriptedProvider
+from tests.fakes import FailingStore, ScriptedProvider
+
+PHONE = "+4912345678"
 
 
 async def submit(pipeline, count: int) -> list[str]:
@@ -299,3 +301,24 @@ async def test_a_message_stored_while_shutdown_finishes_is_still_answered_202(
     [message_id] = saved.message_ids
     assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
     assert [m.id for m in await pipeline.repository.accepted()] == [message_id]  # sent at restart
+
+
+async def test_expiry_waits_out_a_failing_store_and_the_batcher_goes_on(
+    start_pipeline, autojump_clock
+):
+    store = FailingStore()
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=1, message_ttl=600,
+                                    store=store)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(590)
+    store.failing = True  # the disk fills before the TTL runs out
+    await trio.sleep(110)
+    assert store.refused > 1  # tried, and tried again
+    store.failing = False
+    await trio.sleep(120)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert (await pipeline.stats.snapshot()).messages_expired == 1
+    assert pipeline.batcher.queue_depth == 0
+    assert (await pipeline.batcher.submit(PHONE, "still serving")).message_ids
