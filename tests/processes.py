@@ -6,7 +6,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -22,11 +24,21 @@ def free_port() -> int:
 class ServiceProcess:
     """`smsproxy COMMAND ARGS` in ``workdir`` (port 0 unless ARGS say otherwise).
 
-    Its log goes to a file; the URL comes from its ``listening`` event.
+    Its log goes to a file; the URL comes from its ``listening`` event. The
+    constructor waits for it with ``time.sleep``, for sync tests and fixtures; an
+    async test uses ``await ServiceProcess.launch(...)``, which waits with trio.
     """
 
+    @classmethod
+    async def launch(cls, workdir: Path, *args: str, **options: Any) -> "ServiceProcess":
+        started = cls(workdir, *args, wait=False, **options)
+        with trio.fail_after(20):
+            started.url = (await wait_for_event(started, "listening"))["binds"][0]
+        return started
+
     def __init__(
-        self, workdir: Path, *args: str, command: str = "serve", name: str = "smsproxy"
+        self, workdir: Path, *args: str, command: str = "serve", name: str = "smsproxy",
+        wait: bool = True, preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.log_path = workdir / f"{name}.log"
         env = os.environ | {"SMSPROXY_PORT": "0"}
@@ -36,8 +48,9 @@ class ServiceProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", command, *args],
                 stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+                preexec_fn=preexec_fn,
             )
-        self.url = self._wait_for("listening", timeout=20)["binds"][0]
+        self.url = self._wait_for("listening", timeout=20)["binds"][0] if wait else ""
 
     def events(self) -> list[dict]:
         events = []
@@ -56,16 +69,26 @@ class ServiceProcess:
         plain = [line for line in self.log_path.read_text().splitlines() if "[ERROR]" in line]
         return [e for e in self.events() if e.get("level") in {"error", "critical"}] + plain
 
+    def poll_event(self, name: str) -> dict | None:
+        """The event if it is in the log by now; raises if the process has ended without it."""
+        found = self.event(name)
+        if found is None and self.process.poll() is not None:
+            raise AssertionError(f"smsproxy exited early:\n{self.log_path.read_text()}")
+        return found
+
     def _wait_for(self, name: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.event(name)
+            found = self.poll_event(name)
             if found:
                 return found
-            if self.process.poll() is not None:
-                raise AssertionError(f"smsproxy exited early:\n{self.log_path.read_text()}")
             time.sleep(0.05)
         raise AssertionError(f"no {name!r} event in time:\n{self.log_path.read_text()}")
+
+    async def exit_code(self) -> int:
+        """Wait for the process to end, in a thread: the event loop goes on. Callers
+        bound the wait with trio.fail_after."""
+        return await trio.to_thread.run_sync(self.process.wait, abandon_on_cancel=True)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=10)
@@ -106,7 +129,7 @@ async def wait_for_status(client: httpx.AsyncClient, message_id: str, wanted: st
 async def wait_for_event(process: ServiceProcess, name: str) -> dict:
     """Poll the process's log for an event; callers bound the wait with trio.fail_after."""
     while True:
-        found = process.event(name)
+        found = process.poll_event(name)
         if found is not None:
             return found
         await trio.sleep(0.05)

@@ -37,8 +37,10 @@ async def assert_all_delivered(proxy: ServiceProcess, ids: list[str]) -> None:
 
 async def test_kill_9_loses_no_acknowledged_message(tmp_path):
     store = "sqlite:///messages.db"
-    slow = ServiceProcess(tmp_path, "--store", store, "--sim-latency", "3", "--batch-size", "10",
-                        "--max-delay", "0.05", "--max-in-flight", "1", name="first")
+    slow = await ServiceProcess.launch(
+        tmp_path, "--store", store, "--sim-latency", "3", "--batch-size", "10",
+        "--max-delay", "0.05", "--max-in-flight", "1", name="first",
+    )
     try:
         ids = await post_many(slow, 60)
         async with slow.client() as client:
@@ -46,9 +48,12 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path):
         assert statuses == {"ACCEPTED"}  # the slow provider has delivered none yet
     finally:
         slow.process.send_signal(signal.SIGKILL)
-        slow.process.wait()
+        with trio.fail_after(15):
+            await slow.exit_code()
 
-    restarted = ServiceProcess(tmp_path, "--store", store, "--max-delay", "0.05", name="second")
+    restarted = await ServiceProcess.launch(
+        tmp_path, "--store", store, "--max-delay", "0.05", name="second"
+    )
     try:
         assert restarted.event("recovered")["messages"] == 60
         await assert_all_delivered(restarted, ids)
@@ -59,13 +64,16 @@ async def test_kill_9_loses_no_acknowledged_message(tmp_path):
 
 async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_path):
     store = "sqlite:///messages.db"
-    proxy = ServiceProcess(tmp_path, "--store", store, "--batch-size", "100", "--max-delay", "60",
-                         "--shutdown-grace", "5", name="first")
+    proxy = await ServiceProcess.launch(
+        tmp_path, "--store", store, "--batch-size", "100", "--max-delay", "60",
+        "--shutdown-grace", "5", name="first",
+    )
     try:
         ids = await post_many(proxy, 7)
         started = time.monotonic()
         proxy.process.send_signal(signal.SIGTERM)
-        assert proxy.process.wait(timeout=15) == 0
+        with trio.fail_after(15):
+            assert await proxy.exit_code() == 0
         assert time.monotonic() - started < 5
     finally:
         proxy.stop()
@@ -73,7 +81,7 @@ async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_pat
     assert sent["messages"] == 7
     assert proxy.error_events() == []
 
-    restarted = ServiceProcess(tmp_path, "--store", store, name="second")
+    restarted = await ServiceProcess.launch(tmp_path, "--store", store, name="second")
     try:
         assert restarted.event("recovered")["messages"] == 0  # nothing was left behind
         await assert_all_delivered(restarted, ids)
@@ -83,20 +91,25 @@ async def test_sigterm_flushes_a_half_full_batch_within_the_grace_period(tmp_pat
 
 async def test_sigterm_with_a_hung_provider_exits_after_the_grace_period(tmp_path):
     store = "sqlite:///messages.db"
-    proxy = ServiceProcess(tmp_path, "--store", store, "--sim-latency", "1000", "--max-delay",
-                         "0.01", "--shutdown-grace", "1", name="first")
+    proxy = await ServiceProcess.launch(
+        tmp_path, "--store", store, "--sim-latency", "1000", "--max-delay", "0.01",
+        "--shutdown-grace", "1", name="first",
+    )
     try:
         ids = await post_many(proxy, 5)
         await trio.sleep(0.3)  # real time: let the batch reach the hung provider
         started = time.monotonic()
         proxy.process.send_signal(signal.SIGTERM)
-        assert proxy.process.wait(timeout=15) == 0
+        with trio.fail_after(15):
+            assert await proxy.exit_code() == 0
         assert time.monotonic() - started < 4
     finally:
         proxy.stop()
     assert proxy.event("shutdown_grace_exceeded") is not None
 
-    restarted = ServiceProcess(tmp_path, "--store", store, "--max-delay", "0.01", name="second")
+    restarted = await ServiceProcess.launch(
+        tmp_path, "--store", store, "--max-delay", "0.01", name="second"
+    )
     try:
         assert restarted.event("recovered")["messages"] == 5
         await assert_all_delivered(restarted, ids)

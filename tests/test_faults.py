@@ -102,8 +102,8 @@ def fill(disk: Path, leave_bytes: int) -> Path:
 async def test_a_full_disk_is_answered_503_and_the_service_resumes_when_room_comes_back(
     tmp_path, small_disk
 ):
-    proxy = ServiceProcess(tmp_path, "--store", f"sqlite:///{small_disk}/m.db",
-                           "--max-delay", "0.05", name="proxy")
+    proxy = await ServiceProcess.launch(tmp_path, "--store", f"sqlite:///{small_disk}/m.db",
+                                        "--max-delay", "0.05", name="proxy")
     try:
         async with proxy.client() as client:
             before = await post_one(client)
@@ -160,9 +160,10 @@ async def test_a_malformed_provider_answer_is_a_failed_attempt_not_the_end(nurse
         serve_app, garbage_provider(), "127.0.0.1", 0, grace=0.1, stop=stop,
         handle_signals=False,
     ))
-    proxy = ServiceProcess(tmp_path, "--store", "memory://", "--provider", provider_url,
-                           "--webhook-insecure", "--max-delay", "0.05", "--max-attempts", "2",
-                           name="proxy")
+    proxy = await ServiceProcess.launch(
+        tmp_path, "--store", "memory://", "--provider", provider_url, "--webhook-insecure",
+        "--max-delay", "0.05", "--max-attempts", "2", name="proxy",
+    )
     try:
         async with proxy.client() as client:
             await post_one(client)

@@ -68,7 +68,8 @@ async def test_serve_process_delivers_then_exits_0_on_sigterm(proxy_process):
         bad = await client.post("/sms", content=b"{oops")
         assert bad.status_code == 400
     proxy_process.process.send_signal(signal.SIGTERM)
-    assert proxy_process.process.wait(timeout=15) == 0
+    with trio.fail_after(15):
+        assert await proxy_process.exit_code() == 0
     names = [e["event"] for e in proxy_process.events()]
     assert "batch_sent" in names
     assert names[-1] == "stopped"
