@@ -6,23 +6,25 @@ serves it; on the way out, HTTP stops first and the supervisor stops the actors.
 """
 
 import gc
+import resource
 import signal
 from functools import partial
 from typing import Any
 
 import hypercorn.config
-import hypercorn.trio
 import structlog
 import trio
 
 from actors.supervisor import Runtime, running
 from api.app import create_app
 from api.common import ApiSettings, Services
+from api.connections import ConnectionLimits, close_when_the_body_is_left_unread
+from api.http_server import serve_http
 from smsproxy.config import Config
 
 __all__ = [
-    "GC_THRESHOLDS", "ListenError", "hypercorn_config", "root_cause", "serve", "serve_app",
-    "tune_garbage_collector",
+    "GC_THRESHOLDS", "ListenError", "default_limits", "hypercorn_config", "raise_descriptor_limit",
+    "root_cause", "serve", "serve_app", "tune_garbage_collector",
 ]
 
 log = structlog.get_logger("smsproxy.serving")
@@ -65,6 +67,7 @@ async def serve_app(
     grace: float,
     stop: trio.Event,
     handle_signals: bool,
+    limits: ConnectionLimits | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Returns once ``stop`` is set (or a signal arrived) and open requests are done."""
@@ -72,9 +75,11 @@ async def serve_app(
         watching = trio.CancelScope()
         if handle_signals:
             nursery.start_soon(_set_on_signal, stop, watching)
+        limits = limits or default_limits()
         try:
             binds = await nursery.start(partial(
-                hypercorn.trio.serve, app, hypercorn_config(host, port, grace),
+                serve_http, close_when_the_body_is_left_unread(app),
+                hypercorn_config(host, port, grace, limits.keep_alive_timeout), limits,
                 shutdown_trigger=stop.wait,
             ))
         except* OSError as failed:
@@ -97,21 +102,52 @@ async def _set_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
             return
 
 
-def hypercorn_config(host: str, port: int, grace: float) -> hypercorn.config.Config:
+def hypercorn_config(
+    host: str, port: int, grace: float, keep_alive_timeout: float = 30.0
+) -> hypercorn.config.Config:
     """How smsproxy serves: its limits and timeouts (the benchmarks' bare app uses it too)."""
     config = hypercorn.config.Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
     config.graceful_timeout = grace
-    # Longer than any client's idle pool (httpx: 5 s), so a client never reuses a
-    # connection the server is closing at that very moment.
-    config.keep_alive_timeout = 75
-    # Bounds for hostile clients: headers of at most 16 KiB, and a connection that
-    # sends nothing for 30 s is closed (slow-loris); bodies are bounded per route.
+    # Longer than common clients' idle pools (httpx: 5 s), so that a client rarely
+    # reuses a connection the server is closing at that very moment.
+    config.keep_alive_timeout = keep_alive_timeout
+    # Headers of at most 16 KiB; bodies are bounded per route. The time limits for a
+    # request's head and body are api.connections' (hypercorn has none).
     config.h11_max_incomplete_size = 16 * 1024
     config.h2_max_header_list_size = 16 * 1024
-    config.read_timeout = 30
+    config.backlog = 1024
     return config
+
+
+DESCRIPTOR_RESERVE = 128
+"""Descriptors kept for the service's own use (store files, the provider's pool,
+logs, worker threads) when the connection cap is derived from the limit."""
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit on open files to the hard one; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as error:
+            log.warning("descriptor_limit_not_raised", soft=soft, hard=hard, error=str(error))
+    return soft
+
+
+def default_limits(
+    max_connections: int = 0, keep_alive_timeout: float = 30.0,
+    header_timeout: float = 10.0, body_timeout: float = 30.0,
+) -> ConnectionLimits:
+    """``max_connections`` 0: derived from the descriptor limit, less a reserve."""
+    if max_connections <= 0:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        max_connections = max(16, limit - DESCRIPTOR_RESERVE)
+    return ConnectionLimits(max_connections, keep_alive_timeout, header_timeout, body_timeout)
 
 
 async def serve(
@@ -124,12 +160,19 @@ async def serve(
     """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
     log.info("starting", config=config.loggable())
     _warn_if_open(config)
+    descriptors = raise_descriptor_limit()
+    limits = default_limits(config.max_connections, config.keep_alive_timeout,
+                            config.header_timeout, config.body_timeout)
+    log.info("connection_limits", descriptors=descriptors,
+             max_connections=limits.max_connections,
+             keep_alive_timeout=limits.keep_alive_timeout,
+             header_timeout=limits.header_timeout, body_timeout=limits.body_timeout)
     async with running(config) as runtime:
         app = create_app(_services(runtime), _api_settings(config))
         await serve_app(
             app, config.host, config.port, grace=config.shutdown_grace,
             stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
-            task_status=task_status,
+            limits=limits, task_status=task_status,
         )
 
 

@@ -50,6 +50,10 @@ class Config:
     max_queue: int = 100_000
     bulk_max: int = 1000
     shutdown_grace: float = 5.0
+    max_connections: int = 0
+    keep_alive_timeout: float = 30.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     idempotency_ttl: float = 86_400.0
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
@@ -235,6 +239,15 @@ OPTIONS: Sequence[Option] = (
             lambda n: 1 <= n <= 10_000, "must be 1 to 10000"),
     _option("shutdown_grace", float, "seconds in-flight batches get at shutdown",
             _not_negative, "must be 0 or more"),
+    _option("max_connections", int, "open client connections at most; at the cap idle ones "
+            "are closed first, then new ones refused (0: the descriptor limit less 128)",
+            _not_negative, "must be 0 or more"),
+    _option("keep_alive_timeout", float, "seconds an idle keep-alive connection is kept",
+            _positive, "must be more than 0"),
+    _option("header_timeout", float, "seconds a request's head may take to arrive, from its "
+            "first byte", _positive, "must be more than 0"),
+    _option("body_timeout", float, "seconds a request's body may take to arrive, after its "
+            "head", _positive, "must be more than 0"),
     _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",
             lambda ttl: ttl >= 86_400, "must be at least 86400 (24 hours)"),
     _option("sim_latency", float, "simulator: seconds per provider call", _not_negative,

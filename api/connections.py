@@ -1,0 +1,271 @@
+"""Client connections, held to time limits and a cap, and accepted by a loop of ours.
+
+hypercorn serves each connection well once it has one, but it bounds neither how
+long a request's head or body may take to arrive, nor how many connections are
+open; and trio's ``serve_listeners`` logs a traceback for every ``accept`` that
+fails for want of file descriptors. So smsproxy accepts connections itself and
+hands each to :class:`Connection`, hypercorn's ``TCPServer`` with three changes:
+
+- a request's head must arrive within ``header_timeout`` of its first byte, and
+  its body within ``body_timeout`` of its head (an idle keep-alive connection is
+  closed after ``keep_alive_timeout``, as hypercorn does);
+- closing is shielded from cancellation: when the app answers before the body has
+  arrived (a 401, 404, 413), quart-trio cancels the request's task in the middle of
+  closing, and the socket was left half-open (CLOSE-WAIT) until the client left;
+- a connection that ends (the client left, a time limit passed) is closed at once,
+  not when hypercorn's keep-alive timer runs out;
+- the :class:`Connections` registry knows which connections are idle, so that at
+  the cap the idle ones make room first.
+
+Built on hypercorn 0.18's ``TCPServer`` and ``ProtocolWrapper``; the version is
+pinned in ``pyproject.toml`` for that reason.
+"""
+
+import errno
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import structlog
+import trio
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+
+__all__ = [
+    "Connection", "ConnectionLimits", "Connections", "accept_connections",
+    "close_when_the_body_is_left_unread",
+]
+
+log = structlog.get_logger("smsproxy.connections")
+
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+_REFUSAL_BODY = b'{"error": "too many connections; retry in a while"}'
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\n"
+    + f"content-length: {len(_REFUSAL_BODY)}\r\n\r\n".encode() + _REFUSAL_BODY
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_connections: int
+    keep_alive_timeout: float
+    header_timeout: float
+    body_timeout: float
+    warn_interval: float = 10.0
+    """At most one warning per interval about refusals or running out of descriptors."""
+
+
+class Connections:
+    """The open connections, which of them are idle, and what was refused."""
+
+    def __init__(self, limits: ConnectionLimits) -> None:
+        self.limits = limits
+        self.open: dict[Connection, None] = {}  # insertion order: oldest first
+        self.refused = 0
+        self.out_of_descriptors = 0
+        self.timed_out: dict[str, int] = {"header": 0, "body": 0}
+        self._unreported = 0
+        self._next_warning = -math.inf
+
+    @property
+    def full(self) -> bool:
+        return len(self.open) >= self.limits.max_connections
+
+    def close_idle(self, count: int) -> int:
+        """Close up to ``count`` idle connections, oldest first; how many it closed."""
+        closed = 0
+        for connection in list(self.open):
+            if closed >= count:
+                break
+            if connection.idle:
+                connection.evict()
+                closed += 1
+        return closed
+
+    def note_refusal(self, why: str) -> None:
+        if why == "descriptors":
+            self.out_of_descriptors += 1
+        else:
+            self.refused += 1
+        self._unreported += 1
+        now = trio.current_time()
+        if now >= self._next_warning:
+            log.warning("connections_refused", reason=why, count=self._unreported,
+                        open=len(self.open), max_connections=self.limits.max_connections)
+            self._unreported = 0
+            self._next_warning = now + self.limits.warn_interval
+
+
+class Connection(TCPServer):
+    """One client connection: hypercorn's, with deadlines for the head and the body."""
+
+    def __init__(self, registry: Connections, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.registry = registry
+        self.idle = True
+        self.idle_since = trio.current_time()
+        self.request_started: float | None = None
+        self.head_received = 0.0
+
+    async def run(self) -> None:
+        """Serve it; the accept loop has counted it in the registry already."""
+        try:
+            await super().run()
+        finally:
+            self.registry.open.pop(self, None)
+
+    def evict(self) -> None:
+        """Close it now (it is idle): its reading task sees the socket closed and ends.
+
+        It leaves the count at once, since its descriptor is free at once."""
+        self.registry.open.pop(self, None)
+        self.idle = False
+        self.stream.socket.close()
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, Updated):
+            self.idle = event.idle
+            if event.idle:  # the answer is out: the next request starts afresh
+                self.idle_since = trio.current_time()
+                self.request_started = None
+            else:
+                self.head_received = trio.current_time()
+        await super().protocol_send(event)
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await super()._close()
+
+    async def _read_data(self) -> None:
+        while True:
+            with trio.move_on_at(self._read_deadline()) as waited:
+                try:
+                    data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+            if waited.cancelled_caught:
+                self._timed_out()
+                break
+            if data and self.request_started is None and self._their_state() is h11.IDLE:
+                self.request_started = trio.current_time()
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+        await self.protocol.handle(Closed())
+        # hypercorn's idle timer would otherwise hold the connection's task group, and
+        # so its descriptor, open for the rest of the keep-alive timeout.
+        await self.idle_task.stop()
+
+    def _their_state(self) -> object:
+        """h11's state of the client's side; None for HTTP/2."""
+        connection = getattr(self.protocol.protocol, "connection", None)
+        return connection.their_state if isinstance(connection, h11.Connection) else None
+
+    def _read_deadline(self) -> float:
+        limits = self.registry.limits
+        state = self._their_state()
+        if state is h11.SEND_BODY:
+            return self.head_received + limits.body_timeout
+        if state is h11.IDLE:
+            if self.request_started is not None:
+                return self.request_started + limits.header_timeout
+            return self.idle_since + limits.keep_alive_timeout
+        if state is None:  # HTTP/2: no per-request phases to see here
+            return trio.current_time() + limits.body_timeout
+        return math.inf  # the request is in; the app is answering
+
+    def _timed_out(self) -> None:
+        phase = "body" if self._their_state() is h11.SEND_BODY else "header"
+        if self.request_started is not None or phase == "body":
+            self.registry.timed_out[phase] += 1
+            log.info("connection_timed_out", phase=phase)
+
+
+async def accept_connections(
+    listener: trio.SocketListener,
+    registry: Connections,
+    connection_for: Callable[[trio.SocketStream], Connection],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept forever; at the cap, close idle connections first, then refuse at once.
+
+    Out of file descriptors, ``accept`` fails: idle connections are closed to make
+    room, the failure is counted (one warning per interval, never a traceback per
+    accept), and accepting goes on as soon as a descriptor is free.
+    """
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as error:
+            if error.errno not in OUT_OF_DESCRIPTORS:
+                raise
+            registry.note_refusal("descriptors")
+            registry.close_idle(max(1, len(registry.open) // 10))
+            await trio.sleep(0.01)
+            continue
+        if registry.full and not registry.close_idle(1):
+            registry.note_refusal("max_connections")
+            nursery.start_soon(_refuse, stream)
+            continue
+        connection = connection_for(stream)
+        # Counted now, not when its task first runs: a burst of accepts must see it.
+        registry.open[connection] = None
+        nursery.start_soon(connection.run)
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    with trio.move_on_after(1), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(_REFUSAL)
+    await stream.aclose()
+
+
+ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
+                    Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+def close_when_the_body_is_left_unread(app: ASGIApp) -> ASGIApp:
+    """An answer given before the request's body arrived (401, 404, 413) says
+    ``connection: close``: the client learns that the connection ends with it, and
+    does not send its next request into a connection that will not serve it."""
+
+    async def wrapped(
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await app(scope, receive, send)
+            return
+        body_read = False
+
+        async def tracking_receive() -> Any:
+            nonlocal body_read
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read = True
+            return message
+
+        async def closing_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        await app(scope, tracking_receive, closing_send)
+
+    return wrapped
+
+
+def _has_body(scope: MutableMapping[str, Any]) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
