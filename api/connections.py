@@ -12,8 +12,9 @@ hands each to :class:`Connection`, hypercorn's ``TCPServer`` with three changes:
 - closing is shielded from cancellation: when the app answers before the body has
   arrived (a 401, 404, 413), quart-trio cancels the request's task in the middle of
   closing, and the socket was left half-open (CLOSE-WAIT) until the client left;
-- a connection that ends (the client left, a time limit passed) is closed at once,
-  not when hypercorn's keep-alive timer runs out;
+- a connection that ends (the client left, a time limit passed) is closed at once:
+  hypercorn's keep-alive timer, a task per connection that held its descriptor until
+  it ran out, is replaced by the read loop's own deadline;
 - the :class:`Connections` registry knows which connections are idle, so that at
   the cap the idle ones make room first.
 
@@ -142,6 +143,11 @@ class Connection(TCPServer):
         with trio.CancelScope(shield=True):
             await super()._close()
 
+    async def _idle_timeout(self) -> None:
+        """Nothing: ``_read_data`` keeps the keep-alive deadline itself, and the server
+        closes idle connections at shutdown (``Connections.close_idle``). hypercorn's
+        timer is a sleeping task per connection: memory that 2,000 idle ones add up."""
+
     async def _read_data(self) -> None:
         while True:
             with trio.move_on_at(self._read_deadline()) as waited:
@@ -158,9 +164,6 @@ class Connection(TCPServer):
             if data == b"":
                 break
         await self.protocol.handle(Closed())
-        # hypercorn's idle timer would otherwise hold the connection's task group, and
-        # so its descriptor, open for the rest of the keep-alive timeout.
-        await self.idle_task.stop()
 
     def _their_state(self) -> object:
         """h11's state of the client's side; None for HTTP/2."""

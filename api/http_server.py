@@ -62,7 +62,8 @@ async def serve_http(
                 for listener in listeners:
                     await listener.aclose()
             finally:
-                await context.terminated.set()  # idle keep-alive connections close now
+                await context.terminated.set()  # no connection starts another request
+                registry.close_idle(len(registry.open))
                 connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -5,6 +5,7 @@ run short. Sync tests: plain blocking sockets say best what a client sees."""
 import json
 import os
 import resource
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -218,5 +219,26 @@ def test_more_idle_clients_than_descriptors_lock_nobody_out(tmp_path):
         assert proxy.error_events() == []
         assert all(json.loads(line)["event"] != "fatal" for line in log.splitlines()
                    if line.startswith("{"))
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_does_not_wait_for_idle_keep_alive_connections(tmp_path):
+    proxy = ServiceProcess(tmp_path, "--store", "memory://", "--shutdown-grace", "10",
+                           name="proxy")
+    try:
+        idle = []
+        for _ in range(10):
+            sock = connect(proxy)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # now idle, kept alive
+            idle.append(sock)
+        started = time.monotonic()
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(timeout=15) == 0
+        assert time.monotonic() - started < 2  # not the 10 s grace
+        for sock in idle:
+            assert read_until_closed(sock, limit=0.5)[1]
+            sock.close()
     finally:
         proxy.stop()
