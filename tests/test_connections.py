@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess
+from tests.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -189,8 +189,15 @@ def test_more_idle_clients_than_descriptors_lock_nobody_out(tmp_path):
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    proxy = ServiceProcess(tmp_path, "--store", "sqlite:///m.db", "--max-delay", "0.05",
-                           preexec_fn=low_limit, name="proxy")
+    proxy_port = free_port()
+    provider = ServiceProcess(
+        tmp_path, "--callback-url", f"http://127.0.0.1:{proxy_port}/provider/status",
+        "--secret", "s", command="fake-provider", name="provider",
+    )
+    # The provider is reached over HTTP, so sending needs descriptors of the reserve.
+    proxy = ServiceProcess(tmp_path, "--port", str(proxy_port), "--store", "sqlite:///m.db",
+                           "--max-delay", "0.05", "--provider", provider.url,
+                           "--webhook-secret", "s", preexec_fn=low_limit, name="proxy")
     try:
         limits = proxy.event("connection_limits")
         assert limits["descriptors"] == 256
@@ -221,6 +228,7 @@ def test_more_idle_clients_than_descriptors_lock_nobody_out(tmp_path):
                    if line.startswith("{"))
     finally:
         proxy.stop()
+        provider.stop()
 
 
 def test_sigterm_does_not_wait_for_idle_keep_alive_connections(tmp_path):
