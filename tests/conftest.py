@@ -1,12 +1,16 @@
 import math
+import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 from hypothesis import settings
+from psycopg.conninfo import make_conninfo
 
 from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import BatcherHandle
@@ -17,7 +21,7 @@ from actors.updater import UpdaterHandle
 from api import Services
 from smsproxy.batching import BatchingRules
 from smsproxy.models import UpdateRejected
-from smsproxy.stores import MemoryStore, MessageStore
+from smsproxy.stores import MemoryStore, MessageStore, PostgresStore
 from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ScriptedProvider
 
@@ -36,11 +40,45 @@ def the_working_directory_stays_clean() -> Iterator[None]:
     assert not left, f"tests left files in the working directory: {left}"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SMSPROXY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+"""A server the tests may create a database on; .ci/run makes sure one is running."""
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A throwaway database for this test run, dropped at its end."""
+    name = f"smsproxy_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(POSTGRES_ADMIN_URL, dbname=name)
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A schema of its own in the run's database, for one test: tables start empty."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as db:
+        db.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield make_conninfo(postgres_database, options=f"-c search_path={schema}")
+    finally:
+        with psycopg.connect(postgres_database, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], MessageStore]:
-    """Each backend in turn: the repository rules must hold for both."""
+    """Each backend in turn: the repository rules must hold for all of them."""
     if request.param == "memory":
         return MemoryStore
+    if request.param == "postgres":
+        return partial(PostgresStore, request.getfixturevalue("postgres_url"))
     return partial(SqliteStore, tmp_path / "messages.db")
 
 

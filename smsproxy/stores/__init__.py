@@ -1,6 +1,7 @@
 """Store backends: where messages and their statuses are kept.
 
-``memory://`` (:mod:`.memory`) and ``sqlite:///path`` (:mod:`.sqlite`) implement
+``memory://`` (:mod:`.memory`), ``sqlite:///path`` (:mod:`.sqlite`) and
+``postgresql://...`` (:mod:`.postgres`) implement
 :class:`MessageStore` (:mod:`.protocol`); :func:`store_factory` picks one by URL.
 """
 
@@ -8,10 +9,16 @@ from collections.abc import Callable
 from functools import partial
 
 from smsproxy.stores.memory import MemoryStore
+from smsproxy.stores.postgres import PostgresStore
 from smsproxy.stores.protocol import MessageStore, StatusChange
 from smsproxy.stores.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "MessageStore", "SqliteStore", "StatusChange", "store_factory"]
+__all__ = [
+    "MemoryStore", "MessageStore", "PostgresStore", "SqliteStore", "StatusChange",
+    "store_factory",
+]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def store_factory(url: str) -> Callable[[], MessageStore]:
@@ -24,4 +31,6 @@ def store_factory(url: str) -> Callable[[], MessageStore]:
         return MemoryStore
     if url.startswith("sqlite:///"):
         return partial(SqliteStore, url.removeprefix("sqlite:///"))
+    if url.startswith(POSTGRES_SCHEMES):
+        return partial(PostgresStore, url)
     raise ValueError(f"unsupported store {url!r}")

@@ -1,0 +1,244 @@
+"""The PostgreSQL store: the same rows and rules as SQLite, in a server's database.
+
+psycopg 3 in its synchronous form, driven from the repository actor's worker thread
+one transaction at a time, as SQLite is: one connection is all it needs. Commits
+are durable (``synchronous_commit = on``: a 202 means the commit is in
+PostgreSQL's WAL on disk).
+
+Migrations run at open, inside a transaction that first takes a transaction-level
+advisory lock, so that several instances starting at once apply each step once;
+the version lives in ``smsproxy_schema``. A session-level lock is avoided on
+purpose: it outlives nothing when the backend dies, and breaks behind
+transaction-mode poolers.
+
+The server may go away at any time. Every psycopg error becomes a
+:class:`StoreError` (a unique violation on insert, :class:`DuplicateMessage`);
+a broken connection is dropped, and the next transaction connects again, so the
+service resumes by itself once the database is back. A database unreachable at
+open is not fatal either: the store opens disconnected, and ``check`` (readiness)
+says so until it answers.
+"""
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import TupleRow
+
+from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
+from smsproxy.models import Idempotency, Message, StatusRecord
+from smsproxy.statuses import Status
+from smsproxy.stores.protocol import StatusChange
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+_MIGRATIONS = {
+    # version: the statements that bring the schema from version - 1 to version
+    1: """
+CREATE TABLE smsproxy_messages (
+    id           text PRIMARY KEY,
+    phone_number text NOT NULL,
+    content      text NOT NULL,
+    created_at   double precision NOT NULL,
+    status       text NOT NULL,
+    reason       text,
+    attempts     integer NOT NULL DEFAULT 0,
+    updated_at   double precision NOT NULL
+);
+CREATE INDEX smsproxy_messages_waiting ON smsproxy_messages (created_at)
+    WHERE status = 'ACCEPTED';
+CREATE TABLE smsproxy_idempotency_keys (
+    scope       text NOT NULL,
+    key         text NOT NULL,
+    fingerprint text NOT NULL,
+    message_ids text NOT NULL,
+    created_at  double precision NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX smsproxy_idempotency_keys_age ON smsproxy_idempotency_keys (created_at);
+""",
+}
+
+SCHEMA_VERSION = max(_MIGRATIONS)
+
+MIGRATION_LOCK = 0x736D7370  # "smsp": any fixed number all instances agree on
+
+CONNECT_TIMEOUT = 5
+"""Seconds to wait for the server when connecting; a transaction never waits longer."""
+
+_STATUS = {status.value: status for status in Status}
+
+
+class PostgresStore:
+    blocking = True
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._db: psycopg.Connection[TupleRow] | None = None
+        try:
+            self._connect()
+        except StoreUnusable:
+            raise
+        except StoreError:
+            pass  # unreachable for now: the first transaction tries again
+
+    def _connect(self) -> psycopg.Connection[TupleRow]:
+        if self._db is not None and not self._db.closed and not self._db.broken:
+            return self._db
+        self._drop()
+        try:
+            db = psycopg.connect(self._url, autocommit=False, connect_timeout=CONNECT_TIMEOUT,
+                                 application_name="smsproxy")
+        except psycopg.Error as error:
+            raise StoreError(f"PostgreSQL: cannot connect: {_describe(error)}") from error
+        try:
+            db.execute("SET synchronous_commit = on")
+            db.commit()
+            self._migrate(db)
+        except StoreUnusable:
+            db.close()
+            raise
+        except psycopg.Error as error:
+            db.close()
+            raise StoreError(f"PostgreSQL: {_describe(error)}") from error
+        self._db = db
+        return db
+
+    def _migrate(self, db: psycopg.Connection[TupleRow]) -> None:
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            db.execute("CREATE TABLE IF NOT EXISTS smsproxy_schema (version integer NOT NULL)")
+            row = db.execute("SELECT max(version) FROM smsproxy_schema").fetchone()
+            version = int(row[0]) if row and row[0] is not None else 0
+            if version > SCHEMA_VERSION:
+                raise StoreUnusable(f"schema version {version} is newer than this smsproxy "
+                                    f"knows ({SCHEMA_VERSION})")
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                db.execute(_MIGRATIONS[step])
+                db.execute("INSERT INTO smsproxy_schema (version) VALUES (%s)", (step,))
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            finally:
+                self._db = None
+
+    @property
+    def _conn(self) -> psycopg.Connection[TupleRow]:
+        assert self._db is not None, "used outside a transaction"
+        return self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        db = self._connect()
+        try:
+            with db.transaction():
+                yield
+        except psycopg.Error as error:
+            if db.broken or db.closed:
+                self._drop()  # the server went away: the next transaction reconnects
+            raise StoreError(f"PostgreSQL: {_describe(error)}") from error
+
+    def insert(self, messages: Sequence[Message]) -> None:
+        """All or none: a savepoint around the rows, so that a duplicate id undoes
+        only this insert and the rest of the group's transaction goes on."""
+        now = time.time()
+        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now)
+                for m in messages]
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO smsproxy_messages (id, phone_number, content, created_at,"
+                    " status, attempts, updated_at) VALUES (%s, %s, %s, %s, 'ACCEPTED', %s, %s)",
+                    rows,
+                )
+        except pg_errors.UniqueViolation:
+            raise DuplicateMessage(self._first_duplicate(messages)) from None
+
+    def _first_duplicate(self, messages: Sequence[Message]) -> str:
+        taken = set(self.statuses(m.id for m in messages))
+        for message in messages:
+            if message.id in taken:
+                return message.id
+            taken.add(message.id)
+        return messages[0].id
+
+    def lookup(self, message_id: str) -> StatusRecord | None:
+        row = self._conn.execute(
+            "SELECT status, reason FROM smsproxy_messages WHERE id = %s", (message_id,)
+        ).fetchone()
+        return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
+
+    def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
+        rows = self._conn.execute(
+            "SELECT id, status FROM smsproxy_messages WHERE id = ANY(%s)", (list(message_ids),)
+        )
+        return {message_id: _STATUS[status] for message_id, status in rows}
+
+    def set_statuses_unless(
+        self, changes: Sequence[StatusChange], protected: frozenset[Status]
+    ) -> set[str]:
+        """One UPDATE per (status, reason); the ids it changed come back from RETURNING."""
+        now = time.time()
+        keep = sorted(s.value for s in protected)
+        by_outcome: dict[tuple[Status, str | None], list[str]] = {}
+        for message_id, status, reason in changes:
+            by_outcome.setdefault((status, reason), []).append(message_id)
+        changed: set[str] = set()
+        for (status, reason), ids in by_outcome.items():
+            rows = self._conn.execute(
+                "UPDATE smsproxy_messages SET status = %s, reason = %s, updated_at = %s"
+                " WHERE id = ANY(%s) AND NOT (status = ANY(%s)) RETURNING id",
+                (status.value, reason, now, ids, keep),
+            )
+            changed.update(row[0] for row in rows)
+        return changed
+
+    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
+        self._conn.execute(
+            "UPDATE smsproxy_messages SET attempts = attempts + %s WHERE id = ANY(%s)",
+            (attempts, list(message_ids)),
+        )
+
+    def accepted(self) -> list[Message]:
+        rows = self._conn.execute(
+            "SELECT id, phone_number, content, created_at, attempts FROM smsproxy_messages"
+            " WHERE status = 'ACCEPTED' ORDER BY created_at, id"
+        )
+        return [Message(*row) for row in rows]
+
+    def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
+        row = self._conn.execute(
+            "SELECT fingerprint, message_ids FROM smsproxy_idempotency_keys"
+            " WHERE scope = %s AND key = %s", (scope, key),
+        ).fetchone()
+        return (row[0], tuple(row[1].split(","))) if row else None
+
+    def remember_idempotency(
+        self, idempotency: Idempotency, message_ids: Sequence[str], at: float
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO smsproxy_idempotency_keys (scope, key, fingerprint, message_ids,"
+            " created_at) VALUES (%s, %s, %s, %s, %s)",
+            (idempotency.scope, idempotency.key, idempotency.fingerprint,
+             ",".join(message_ids), at),
+        )
+
+    def forget_idempotency(self, before: float) -> int:
+        cursor = self._conn.execute(
+            "DELETE FROM smsproxy_idempotency_keys WHERE created_at < %s", (before,)
+        )
+        return cursor.rowcount
+
+    def check(self) -> None:
+        self._conn.execute("SELECT 1 FROM smsproxy_messages LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _describe(error: psycopg.Error) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
