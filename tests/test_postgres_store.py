@@ -94,3 +94,159 @@ def test_an_unreachable_server_at_open_is_not_fatal(postgres_url):
     with pytest.raises(StoreError, match="cannot connect"), store.transaction():
         store.check()
     store.close()
+
+
+# --- shared dispatch: the table is the queue ----------------------------------------------
+
+T0 = 1_764_180_000.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(postgres_url, clock):
+    """A store on the test's schema whose clock the test moves; saves messages at T0."""
+    store = PostgresStore(postgres_url, clock=clock)
+    yield store
+    store.close()
+
+
+def saved(store: PostgresStore, count: int, at: float = T0) -> list[str]:
+    messages = [Message(new_id(), "+4912345678", f"m{n}", created_at=at + n * 0.001)
+                for n in range(count)]
+    with store.transaction():
+        store.insert(messages)
+    return [m.id for m in messages]
+
+
+def claim(store: PostgresStore, instance: str = "a", size: int = 10, lease: float = 30.0):
+    with store.transaction():
+        return store.claim(instance, size, max_delay=1.0, lease=lease)
+
+
+def test_a_claim_waits_for_a_full_batch_or_the_max_delay(queue, clock):
+    saved(queue, 3)
+    waiting = claim(queue)
+    assert waiting.messages == ()
+    assert waiting.next_due == pytest.approx(T0 + 1.0)
+    clock.now = T0 + 1.0
+    taken = claim(queue)
+    assert len(taken.messages) == 3
+    assert [m.content for m in taken.messages] == ["m0", "m1", "m2"]  # oldest first
+
+
+def test_a_full_batch_is_claimed_at_once_and_no_message_twice(queue):
+    ids = saved(queue, 25)
+    first, second = claim(queue, size=10), claim(queue, "b", size=10)
+    assert [m.id for m in first.messages] == ids[:10]
+    assert [m.id for m in second.messages] == ids[10:20]
+    assert claim(queue, "c", size=10).messages == ()  # 5 left: not a batch, not due yet
+
+
+def test_concurrent_claims_skip_each_others_rows(postgres_url, clock):
+    stores = [PostgresStore(postgres_url, clock=clock) for _ in range(3)]
+    saved(stores[0], 30)
+    taken: list[list[str]] = []
+
+    def claim_in(store: PostgresStore, name: str) -> None:
+        taken.append([m.id for m in claim(store, name).messages])
+
+    threads = [threading.Thread(target=claim_in, args=(s, n)) for s, n in zip(stores, "abc",
+                                                                             strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for store in stores:
+        store.close()
+    flat = [i for ids in taken for i in ids]
+    assert len(flat) == len(set(flat)) == 30
+
+
+def test_a_lapsed_claim_is_taken_over_and_its_old_holder_can_no_longer_renew(queue, clock):
+    ids = saved(queue, 10)
+    assert len(claim(queue, "dead", lease=30).messages) == 10
+    clock.now = T0 + 29
+    assert claim(queue, "alive").messages == ()  # still held
+    clock.now = T0 + 31
+    takeover = claim(queue, "alive")
+    assert [m.id for m in takeover.messages] == ids
+    assert takeover.taken_over == 10
+    with queue.transaction():
+        assert queue.renew("dead", ids, 30) == set()
+        assert queue.renew("alive", ids, 30) == set(ids)
+
+
+def test_renewal_leaves_out_messages_reported_meanwhile(queue, clock):
+    ids = saved(queue, 10)
+    claim(queue)
+    with queue.transaction():
+        queue.set_statuses_unless([(ids[0], Status.CONFIRMED, None)], frozenset())
+        assert queue.renew("a", ids, 30) == set(ids[1:])
+
+
+def test_sent_messages_are_never_claimed_again(queue, clock):
+    ids = saved(queue, 10)
+    claim(queue)
+    with queue.transaction():
+        queue.mark_sent("a", ids)
+        assert queue.unsent() == 0
+    clock.now = T0 + 3600
+    assert claim(queue).messages == ()
+
+
+def test_a_parked_claim_comes_back_after_a_growing_delay(queue, clock):
+    ids = saved(queue, 10)
+    claim(queue)
+    with queue.transaction():
+        queue.park("a", ids, attempts=3, error="down", maybe_taken=False,
+                   requeue_initial=5, requeue_max=300)
+    clock.now = T0 + 4.9
+    assert claim(queue, "b").messages == ()
+    clock.now = T0 + 5.0
+    assert len(claim(queue, "b").messages) == 10  # any instance may take it
+    with queue.transaction():
+        queue.park("b", ids, attempts=3, error="down", maybe_taken=False,
+                   requeue_initial=5, requeue_max=300)
+    clock.now = T0 + 14.9
+    assert claim(queue).messages == ()
+    clock.now = T0 + 15.0  # 10 s the second time
+    assert [m.attempts for m in claim(queue).messages] == [6] * 10
+
+
+def test_expiry_fails_each_late_message_once_with_its_reason(queue, clock):
+    refused, maybe = saved(queue, 1), saved(queue, 1)
+    claim(queue, size=1)
+    claim(queue, size=1)
+    with queue.transaction():
+        queue.park("a", refused, 2, "HTTP 500", False, 5, 300)
+        queue.park("a", maybe, 2, "timed out", True, 5, 300)
+    reasons = ("no attempt reached it; last error: ", "one may have; last error: ")
+    clock.now = T0 + 600
+    with queue.transaction():
+        assert queue.expire(600, 1800, reasons) == refused
+        assert queue.expire(600, 1800, reasons) == []  # once
+        assert queue.lookup(refused[0]).reason == "no attempt reached it; last error: HTTP 500"
+    clock.now = T0 + 2400
+    with queue.transaction():
+        assert queue.expire(600, 1800, reasons) == maybe
+        assert queue.lookup(maybe[0]).reason == "one may have; last error: timed out"
+
+
+def test_release_gives_back_every_claim_of_an_instance(queue):
+    saved(queue, 10)
+    claim(queue, "leaving")
+    with queue.transaction():
+        assert queue.release("leaving") == 10
+    assert len(claim(queue, "other").messages) == 10

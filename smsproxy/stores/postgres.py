@@ -20,7 +20,7 @@ says so until it answers.
 """
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -30,7 +30,7 @@ from psycopg.rows import TupleRow
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import StatusChange
+from smsproxy.stores.protocol import Claimed, StatusChange
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -59,6 +59,21 @@ CREATE TABLE smsproxy_idempotency_keys (
 );
 CREATE INDEX smsproxy_idempotency_keys_age ON smsproxy_idempotency_keys (created_at);
 """,
+    # Shared dispatch: the table is the queue, and an instance claims rows for a
+    # while (a lease) before it sends them.
+    2: """
+ALTER TABLE smsproxy_messages
+    ADD COLUMN claimed_by  text,
+    ADD COLUMN claim_until double precision,
+    ADD COLUMN not_before  double precision NOT NULL DEFAULT 0,
+    ADD COLUMN rounds      integer NOT NULL DEFAULT 0,
+    ADD COLUMN maybe_taken boolean NOT NULL DEFAULT false,
+    ADD COLUMN last_error  text,
+    ADD COLUMN sent_at     double precision;
+DROP INDEX smsproxy_messages_waiting;
+CREATE INDEX smsproxy_messages_unsent ON smsproxy_messages (created_at)
+    WHERE status = 'ACCEPTED' AND sent_at IS NULL;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -71,11 +86,21 @@ CONNECT_TIMEOUT = 5
 _STATUS = {status.value: status for status in Status}
 
 
+_UNCLAIMED_DUE = """
+    status = 'ACCEPTED' AND sent_at IS NULL AND not_before <= %(now)s
+    AND (claim_until IS NULL OR claim_until < %(now)s)
+"""
+"""Messages any instance may claim now."""
+
+
 class PostgresStore:
     blocking = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
+        """``clock``: for tests; by default every time is the database server's, so
+        that instances on machines whose clocks differ agree on every lease."""
         self._url = url
+        self._clock = clock
         self._db: psycopg.Connection[TupleRow] | None = None
         try:
             self._connect()
@@ -206,7 +231,7 @@ class PostgresStore:
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
             "SELECT id, phone_number, content, created_at, attempts FROM smsproxy_messages"
-            " WHERE status = 'ACCEPTED' ORDER BY created_at, id"
+            " WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id"
         )
         return [Message(*row) for row in rows]
 
@@ -235,6 +260,105 @@ class PostgresStore:
 
     def check(self) -> None:
         self._conn.execute("SELECT 1 FROM smsproxy_messages LIMIT 1").fetchall()
+
+    # --- shared dispatch (SharedQueue) ---------------------------------------------
+
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        row = self._conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
+        assert row is not None
+        return float(row[0])
+
+    def claim(
+        self, instance: str, batch_size: int, max_delay: float, lease: float
+    ) -> Claimed:
+        now = self._now()
+        due = self._conn.execute(
+            f"SELECT count(*), min(created_at) FROM (SELECT created_at FROM smsproxy_messages"
+            f" WHERE {_UNCLAIMED_DUE} ORDER BY created_at LIMIT %(size)s) AS waiting",
+            {"now": now, "size": batch_size},
+        ).fetchone()
+        assert due is not None
+        count, oldest = due
+        if count == 0:
+            return Claimed(())
+        if count < batch_size and now < oldest + max_delay:
+            return Claimed((), next_due=oldest + max_delay)
+        rows = self._conn.execute(
+            f"WITH due AS (SELECT id, claimed_by AS previous FROM smsproxy_messages"
+            f" WHERE {_UNCLAIMED_DUE} ORDER BY created_at LIMIT %(size)s"
+            f" FOR UPDATE SKIP LOCKED)"
+            f" UPDATE smsproxy_messages AS m SET claimed_by = %(me)s,"
+            f" claim_until = %(now)s + %(lease)s FROM due WHERE m.id = due.id"
+            f" RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts,"
+            f" due.previous",
+            {"now": now, "size": batch_size, "me": instance, "lease": lease},
+        ).fetchall()
+        rows.sort(key=lambda row: (row[3], row[0]))
+        taken_over = sum(1 for row in rows if row[5] is not None and row[5] != instance)
+        return Claimed(tuple(Message(*row[:5]) for row in rows), taken_over=taken_over)
+
+    def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
+        rows = self._conn.execute(
+            "UPDATE smsproxy_messages SET claim_until = %(now)s + %(lease)s"
+            " WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s AND status = 'ACCEPTED'"
+            " AND sent_at IS NULL RETURNING id",
+            {"now": self._now(), "lease": lease, "ids": list(message_ids), "me": instance},
+        )
+        return {row[0] for row in rows}
+
+    def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None:
+        self._conn.execute(
+            "UPDATE smsproxy_messages SET sent_at = %(now)s, claimed_by = NULL,"
+            " claim_until = NULL WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+            {"now": self._now(), "ids": list(message_ids), "me": instance},
+        )
+
+    def park(
+        self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
+        maybe_taken: bool, requeue_initial: float, requeue_max: float,
+    ) -> None:
+        self._conn.execute(
+            "UPDATE smsproxy_messages SET claimed_by = NULL, claim_until = NULL,"
+            " not_before = %(now)s + least(%(max)s, %(initial)s * power(2, rounds)),"
+            " rounds = rounds + 1, attempts = attempts + %(attempts)s,"
+            " maybe_taken = maybe_taken OR %(maybe)s, last_error = %(error)s"
+            " WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+            {"now": self._now(), "max": requeue_max, "initial": requeue_initial,
+             "attempts": attempts, "maybe": maybe_taken, "error": error,
+             "ids": list(message_ids), "me": instance},
+        )
+
+    def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
+        rows = self._conn.execute(
+            "WITH late AS (SELECT id FROM smsproxy_messages"
+            " WHERE status = 'ACCEPTED' AND sent_at IS NULL"
+            " AND (claim_until IS NULL OR claim_until < %(now)s)"
+            " AND created_at + %(ttl)s + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
+            " <= %(now)s ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
+            " UPDATE smsproxy_messages AS m SET status = 'FAILED', updated_at = %(now)s,"
+            " reason = CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
+            " || coalesce(m.last_error, 'none recorded')"
+            " FROM late WHERE m.id = late.id RETURNING m.id",
+            {"now": self._now(), "ttl": ttl, "grace": grace, "never": reasons[0],
+             "maybe": reasons[1]},
+        )
+        return [row[0] for row in rows]
+
+    def unsent(self) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM smsproxy_messages WHERE status = 'ACCEPTED'"
+            " AND sent_at IS NULL"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def release(self, instance: str) -> int:
+        cursor = self._conn.execute(
+            "UPDATE smsproxy_messages SET claimed_by = NULL, claim_until = NULL"
+            " WHERE claimed_by = %s", (instance,),
+        )
+        return cursor.rowcount
 
     def close(self) -> None:
         self._drop()

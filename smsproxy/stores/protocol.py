@@ -8,12 +8,13 @@ from a worker thread by the repository actor, one transaction at a time.
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
-__all__ = ["MessageStore", "StatusChange"]
+__all__ = ["Claimed", "MessageStore", "SharedQueue", "StatusChange"]
 
 StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
@@ -72,3 +73,59 @@ class MessageStore(Protocol):
 
     def close(self) -> None: ...
 
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What one claim took: messages to send now, or when to look again."""
+
+    messages: tuple[Message, ...]
+    taken_over: int = 0
+    """Of them, how many an instance had claimed before and let run out (it died)."""
+    next_due: float | None = None
+    """With nothing taken: when the oldest waiting message falls due (None: none waits)."""
+
+
+class SharedQueue(Protocol):
+    """A store whose message table is the queue of several instances (PostgreSQL).
+
+    Instances claim unsent messages for a lease, renew the lease before each
+    attempt, and give back what they could not send; a claim whose lease ran out
+    (its instance died) may be taken by any instance. Times are the store's clock.
+    """
+
+    def claim(
+        self, instance: str, batch_size: int, max_delay: float, lease: float
+    ) -> Claimed:
+        """Claim up to ``batch_size`` due messages, oldest first, but only when they
+        fill a batch or the oldest has waited ``max_delay``: batches stay full
+        across instances."""
+        ...
+
+    def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
+        """Extend the lease; the ids this instance still holds and that still wait."""
+        ...
+
+    def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None: ...
+
+    def park(
+        self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
+        maybe_taken: bool, requeue_initial: float, requeue_max: float,
+    ) -> None:
+        """Give the claim back, not to be claimed again before a growing delay."""
+        ...
+
+    def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
+        """Fail unsent, unclaimed messages past their deadline (``grace`` more when an
+        attempt may have reached the provider); the ids failed. ``reasons``: the
+        reason for messages no attempt reached, and for those one may have, each
+        followed by the last error."""
+        ...
+
+    def unsent(self) -> int:
+        """Messages accepted and not yet taken by the provider, in the whole cluster."""
+        ...
+
+    def release(self, instance: str) -> int:
+        """Give back every claim of this instance (at shutdown); how many."""
+        ...
