@@ -9,21 +9,23 @@ store is driven from a worker thread, so the event loop never waits on disk.
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
-from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
+from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnusable
 from smsproxy.models import Idempotency, Message, Saved, StatusRecord, StoreFailed
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
+from smsproxy.stores.protocol import Claimed, SharedQueue
 
 __all__ = [
-    "AddAttempts", "ApplyInOrder", "ForgetIdempotency", "Get", "ListAccepted", "Ping",
-    "RepositoryHandle", "Save", "StillAccepted", "UpdateMany", "run",
+    "AddAttempts", "ApplyInOrder", "Dispatch", "ForgetIdempotency", "Get", "ListAccepted",
+    "Ping", "RepositoryHandle", "Save", "SharedQueueHandle", "StillAccepted", "UpdateMany",
+    "run",
 ]
 
 log = structlog.get_logger("smsproxy.repository")
@@ -71,6 +73,14 @@ class ListAccepted(Call[list[Message]]):
 
 
 @dataclass(frozen=True, slots=True)
+class Dispatch(Call[Any]):
+    """A shared-queue operation (PostgreSQL): the method's name and its arguments."""
+
+    operation: str
+    arguments: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetIdempotency(Call[int]):
     before: float
 
@@ -82,7 +92,7 @@ class Ping(Call[None]):
 
 Request = (
     Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Ping
+    | ForgetIdempotency | Ping | Dispatch
 )
 
 
@@ -147,6 +157,47 @@ class RepositoryHandle:
         (a restart in the same process can then open it again at once)."""
         await self._mailbox.close()
         await self._closed.wait()
+
+    @property
+    def shared_queue(self) -> "SharedQueueHandle":
+        """The store's shared queue, for a store that is one (PostgreSQL)."""
+        return SharedQueueHandle(self._mailbox)
+
+
+class SharedQueueHandle:
+    """The shared-queue operations of :class:`~smsproxy.stores.protocol.SharedQueue`,
+    each one request to the repository actor (and so part of a group commit)."""
+
+    def __init__(self, mailbox: Mailbox[Request]) -> None:
+        self._mailbox = mailbox
+
+    async def claim(self, instance: str, batch_size: int, max_delay: float,
+                    lease: float) -> Claimed:
+        return await self._call("claim", instance, batch_size, max_delay, lease)  # type: ignore[no-any-return]
+
+    async def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
+        return await self._call("renew", instance, tuple(message_ids), lease)  # type: ignore[no-any-return]
+
+    async def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None:
+        await self._call("mark_sent", instance, tuple(message_ids))
+
+    async def park(self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
+                   maybe_taken: bool, requeue_initial: float, requeue_max: float) -> None:
+        await self._call("park", instance, tuple(message_ids), attempts, error, maybe_taken,
+                         requeue_initial, requeue_max)
+
+    async def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
+        return await self._call("expire", ttl, grace, reasons)  # type: ignore[no-any-return]
+
+    async def unsent(self) -> int:
+        return await self._call("unsent")  # type: ignore[no-any-return]
+
+    async def release(self, instance: str) -> int:
+        return await self._call("release", instance)  # type: ignore[no-any-return]
+
+    async def _call(self, operation: str, *arguments: Any) -> Any:
+        # Shielded: once asked, the store may carry it out; the caller must learn how.
+        return await self._mailbox.call(Dispatch(operation, arguments), shield=True)
 
 
 async def run(
@@ -225,7 +276,7 @@ def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:
 _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
-    ForgetIdempotency: "forget_idempotency", Ping: "ping",
+    ForgetIdempotency: "forget_idempotency", Ping: "ping", Dispatch: "dispatch",
 }
 
 
@@ -272,8 +323,16 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.accepted()
         case ForgetIdempotency(before):
             return repository.forget_idempotency(before)
+        case Dispatch(operation, arguments):
+            return getattr(_shared_queue(repository.store), operation)(*arguments)
         case Ping():
             return repository.check()
+
+
+def _shared_queue(store: MessageStore) -> SharedQueue:
+    if not hasattr(store, "claim"):
+        raise StoreUnusable(f"{type(store).__name__} is not a shared queue")
+    return cast(SharedQueue, store)
 
 
 def _reply_all(group: Sequence[Envelope[Request]], results: Sequence[Any]) -> None:

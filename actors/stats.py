@@ -16,6 +16,7 @@ from smsproxy.metrics import Metrics
 from smsproxy.models import (
     BatchFailed,
     BatchSucceeded,
+    ClaimsTaken,
     MessagesAccepted,
     MessagesExpired,
     StatsRecord,
@@ -47,6 +48,10 @@ class Snapshot:
     updates_rejected: int = 0
     store_errors: int = 0
     """Store transactions that failed (each answered 503 or retried)."""
+    messages_claimed: int = 0
+    """Messages this instance claimed from the shared queue (PostgreSQL)."""
+    claims_taken_over: int = 0
+    """Of them, how many another instance had claimed and let run out."""
     success_by_attempt: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
 
@@ -110,6 +115,9 @@ class _Counters:
                 n["updates_rejected"] += 1
             case StoreFailed():
                 n["store_errors"] += 1
+            case ClaimsTaken(count, taken_over):
+                n["messages_claimed"] += count
+                n["claims_taken_over"] += taken_over
 
     def snapshot(self) -> Snapshot:
         return Snapshot(

@@ -25,7 +25,7 @@ from functools import partial
 import structlog
 import trio
 
-from actors import batcher, repository, simulator, stats, updater
+from actors import batcher, dispatcher, repository, simulator, stats, updater
 from actors.batcher import WallClock
 from actors.errors import ActorError
 from actors.sender import RetryPolicy
@@ -36,7 +36,10 @@ from smsproxy.models import UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.stores import store_factory
 
-__all__ = ["Runtime", "running"]
+__all__ = ["Batches", "Runtime", "running"]
+
+Batches = batcher.BatcherHandle | dispatcher.DispatcherHandle
+"""The batcher of one process (its own queue), or of several instances (the table)."""
 
 log = structlog.get_logger("smsproxy.supervisor")
 
@@ -47,7 +50,7 @@ class Runtime:
     stats: stats.StatsHandle
     updater: updater.UpdaterHandle
     provider: Provider
-    batcher: batcher.BatcherHandle
+    batcher: "Batches"
 
 
 @asynccontextmanager
@@ -69,11 +72,20 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                     _provider(config, updates) as provider,
                     trio.open_nursery() as batcher_layer,
                 ):
-                    batches = await batcher_layer.start(partial(
-                        batcher.run, repo, provider, counts, _batching_rules(config),
-                        _retry_policy(config), config.max_queue, clock=wall_clock,
-                    ))
-                    await _recover(repo, batches)
+                    batches: Batches
+                    if config.shared_store:  # the table is the queue: nothing to recover
+                        batches = await batcher_layer.start(partial(
+                            dispatcher.run, repo, provider, counts, _batching_rules(config),
+                            _retry_policy(config), config.max_queue,
+                            _dispatch_settings(config), clock=wall_clock,
+                        ))
+                    else:
+                        own_queue = await batcher_layer.start(partial(
+                            batcher.run, repo, provider, counts, _batching_rules(config),
+                            _retry_policy(config), config.max_queue, clock=wall_clock,
+                        ))
+                        await _recover(repo, own_queue)
+                        batches = own_queue
                     housekeeping = trio.CancelScope()
                     batcher_layer.start_soon(
                         _forget_old_idempotency_keys, repo, config, wall_clock, housekeeping
@@ -140,7 +152,7 @@ async def _forget_old_idempotency_keys(
 HOUSEKEEPING_INTERVAL = 3600.0
 
 
-async def _drain(batches: batcher.BatcherHandle, grace: float, layer: trio.Nursery) -> None:
+async def _drain(batches: "Batches", grace: float, layer: trio.Nursery) -> None:
     with trio.move_on_after(grace) as waited:
         await batches.drain()
     if waited.cancelled_caught:
@@ -155,6 +167,13 @@ def _batching_rules(config: Config) -> BatchingRules:
         max_in_flight=config.max_in_flight,
         message_ttl=config.message_ttl,
         status_grace=config.status_grace,
+    )
+
+
+def _dispatch_settings(config: Config) -> dispatcher.DispatchSettings:
+    return dispatcher.DispatchSettings(
+        instance=config.effective_instance_name, lease=config.claim_lease,
+        poll=min(0.25, max(0.01, config.max_delay / 4)),
     )
 
 

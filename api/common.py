@@ -12,6 +12,7 @@ from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from actors.batcher import BatcherHandle
+from actors.dispatcher import DispatcherHandle
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
@@ -26,7 +27,7 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Services:
     repository: RepositoryHandle
-    batcher: BatcherHandle
+    batcher: BatcherHandle | DispatcherHandle
     stats: StatsHandle
     updater: UpdaterHandle
 

@@ -138,6 +138,8 @@ class StatsBody(BaseModel):
     updates_applied: int
     updates_rejected: int
     store_errors: int
+    messages_claimed: int
+    claims_taken_over: int
     success_by_attempt: dict[int, int]
     last_error: str | None
     queue_depth: int

@@ -7,13 +7,18 @@ that names the option, which the CLI turns into exit code 2.
 
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from smsproxy.logs import LOG_LEVELS
+from smsproxy.stores import POSTGRES_SCHEMES
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
@@ -50,6 +55,8 @@ class Config:
     max_queue: int = 100_000
     bulk_max: int = 1000
     shutdown_grace: float = 5.0
+    instance_name: str = ""
+    claim_lease: float = 30.0
     max_connections: int = 0
     keep_alive_timeout: float = 30.0
     header_timeout: float = 10.0
@@ -63,6 +70,10 @@ class Config:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name))
+        if self.shared_store and self.claim_lease <= self.provider_timeout:
+            raise ConfigError("claim_lease", f"must be longer than --provider-timeout "
+                              f"({self.provider_timeout:g} s), so that a lease outlasts an "
+                              f"attempt (got {self.claim_lease:g})")
         if self.provider != "memory" and not self.webhook_secret and not self.webhook_insecure:
             raise ConfigError(
                 "webhook_secret",
@@ -74,9 +85,18 @@ class Config:
     def loggable(self) -> dict[str, object]:
         """Every option, with secrets masked: for the start-up log line."""
         return {
-            name: "***" if name in SECRET_OPTIONS and value else value
+            name: _masked(name, value)
             for name, value in ((o.name, getattr(self, o.name)) for o in OPTIONS)
         }
+
+    @property
+    def shared_store(self) -> bool:
+        """Several instances may share this store (PostgreSQL)."""
+        return self.store.startswith(POSTGRES_SCHEMES)
+
+    @property
+    def effective_instance_name(self) -> str:
+        return self.instance_name or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
@@ -169,11 +189,28 @@ def _option(name: str, kind: type, help: str, ok: Callable[[Any], bool], rule: s
     return Option(name, _parser(name, kind), help, _checked(name, ok, rule))
 
 
+def _masked(name: str, value: object) -> object:
+    if name in SECRET_OPTIONS and value:
+        return "***"
+    if name == "store" and isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
+        parts = urlsplit(value)
+        if parts.password:
+            return value.replace(f":{parts.password}@", ":***@", 1)
+    return value
+
+
 def _check_store(url: str) -> None:
     if url == "memory://":
         return
+    if url.startswith(POSTGRES_SCHEMES):
+        try:
+            conninfo_to_dict(url)
+        except psycopg.ProgrammingError as error:
+            raise ConfigError("store", f"not a PostgreSQL URL: {error}") from None
+        return
     if not url.startswith("sqlite:///") or url == "sqlite:///":
-        raise ConfigError("store", f"must be memory:// or sqlite:///PATH (got {url!r})")
+        raise ConfigError("store", "must be memory://, sqlite:///PATH or "
+                                   f"postgresql://USER@HOST:PORT/DATABASE (got {url!r})")
     path = Path(url.removeprefix("sqlite:///"))
     folder = path.parent if str(path.parent) else Path(".")
     if path.exists():
@@ -200,7 +237,8 @@ def _not_negative(value: float) -> bool:
 OPTIONS: Sequence[Option] = (
     _option("host", str, "listen address", bool, "must not be empty"),
     _option("port", int, "listen port", lambda p: 0 <= p <= 65535, "must be 0-65535"),
-    Option("store", str, "memory:// or sqlite:///PATH (relative to the working directory)",
+    Option("store", str, "memory://, sqlite:///PATH (relative to the working directory) or "
+           "postgresql://USER@HOST:PORT/DATABASE (several instances)",
            lambda url: _check_store(url)),
     _option("provider", str, "'memory' (the in-process simulator) or the FastSMSing base URL",
             lambda p: p == "memory" or _is_http_url(p), "must be 'memory' or an http(s) URL"),
@@ -239,6 +277,10 @@ OPTIONS: Sequence[Option] = (
             lambda n: 1 <= n <= 10_000, "must be 1 to 10000"),
     _option("shutdown_grace", float, "seconds in-flight batches get at shutdown",
             _not_negative, "must be 0 or more"),
+    _option("instance_name", str, "this instance's name in logs and claims (default "
+            "host:pid)", lambda _: True, ""),
+    _option("claim_lease", float, "seconds an instance holds the messages it claimed "
+            "(PostgreSQL); renewed before every attempt", _positive, "must be more than 0"),
     _option("max_connections", int, "open client connections at most; at the cap idle ones "
             "are closed first, then new ones refused (0: the descriptor limit less 128)",
             _not_negative, "must be 0 or more"),

@@ -17,6 +17,7 @@ from smsproxy.models import (
     BatchFailed,
     BatchSucceeded,
     BulkReceived,
+    ClaimsTaken,
     HttpServed,
     MessagesAccepted,
     MessagesExpired,
@@ -60,6 +61,11 @@ class Metrics:
         self.calls_saved = Gauge("smsproxy_provider_calls_saved", "Provider calls batching "
                                  "saved: messages the provider took minus the successful calls "
                                  "that carried them.", registry=registry)
+        self.claimed = Counter("smsproxy_messages_claimed", "Messages this instance claimed "
+                               "from the shared queue (PostgreSQL).", registry=registry)
+        self.taken_over = Counter("smsproxy_claims_taken_over", "Claimed messages whose "
+                                  "previous claim, by another instance, had run out.",
+                                  registry=registry)
         self.store_errors = Counter("smsproxy_store_errors", "Store transactions that failed, by "
                                     "the operations they held.", ["operation"],
                                     registry=registry)
@@ -104,6 +110,9 @@ class Metrics:
                 self.bulk_messages.observe(size)
             case UpdateRejected(kind=kind):
                 self.updates_rejected.labels(kind).inc()
+            case ClaimsTaken(count, taken_over):
+                self.claimed.inc(count)
+                self.taken_over.inc(taken_over)
             case StoreFailed(operations):
                 for operation in operations:
                     self.store_errors.labels(operation).inc()

@@ -15,6 +15,7 @@ __all__ = [
     "BatchOutcome",
     "BatchSucceeded",
     "BulkReceived",
+    "ClaimsTaken",
     "HttpServed",
     "Idempotency",
     "Message",
@@ -180,6 +181,14 @@ class HttpServed:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimsTaken:
+    """A batch claimed from the shared queue; how many of it another instance let lapse."""
+
+    count: int
+    taken_over: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class StoreFailed:
     """A store transaction failed; the operations of the requests it held."""
 
@@ -188,5 +197,5 @@ class StoreFailed:
 
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
-    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
+    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed | ClaimsTaken
 )

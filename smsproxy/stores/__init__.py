@@ -14,8 +14,8 @@ from smsproxy.stores.protocol import MessageStore, StatusChange
 from smsproxy.stores.sqlite import SqliteStore
 
 __all__ = [
-    "MemoryStore", "MessageStore", "PostgresStore", "SqliteStore", "StatusChange",
-    "store_factory",
+    "POSTGRES_SCHEMES", "MemoryStore", "MessageStore", "PostgresStore", "SqliteStore",
+    "StatusChange", "store_factory",
 ]
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

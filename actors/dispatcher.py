@@ -1,0 +1,297 @@
+"""The dispatcher actor: the batcher of instances that share one PostgreSQL database.
+
+The message table is the queue. A POST saves its message and wakes this loop; the
+loop claims batches from the table (:class:`~smsproxy.stores.protocol.SharedQueue`)
+for a lease, but only when the cluster's waiting messages fill a batch or the
+oldest of them has waited ``max_delay``. Whichever instance looks first takes the
+batch, and the others find nothing: the provider is called as often with ten
+instances as with one. Every instance also looks every ``poll`` seconds, for
+messages saved by the others and claims whose instance died.
+
+A sender renews its lease before every retry and sends only what it still holds
+and what still waits (a message reported since is left out; a message another
+instance took over is too). The lease outlasts one attempt (``--claim-lease`` >
+``--provider-timeout``), so a batch is never in flight from two live instances.
+Sent messages are marked; a batch that used its attempts is parked in the table
+with a growing delay, for any instance to take; messages past their TTL are failed
+by whichever instance finds them, once.
+"""
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from actors.errors import ActorError
+from actors.repository import RepositoryHandle, SharedQueueHandle
+from actors.sender import RetryPolicy, deliver
+from actors.stats import StatsHandle
+from smsproxy.batching import BatchingRules
+from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
+from smsproxy.models import (
+    Batch,
+    BatchFailed,
+    BatchOutcome,
+    ClaimsTaken,
+    Idempotency,
+    Message,
+    MessagesAccepted,
+    MessagesExpired,
+    Saved,
+    new_id,
+    new_ids,
+)
+from smsproxy.providers import Provider
+
+__all__ = ["DispatchSettings", "DispatcherHandle", "run"]
+
+log = structlog.get_logger("smsproxy.dispatcher")
+
+WallClock = Callable[[], float]
+
+EXPIRY_REASONS = (
+    "not accepted by the provider within the message TTL; no attempt reached it; "
+    "last error: ",
+    "no status report from the provider within the message TTL and the status grace; "
+    "an attempt may have reached it; last error: ",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    instance: str
+    lease: float
+    poll: float = 0.25
+    """Seconds between looks at the table when nothing woke the loop."""
+    expire_every: float = 5.0
+    count_every: float = 1.0
+    """Seconds between counts of the cluster's unsent messages (queue depth, admission)."""
+
+
+class _State:
+    def __init__(self) -> None:
+        self.accepting = True
+        self.in_flight = 0
+        self.unsent = 0
+        self.wake = trio.Event()
+        self.stopped = trio.Event()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+
+class DispatcherHandle:
+    """The same face as the single-process batcher's handle, for the HTTP layer."""
+
+    def __init__(self, repository: RepositoryHandle, stats: StatsHandle, state: _State,
+                 max_queue: int, clock: WallClock, retry_after: int) -> None:
+        self._repository = repository
+        self._stats = stats
+        self._state = state
+        self._max_queue = max_queue
+        self._clock = clock
+        self._retry_after = retry_after
+
+    @property
+    def queue_depth(self) -> int:
+        """Unsent messages in the whole cluster, as last counted (at most a second ago)."""
+        return self._state.unsent
+
+    @property
+    def in_flight(self) -> int:
+        return self._state.in_flight
+
+    @property
+    def accepting(self) -> bool:
+        return self._state.accepting and not self._state.stopped.is_set()
+
+    async def submit(
+        self, phone_number: str, content: str, idempotency: Idempotency | None = None
+    ) -> Saved:
+        return await self.submit_many([(phone_number, content)], idempotency)
+
+    async def submit_many(
+        self, items: Sequence[tuple[str, str]], idempotency: Idempotency | None = None
+    ) -> Saved:
+        """Save as ACCEPTED, all or none; the saved rows are the queue."""
+        if not self.accepting:
+            raise ShuttingDown()
+        if len(items) > self._max_queue:
+            raise LargerThanQueue(len(items), self._max_queue)
+        if self._state.unsent + len(items) > self._max_queue:
+            raise QueueFull(self._state.unsent, self._retry_after)
+        now = self._clock()
+        messages = tuple(
+            Message(message_id, phone, content, now)
+            for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
+        )
+        saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
+        if not saved.replayed:
+            self._state.unsent += len(messages)
+            self._state.poke()
+            self._stats.record(MessagesAccepted(len(messages)))
+        return saved
+
+    def requeue(self, messages: Sequence[Message]) -> None:
+        """Nothing to do: unsent rows wait in the table, for any instance."""
+
+    async def drain(self) -> None:
+        """Stop claiming, wait for the batches in flight, give back every claim."""
+        self._state.accepting = False
+        self._state.poke()
+        await self._state.stopped.wait()
+
+
+async def run(
+    repository: RepositoryHandle,
+    provider: Provider,
+    stats: StatsHandle,
+    rules: BatchingRules,
+    retry: RetryPolicy,
+    max_queue: int,
+    settings: DispatchSettings,
+    *,
+    clock: WallClock = time.time,
+    task_status: trio.TaskStatus[DispatcherHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    state = _State()
+    retry_after = max(1, math.ceil(rules.max_delay))
+    loop = _Dispatcher(repository.shared_queue, provider, stats, rules, retry, settings,
+                       state, clock)
+    try:
+        async with trio.open_nursery() as senders:
+            loop.senders = senders
+            await loop.count()
+            task_status.started(DispatcherHandle(repository, stats, state, max_queue, clock,
+                                                 retry_after))
+            await loop.serve()
+        await loop.release()
+    finally:
+        state.stopped.set()
+
+
+class _Dispatcher:
+    def __init__(self, shared: SharedQueueHandle, provider: Provider, stats: StatsHandle,
+                 rules: BatchingRules, retry: RetryPolicy, settings: DispatchSettings,
+                 state: _State, clock: WallClock) -> None:
+        self.shared = shared
+        self.provider = provider
+        self.stats = stats
+        self.rules = rules
+        self.retry = retry
+        self.settings = settings
+        self.state = state
+        self.clock = clock
+        self.senders: trio.Nursery
+
+    async def serve(self) -> None:
+        next_expiry = next_count = trio.current_time()
+        while self.state.accepting:
+            self.state.wake = trio.Event()
+            wait = await self.claim_while_room()
+            now = trio.current_time()
+            if now >= next_expiry:
+                await self.expire()
+                next_expiry = now + self.settings.expire_every
+            if now >= next_count:
+                await self.count()
+                next_count = now + self.settings.count_every
+            with trio.move_on_after(wait):
+                await self.state.wake.wait()
+
+    async def claim_while_room(self) -> float:
+        """Claim batches while senders are free; seconds until it is worth looking again."""
+        wait = self.settings.poll
+        settings, rules = self.settings, self.rules
+        while self.state.accepting and self.state.in_flight < rules.max_in_flight:
+            try:
+                claimed = await self.shared.claim(settings.instance, rules.batch_size,
+                                                  rules.max_delay, settings.lease)
+            except (StoreError, ActorError) as error:
+                log.warning("claim_failed", error=str(error))  # the cause is logged once
+                return wait
+            if claimed.messages:
+                self.stats.record(ClaimsTaken(len(claimed.messages), claimed.taken_over))
+                if claimed.taken_over:
+                    log.warning("claims_taken_over", messages=claimed.taken_over)
+                self.state.in_flight += 1
+                self.senders.start_soon(self.send, Batch(new_id(), claimed.messages))
+                continue
+            if claimed.next_due is not None:
+                wait = min(wait, max(0.0, claimed.next_due - self.clock()))
+            return wait
+        return wait
+
+    async def send(self, batch: Batch) -> None:
+        sent = batch
+
+        async def renewed(batch: Batch) -> Batch:
+            nonlocal sent
+            sent = await self.still_held(batch)
+            return sent
+
+        try:
+            outcome = await deliver(batch, self.provider, self.retry, self.stats.record, renewed)
+            self.stats.record(outcome)
+            await self.finish(sent, outcome)
+        finally:
+            self.state.in_flight -= 1
+            self.state.poke()
+
+    async def still_held(self, batch: Batch) -> Batch:
+        """Renew the lease: what this instance still holds and what still waits. When
+        the store cannot say, send nothing: another instance may hold it by now."""
+        ids = [m.id for m in batch.messages]
+        try:
+            held = await self.shared.renew(self.settings.instance, ids, self.settings.lease)
+        except (StoreError, ActorError) as error:
+            log.warning("lease_not_renewed", batch_id=batch.id, error=str(error))
+            held = set()
+        return Batch(batch.id, tuple(m for m in batch.messages if m.id in held))
+
+    async def finish(self, sent: Batch, outcome: BatchOutcome) -> None:
+        ids = [m.id for m in sent.messages]
+        if not ids:
+            return
+        try:
+            if isinstance(outcome, BatchFailed):
+                await self.shared.park(
+                    self.settings.instance, ids, outcome.attempts, outcome.error,
+                    outcome.maybe_delivered, self.rules.requeue_initial, self.rules.requeue_max,
+                )
+            else:
+                await self.shared.mark_sent(self.settings.instance, ids)
+                self.state.unsent = max(0, self.state.unsent - len(ids))
+        except (StoreError, ActorError) as error:
+            # The claim runs out and another instance (or this one) takes it again.
+            log.warning("claim_not_settled", batch_id=sent.id, error=str(error))
+
+    async def expire(self) -> None:
+        rules = self.rules
+        try:
+            failed = await self.shared.expire(rules.message_ttl, rules.status_grace,
+                                              EXPIRY_REASONS)
+        except (StoreError, ActorError) as error:
+            log.warning("expiry_failed", error=str(error))
+            return
+        if failed:
+            self.stats.record(MessagesExpired(len(failed)))
+            log.warning("messages_expired", count=len(failed), message_ids=failed)
+
+    async def count(self) -> None:
+        try:
+            self.state.unsent = await self.shared.unsent()
+        except (StoreError, ActorError) as error:
+            log.warning("count_failed", error=str(error))
+
+    async def release(self) -> None:
+        with trio.CancelScope(shield=True):
+            try:
+                released = await self.shared.release(self.settings.instance)
+            except (StoreError, ActorError) as error:
+                log.warning("claims_not_released", error=str(error))  # they run out instead
+                return
+        log.info("dispatcher_drained", claims_released=released)
