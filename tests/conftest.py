@@ -5,12 +5,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
 import trio
 from hypothesis import settings
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from actors import batcher, repository, simulator, stats, updater
 from actors.batcher import BatcherHandle
@@ -61,15 +62,27 @@ def postgres_database() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url(postgres_database: str) -> Iterator[str]:
-    """A schema of its own in the run's database, for one test: tables start empty."""
+    """A schema of its own in the run's database, for one test: tables start empty.
+    A URL, as ``--store`` takes it."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_database, autocommit=True) as db:
         db.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield make_conninfo(postgres_database, options=f"-c search_path={schema}")
+        yield postgres_store_url(postgres_database, schema)
     finally:
         with psycopg.connect(postgres_database, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def postgres_store_url(conninfo: str, schema: str) -> str:
+    """``postgresql://user[:password]@host:port/database?options=...`` for a conninfo."""
+    parts = conninfo_to_dict(conninfo)
+    login = quote(str(parts.get("user", "postgres")), safe="")
+    if parts.get("password"):
+        login += ":" + quote(str(parts["password"]), safe="")
+    host, port = parts.get("host", "127.0.0.1"), parts.get("port", "5432")
+    options = quote(f"-c search_path={schema}", safe="")
+    return f"postgresql://{login}@{host}:{port}/{parts['dbname']}?options={options}"
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

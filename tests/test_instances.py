@@ -1,0 +1,238 @@
+"""Several `smsproxy serve` processes on one PostgreSQL database, behind one fake
+provider: every message sent once, any instance answers for any message, a dead
+instance's batches are taken over."""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import trio
+
+from smsproxy.stores.postgres import SCHEMA_VERSION
+from tests.processes import ServiceProcess, free_port, wait_for_event
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "+4912345678"
+SECRET = "hook-secret"
+
+
+class Cluster:
+    def __init__(self, workdir: Path, store: str, provider_options: tuple[str, ...] = ()):
+        self.workdir = workdir
+        self.store = store
+        self.callback_port = free_port()
+        self.provider = ServiceProcess(
+            workdir, "--callback-url", f"http://127.0.0.1:{self.callback_port}/provider/status",
+            "--secret", SECRET, *provider_options, command="fake-provider", name="provider",
+        )
+        self.instances: dict[str, ServiceProcess] = {}
+
+    def options(self, name: str, *extra: str) -> tuple[str, ...]:
+        port = ("--port", str(self.callback_port)) if name == "c" else ()
+        return ("--store", self.store, "--instance-name", name, "--provider", self.provider.url,
+                "--webhook-secret", SECRET, *port, *extra)
+
+    async def start(self, *extra: str, names: str = "abc") -> None:
+        """Start the instances at once (c takes the provider's callbacks)."""
+        started = [ServiceProcess(self.workdir, *self.options(n, *extra), name=n, wait=False)
+                   for n in names]
+        for name, process in zip(names, started, strict=True):
+            with trio.fail_after(30):
+                process.url = (await wait_for_event(process, "listening"))["binds"][0]
+            self.instances[name] = process
+
+    async def provider_stats(self) -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=self.provider.url) as client:
+            return (await client.get("/v1/stats")).json()  # type: ignore[no-any-return]
+
+    async def wait_delivered(self, count: int, seconds: float) -> dict[str, int]:
+        with trio.fail_after(seconds):
+            while True:
+                stats = await self.provider_stats()
+                if stats.get("delivered", 0) >= count:
+                    return stats
+                await trio.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.instances.values():
+            process.stop()
+        self.provider.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres_url) -> Iterator[Cluster]:
+    running = Cluster(tmp_path, postgres_url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def post_round_robin(instances: list[ServiceProcess], count: int) -> list[str]:
+    """POST ``count`` messages, one instance after the other; the ids acknowledged."""
+    ids: list[str] = []
+    clients = [p.client() for p in instances]
+    limiter = trio.CapacityLimiter(30)
+
+    async def post(n: int) -> None:
+        async with limiter:
+            try:
+                answer = await clients[n % len(clients)].post(
+                    "/sms", json={"phone_number": PHONE, "content": f"m{n}"})
+            except httpx.TransportError:
+                return  # an instance that was killed: not acknowledged, not counted
+        if answer.status_code == 202:
+            ids.append(answer.json()["id"])
+
+    async with trio.open_nursery() as nursery:
+        for n in range(count):
+            nursery.start_soon(post, n)
+    for client in clients:
+        await client.aclose()
+    return ids
+
+
+async def test_three_instances_send_every_message_once_and_answer_for_each_other(cluster):
+    await cluster.start("--batch-size", "50", "--max-delay", "0.2")
+    a, b, c = (cluster.instances[n] for n in "abc")
+    ids = await post_round_robin([a, b, c], 3000)
+    assert len(ids) == 3000
+    stats = await cluster.wait_delivered(3000, seconds=90)
+    assert stats["messages"] == 3000
+    assert stats.get("duplicates", 0) == 0  # each message_id sent once
+    async with b.client() as reader:  # a message posted to A, read from B; reports went to C
+        assert (await reader.get(f"/sms/{ids[0]}")).json()["status"] == "DELIVERED"
+        assert (await reader.get(f"/sms/{ids[3]}")).json()["status"] == "DELIVERED"
+    claimed = 0
+    for instance in (a, b, c):
+        async with instance.client() as client:
+            claimed += (await client.get("/stats")).json()["messages_claimed"]
+        assert instance.error_events() == []
+    assert claimed == 3000
+
+
+async def test_a_killed_instance_s_batches_are_taken_over(cluster):
+    lease = 3.0
+    await cluster.start("--batch-size", "20", "--max-delay", "0.1", "--claim-lease", str(lease),
+                        "--provider-timeout", "1")
+    a, b, c = (cluster.instances[n] for n in "abc")
+    first = await post_round_robin([a, b, c], 300)
+    b.process.send_signal(signal.SIGKILL)  # with whatever it had claimed
+    more = await post_round_robin([a, c], 300)
+    acknowledged = len(first) + len(more)
+    stats = await cluster.wait_delivered(acknowledged, seconds=lease + 30)
+    assert stats["messages"] - stats.get("duplicates", 0) == acknowledged
+    # at most what B had in flight is sent twice: max-in-flight (4) batches of 20
+    assert stats.get("duplicates", 0) <= 4 * 20
+
+
+async def test_three_instances_starting_at_once_make_one_schema(cluster, postgres_url):
+    await cluster.start()
+    for instance in cluster.instances.values():
+        assert instance.error_events() == []
+    with psycopg.connect(postgres_url) as db:
+        versions = [row[0] for row in db.execute("SELECT version FROM smsproxy_schema")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))  # each step once
+    names = {p.event("starting")["config"]["instance_name"] for p in cluster.instances.values()}
+    assert names == {"a", "b", "c"}
+
+
+# --- a PostgreSQL restart under load ----------------------------------------------------
+
+
+class PrivateServer:
+    """A PostgreSQL server of the test's own (initdb as the postgres user, as CI runs as
+    root), so that restarting it disturbs nothing else on the machine."""
+
+    def __init__(self) -> None:
+        self.bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+        self.datadir = Path(tempfile.mkdtemp(prefix="smsproxy-pg-"))
+        shutil.chown(self.datadir, "postgres")
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_postgres("initdb", "-D", str(self.datadir / "data"), "-A", "trust",
+                          "-U", "postgres", "--no-sync")
+        self.start()
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        command = [str(self.bindir / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = (f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1")
+        self._as_postgres("pg_ctl", "-D", str(self.datadir / "data"), "-o", options,
+                          "-l", str(self.datadir / "server.log"), "-w", *args)
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        self._pg_ctl("-m", "fast", "restart")
+
+    def remove(self) -> None:
+        with suppress(subprocess.CalledProcessError):
+            self._pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    server = PrivateServer()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+async def test_a_database_restart_under_load_is_503s_then_business_as_usual(
+    tmp_path, private_server
+):
+    cluster = Cluster(tmp_path, private_server.url)
+    try:
+        await cluster.start("--batch-size", "20", "--max-delay", "0.1", names="ac")
+        answers: list[int] = []
+        ids: list[str] = []
+        clients = [p.client() for p in cluster.instances.values()]
+
+        async def post_steadily(seconds: float) -> None:
+            deadline = trio.current_time() + seconds
+            n = 0
+            while trio.current_time() < deadline:
+                answer = await clients[n % 2].post("/sms", json={"phone_number": PHONE,
+                                                                 "content": f"m{n}"})
+                answers.append(answer.status_code)
+                if answer.status_code == 202:
+                    ids.append(answer.json()["id"])
+                else:
+                    assert answer.headers.get("Retry-After"), answer.text
+                n += 1
+                await trio.sleep(0.01)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post_steadily, 6.0)
+            await trio.sleep(2)
+            await trio.to_thread.run_sync(private_server.restart)
+        for client in clients:
+            await client.aclose()
+        print(f"answers during the restart: { {c: answers.count(c) for c in set(answers)} }")
+        assert set(answers) <= {202, 503}, answers  # never a 500
+        assert 503 in answers  # the restart was seen, and answered as it should be
+        assert 202 in answers[-20:]  # resumed by itself
+        for process in cluster.instances.values():
+            assert process.process.poll() is None  # nobody exited
+        stats = await cluster.wait_delivered(len(ids), seconds=60)
+        assert stats["messages"] - stats.get("duplicates", 0) >= len(ids)
+    finally:
+        cluster.stop()
