@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from smsproxy.stores.postgres import SCHEMA_VERSION
-from tests.processes import ServiceProcess, free_port, wait_for_event
+from tests.conftest import postgres_store_url
+from tests.processes import ServiceProcess, free_port, wait_for_event, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
@@ -181,6 +182,9 @@ class PrivateServer:
     def restart(self) -> None:
         self._pg_ctl("-m", "fast", "restart")
 
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "stop")
+
     def remove(self) -> None:
         with suppress(subprocess.CalledProcessError):
             self._pg_ctl("-m", "immediate", "stop")
@@ -236,3 +240,80 @@ async def test_a_database_restart_under_load_is_503s_then_business_as_usual(
         assert stats["messages"] - stats.get("duplicates", 0) >= len(ids)
     finally:
         cluster.stop()
+
+
+# --- the bill does not grow with the number of instances ----------------------------------
+
+
+async def steady_load(instances: list[ServiceProcess], rate: float, seconds: float) -> int:
+    """``rate`` messages a second, spread over the instances in turn; how many acknowledged."""
+    acknowledged = 0
+    clients = [p.client() for p in instances]
+    started = trio.current_time()
+    for n in range(int(rate * seconds)):
+        await trio.sleep_until(started + n / rate)
+        answer = await clients[n % len(clients)].post(
+            "/sms", json={"phone_number": PHONE, "content": f"m{n}"})
+        acknowledged += answer.status_code == 202
+    for client in clients:
+        await client.aclose()
+    return acknowledged
+
+
+async def test_three_instances_cost_no_more_provider_calls_than_one(tmp_path, postgres_database):
+    """30 messages a second for 30 s, batches of 100, max delay 1 s: one call a second
+    or so, whether one instance takes the load or three share it."""
+    calls = {}
+    options = ("--batch-size", "100", "--max-delay", "1")
+
+    async def measure(names: str) -> None:
+        workdir = tmp_path / f"{len(names)}-instances"
+        workdir.mkdir()
+        schema = f"cost_{len(names)}"
+        with psycopg.connect(postgres_database, autocommit=True) as db:
+            db.execute(f"CREATE SCHEMA {schema}")
+        cluster = Cluster(workdir, postgres_store_url(postgres_database, schema))
+        try:
+            await cluster.start(*options, names=names)
+            sent = await steady_load(list(cluster.instances.values()), rate=30, seconds=30)
+            stats = await cluster.wait_delivered(sent, seconds=30)
+            calls[len(names)] = stats["requests"]
+        finally:
+            cluster.stop()
+
+    async with trio.open_nursery() as nursery:  # side by side: the same machine, the same time
+        nursery.start_soon(measure, "c")
+        nursery.start_soon(measure, "abc")
+    print(f"provider calls: one instance {calls[1]}, three instances {calls[3]}")
+    assert calls[3] <= 1.15 * calls[1]
+
+
+async def test_a_database_away_at_start_is_not_fatal(tmp_path, private_server):
+    private_server.stop()
+    proxy = await ServiceProcess.launch(tmp_path, "--store", private_server.url, name="proxy")
+    try:
+        async with proxy.client() as client:
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert "PostgreSQL" in ready.json()["checks"]["store"]
+            refused = await client.post("/sms", json={"phone_number": PHONE, "content": "x"})
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            await trio.to_thread.run_sync(private_server.start)
+            with trio.fail_after(20):
+                await ready_again(client)
+            message = await client.post("/sms", json={"phone_number": PHONE, "content": "x"})
+            assert message.status_code == 202
+            with trio.fail_after(20):
+                await wait_for_status(client, message.json()["id"], "DELIVERED")
+        assert proxy.process.poll() is None
+    finally:
+        proxy.stop()
+
+
+async def ready_again(client: httpx.AsyncClient) -> None:
+    while True:
+        if (await client.get("/readyz")).status_code == 200:
+            return
+        await trio.sleep(0.1)
