@@ -79,6 +79,9 @@ CREATE INDEX smsproxy_messages_unsent ON smsproxy_messages (created_at)
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 MIGRATION_LOCK = 0x736D7370  # "smsp": any fixed number all instances agree on
+CLAIM_LOCK = MIGRATION_LOCK + 1
+CLAIM_RETRY = 0.05
+"""Seconds before looking again when another instance is claiming right now."""
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for the server when connecting; a transaction never waits longer."""
@@ -273,7 +276,14 @@ class PostgresStore:
     def claim(
         self, instance: str, batch_size: int, max_delay: float, lease: float
     ) -> Claimed:
+        """One instance claims at a time (a transaction-level advisory lock): two
+        claiming at the due moment would split one batch in two, since rows saved
+        after the first one's snapshot are not locked by it."""
         now = self._now()
+        locked = self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                    (CLAIM_LOCK,)).fetchone()
+        if not (locked and locked[0]):
+            return Claimed((), next_due=now + CLAIM_RETRY)
         due = self._conn.execute(
             f"SELECT count(*), min(created_at) FROM (SELECT created_at FROM smsproxy_messages"
             f" WHERE {_UNCLAIMED_DUE} ORDER BY created_at LIMIT %(size)s) AS waiting",
