@@ -87,9 +87,10 @@ class DispatcherHandle:
     """The same face as the single-process batcher's handle, for the HTTP layer."""
 
     def __init__(self, repository: RepositoryHandle, stats: StatsHandle, state: _State,
-                 max_queue: int, clock: WallClock, retry_after: int) -> None:
+                 max_queue: int, batch_size: int, clock: WallClock, retry_after: int) -> None:
         self._repository = repository
         self._stats = stats
+        self._batch_size = batch_size
         self._state = state
         self._max_queue = max_queue
         self._clock = clock
@@ -131,7 +132,11 @@ class DispatcherHandle:
         saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         if not saved.replayed:
             self._state.unsent += len(messages)
-            self._state.poke()
+            if self._state.unsent >= self._batch_size:
+                # A batch may be full now. Short of that, the loop's own timer (the
+                # oldest message's due time, or the poll) is soon enough, and a claim
+                # per POST would cost a query per POST.
+                self._state.poke()
             self._stats.record(MessagesAccepted(len(messages)))
         return saved
 
@@ -165,8 +170,8 @@ async def run(
         async with trio.open_nursery() as senders:
             loop.senders = senders
             await loop.count()
-            task_status.started(DispatcherHandle(repository, stats, state, max_queue, clock,
-                                                 retry_after))
+            task_status.started(DispatcherHandle(repository, stats, state, max_queue,
+                                                 rules.batch_size, clock, retry_after))
             await loop.serve()
         await loop.release()
     finally:
@@ -214,6 +219,7 @@ class _Dispatcher:
                 log.warning("claim_failed", error=str(error))  # the cause is logged once
                 return wait
             if claimed.messages:
+                self.state.unsent = max(0, self.state.unsent - len(claimed.messages))
                 self.stats.record(ClaimsTaken(len(claimed.messages), claimed.taken_over))
                 if claimed.taken_over:
                     log.warning("claims_taken_over", messages=claimed.taken_over)
@@ -264,7 +270,6 @@ class _Dispatcher:
                 )
             else:
                 await self.shared.mark_sent(self.settings.instance, ids)
-                self.state.unsent = max(0, self.state.unsent - len(ids))
         except (StoreError, ActorError) as error:
             # The claim runs out and another instance (or this one) takes it again.
             log.warning("claim_not_settled", batch_id=sent.id, error=str(error))

@@ -171,17 +171,23 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL: {_describe(error)}") from error
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: a savepoint around the rows, so that a duplicate id undoes
-        only this insert and the rest of the group's transaction goes on."""
+        """All or none, as one statement (rows passed as arrays: one round trip for a
+        bulk request), inside a savepoint, so that a duplicate id undoes only this
+        insert and the rest of the group's transaction goes on."""
+        if not messages:
+            return
         now = time.time()
-        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now)
-                for m in messages]
+        columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts)
+                             for m in messages), strict=True))
         try:
-            with self._conn.transaction(), self._conn.cursor() as cursor:
-                cursor.executemany(
+            with self._conn.transaction():
+                self._conn.execute(
                     "INSERT INTO smsproxy_messages (id, phone_number, content, created_at,"
-                    " status, attempts, updated_at) VALUES (%s, %s, %s, %s, 'ACCEPTED', %s, %s)",
-                    rows,
+                    " status, attempts, updated_at)"
+                    " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s"
+                    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[])"
+                    " AS rows (id, phone_number, content, created_at, attempts)",
+                    (now, *(list(column) for column in columns)),
                 )
         except pg_errors.UniqueViolation:
             raise DuplicateMessage(self._first_duplicate(messages)) from None
@@ -279,10 +285,14 @@ class PostgresStore:
         """One instance claims at a time (a transaction-level advisory lock): two
         claiming at the due moment would split one batch in two, since rows saved
         after the first one's snapshot are not locked by it."""
-        now = self._now()
-        locked = self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
-                                    (CLAIM_LOCK,)).fetchone()
-        if not (locked and locked[0]):
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s), extract(epoch FROM clock_timestamp())",
+            (CLAIM_LOCK,),
+        ).fetchone()
+        assert row is not None
+        locked, server_now = row
+        now = self._clock() if self._clock is not None else float(server_now)
+        if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
         due = self._conn.execute(
             f"SELECT count(*), min(created_at) FROM (SELECT created_at FROM smsproxy_messages"
