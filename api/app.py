@@ -47,7 +47,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
     http_counts = HttpCounts(services.stats)
-    app.register_blueprint(ops_routes(services, http_counts))
+    app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))
 
     @app.after_request
     async def count_request(response: Response) -> Response:

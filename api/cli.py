@@ -12,6 +12,7 @@ import trio
 
 from api.fake_provider import FakeProviderSettings, run_fake_provider
 from api.serving import ListenError, root_cause, serve, tune_garbage_collector
+from api.workers import run_workers
 from smsproxy import __version__
 from smsproxy.config import OPTIONS, Config, ConfigError, env_name
 from smsproxy.errors import SmsProxyError, StoreUnusable
@@ -91,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))  # exits 2
     configure_logging(config.log_format, config.log_level)
+    if config.workers > 1:
+        return run_workers(config)
     tune_garbage_collector()
     return _run(partial(serve, config))
 

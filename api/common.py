@@ -5,6 +5,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from quart import Response, request
@@ -51,6 +52,8 @@ class ApiSettings:
     rate_burst: int = 1
     monotonic: Callable[[], float] = time.monotonic
     """For rate limits; tests pass trio.current_time to run on the mock clock."""
+    shared_stats: Path | None = None
+    """One of a --workers set: where the workers' figures are, for /stats and /metrics."""
 
 
 async def read_body(limit: int) -> bytes:

@@ -3,6 +3,7 @@
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import asdict
+from pathlib import Path
 
 import trio
 from quart import Blueprint, Response
@@ -12,6 +13,7 @@ from quart_trio.wrappers import TrioResponse
 from actors.stats import StatsHandle
 from api.common import Services, json_response
 from api.schemas import Health, Readiness, StatsBody
+from api.workers import merge_expositions, merge_snapshots, read_shared
 from smsproxy.errors import SmsProxyError
 from smsproxy.metrics import CONTENT_TYPE
 from smsproxy.models import HttpServed
@@ -49,7 +51,10 @@ class HttpCounts:
             self._unsent = 0
 
 
-def ops_routes(services: Services, http_counts: HttpCounts) -> Blueprint:
+def ops_routes(
+    services: Services, http_counts: HttpCounts, shared_stats: Path | None = None
+) -> Blueprint:
+    """``shared_stats``: one of a --workers set; /stats and /metrics answer for all."""
     routes = Blueprint("ops", __name__)
 
     @routes.get("/stats")
@@ -58,12 +63,16 @@ def ops_routes(services: Services, http_counts: HttpCounts) -> Blueprint:
         """Delivery statistics, as the stats actor counted them."""
         http_counts.flush()
         snapshot = await services.stats.snapshot()
+        in_flight = services.batcher.in_flight
+        if shared_stats is not None:
+            files, _ = await trio.to_thread.run_sync(read_shared, shared_stats)
+            snapshot, in_flight = merge_snapshots(files)
         body = asdict(snapshot) | {
             "batches_sent": snapshot.batches_sent,
             "success_percentage": snapshot.success_percentage,
             "provider_calls_saved": snapshot.provider_calls_saved,
             "queue_depth": services.batcher.queue_depth,
-            "batches_in_flight": services.batcher.in_flight,
+            "batches_in_flight": in_flight,
         }
         return json_response(body, 200)
 
@@ -74,6 +83,9 @@ def ops_routes(services: Services, http_counts: HttpCounts) -> Blueprint:
         text = await services.stats.exposition(
             services.batcher.queue_depth, services.batcher.in_flight
         )
+        if shared_stats is not None:
+            _, texts = await trio.to_thread.run_sync(read_shared, shared_stats)
+            text = merge_expositions(texts)
         return TrioResponse(text, 200, content_type=CONTENT_TYPE)
 
     @routes.get("/healthz")

@@ -9,6 +9,7 @@ import gc
 import resource
 import signal
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import hypercorn.config
@@ -20,6 +21,7 @@ from api.app import create_app
 from api.common import ApiSettings, Services
 from api.connections import ConnectionLimits, close_when_the_body_is_left_unread
 from api.http_server import serve_http
+from api.workers import publish
 from smsproxy.config import Config
 
 __all__ = [
@@ -68,6 +70,7 @@ async def serve_app(
     stop: trio.Event,
     handle_signals: bool,
     limits: ConnectionLimits | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Returns once ``stop`` is set (or a signal arrived) and open requests are done."""
@@ -79,7 +82,8 @@ async def serve_app(
         try:
             binds = await nursery.start(partial(
                 serve_http, close_when_the_body_is_left_unread(app),
-                hypercorn_config(host, port, grace, limits.keep_alive_timeout), limits,
+                hypercorn_config(host, port, grace, limits.keep_alive_timeout, reuse_port),
+                limits,
                 shutdown_trigger=stop.wait,
             ))
         except* OSError as failed:
@@ -103,11 +107,15 @@ async def _set_on_signal(stop: trio.Event, scope: trio.CancelScope) -> None:
 
 
 def hypercorn_config(
-    host: str, port: int, grace: float, keep_alive_timeout: float = 30.0
+    host: str, port: int, grace: float, keep_alive_timeout: float = 30.0,
+    reuse_port: bool = False,
 ) -> hypercorn.config.Config:
     """How smsproxy serves: its limits and timeouts (the benchmarks' bare app uses it too)."""
     config = hypercorn.config.Config()
     config.bind = [f"{host}:{port}"]
+    # hypercorn binds with SO_REUSEPORT when it is told of several workers; its own
+    # worker processes are not used (api.workers starts smsproxy's).
+    config.workers = 2 if reuse_port else 1
     config.accesslog = None
     config.graceful_timeout = grace
     # Longer than common clients' idle pools (httpx: 5 s), so that a client rarely
@@ -167,13 +175,30 @@ async def serve(
              max_connections=limits.max_connections,
              keep_alive_timeout=limits.keep_alive_timeout,
              header_timeout=limits.header_timeout, body_timeout=limits.body_timeout)
-    async with running(config) as runtime:
-        app = create_app(_services(runtime), _api_settings(config))
+    async with running(config) as runtime, trio.open_nursery() as publishing:
+        services = _services(runtime)
+        if config.shared_stats:
+            publishing.start_soon(_publish_figures, services, Path(config.shared_stats))
+        app = create_app(services, _api_settings(config))
         await serve_app(
             app, config.host, config.port, grace=config.shutdown_grace,
             stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
-            limits=limits, task_status=task_status,
+            limits=limits, reuse_port=config.reuse_port, task_status=task_status,
         )
+        publishing.cancel_scope.cancel()
+
+
+PUBLISH_INTERVAL = 1.0
+
+
+async def _publish_figures(services: Services, folder: Path) -> None:
+    """One of a --workers set: write this worker's figures for the others to sum."""
+    while True:
+        snapshot = await services.stats.snapshot()
+        in_flight = services.batcher.in_flight
+        exposition = await services.stats.exposition(services.batcher.queue_depth, in_flight)
+        await trio.to_thread.run_sync(publish, folder, snapshot, exposition, in_flight)
+        await trio.sleep(PUBLISH_INTERVAL)
 
 
 def _services(runtime: Runtime) -> Services:
@@ -182,6 +207,7 @@ def _services(runtime: Runtime) -> Services:
 
 def _api_settings(config: Config) -> ApiSettings:
     return ApiSettings(
+        shared_stats=Path(config.shared_stats) if config.shared_stats else None,
         webhook_secret=config.webhook_secret,
         api_keys=config.api_key_list,
         rate_limit=config.rate_limit,

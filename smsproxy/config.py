@@ -57,6 +57,9 @@ class Config:
     shutdown_grace: float = 5.0
     instance_name: str = ""
     claim_lease: float = 30.0
+    workers: int = 1
+    reuse_port: bool = False
+    shared_stats: str = ""
     max_connections: int = 0
     keep_alive_timeout: float = 30.0
     header_timeout: float = 10.0
@@ -70,6 +73,11 @@ class Config:
     def __post_init__(self) -> None:
         for option in OPTIONS:
             option.check(getattr(self, option.name))
+        if self.workers > 1 and not self.shared_store:
+            raise ConfigError("workers", "above 1 needs a PostgreSQL --store: processes "
+                                         "cannot share a SQLite file or a memory store")
+        if self.workers > 1 and self.port == 0:
+            raise ConfigError("workers", "above 1 needs a fixed --port to share")
         if self.shared_store and self.claim_lease <= self.provider_timeout:
             raise ConfigError("claim_lease", f"must be longer than --provider-timeout "
                               f"({self.provider_timeout:g} s), so that a lease outlasts an "
@@ -281,6 +289,13 @@ OPTIONS: Sequence[Option] = (
             "host:pid)", lambda _: True, ""),
     _option("claim_lease", float, "seconds an instance holds the messages it claimed "
             "(PostgreSQL); renewed before every attempt", _positive, "must be more than 0"),
+    _option("workers", int, "serving processes on this machine, sharing the port and the "
+            "PostgreSQL store; /stats and /metrics count them as one", _positive,
+            "must be 1 or more"),
+    _switch("reuse_port", "bind the port with SO_REUSEPORT, beside other processes (set "
+            "for each process by --workers)"),
+    _option("shared_stats", str, "folder where the processes of one --workers set share "
+            "their counters (set by --workers)", lambda _: True, ""),
     _option("max_connections", int, "open client connections at most; at the cap idle ones "
             "are closed first, then new ones refused (0: the descriptor limit less 128)",
             _not_negative, "must be 0 or more"),

@@ -130,3 +130,19 @@ def test_webhook_insecure_is_a_switch(flags, environ, insecure):
 def test_a_switch_refuses_words_it_does_not_know():
     with pytest.raises(ConfigError, match="--webhook-insecure"):
         Config.from_sources({}, {"SMSPROXY_WEBHOOK_INSECURE": "maybe"})
+
+
+@pytest.mark.parametrize(("options", "problem"), [
+    ({"workers": 2}, "needs a PostgreSQL --store"),
+    ({"workers": 2, "store": "postgresql://postgres@127.0.0.1/x", "port": 0}, "fixed --port"),
+    ({"store": "postgresql://postgres@127.0.0.1/x", "claim_lease": 5.0}, "longer than"),
+])
+def test_several_processes_need_what_they_can_share(options, problem):
+    with pytest.raises(ConfigError, match=problem):
+        Config(**options)
+    Config(workers=2, store="postgresql://postgres@127.0.0.1/x", port=8080)
+
+
+def test_a_postgresql_password_is_masked_for_logging():
+    config = Config(store="postgresql://smsproxy:s3cret@db.example:5432/smsproxy")
+    assert config.loggable()["store"] == "postgresql://smsproxy:***@db.example:5432/smsproxy"

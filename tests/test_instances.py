@@ -317,3 +317,54 @@ async def ready_again(client: httpx.AsyncClient) -> None:
         if (await client.get("/readyz")).status_code == 200:
             return
         await trio.sleep(0.1)
+
+
+# --- several processes on one machine -------------------------------------------------------
+
+
+async def test_two_workers_share_the_port_and_count_as_one(tmp_path, postgres_url):
+    port = free_port()
+    workers = ServiceProcess(tmp_path, "--workers", "2", "--port", str(port), "--store",
+                             postgres_url, "--max-delay", "0.05", name="workers", wait=False)
+    try:
+        with trio.fail_after(30):
+            await listening_twice(workers)
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            for n in range(200):
+                answer = await client.post("/sms", json={"phone_number": PHONE, "content": f"{n}"},
+                                           headers={"Connection": "close"})  # spread them
+                assert answer.status_code == 202
+        with trio.fail_after(20):
+            await all_counted(url, 200)
+        names = {e["config"]["instance_name"] for e in workers.events()
+                 if e.get("event") == "starting"}
+        assert len(names) == 2 and all(name.endswith(("/1", "/2")) for name in names)
+        workers.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            assert await workers.exit_code() == 0
+        assert workers.error_events() == []
+    finally:
+        workers.stop()
+
+
+async def all_counted(url: str, count: int) -> None:
+    """Until every scrape, whichever worker takes it, counts ``count`` sent messages."""
+    while True:
+        seen = set()
+        for _ in range(4):
+            async with httpx.AsyncClient(base_url=url) as fresh:
+                stats = (await fresh.get("/stats")).json()
+                metrics = (await fresh.get("/metrics")).text
+            seen.add((stats["messages_sent"], stats["messages_accepted"],
+                      f"smsproxy_messages_accepted_total {count}.0" in metrics))
+        if seen == {(count, count, True)}:
+            return
+        await trio.sleep(0.2)
+
+
+async def listening_twice(process: ServiceProcess) -> None:
+    while True:
+        if len([e for e in process.events() if e.get("event") == "listening"]) >= 2:
+            return
+        await trio.sleep(0.1)

@@ -1,0 +1,173 @@
+"""``smsproxy serve --workers N``: N processes behind one port, counted as one.
+
+The parent starts N ``smsproxy serve`` processes with the same configuration (by
+environment), each binding the port with ``SO_REUSEPORT``, so the kernel spreads
+connections over them; they share the PostgreSQL store, as separate instances
+would. It forwards SIGTERM/SIGINT to them, and when one dies unasked, stops the
+others and exits 1, for the process manager to restart the set.
+
+Each worker writes its counters, every second, to a folder the set shares (a
+snapshot for ``/stats`` and a Prometheus text for ``/metrics``, each replaced
+atomically); whichever worker takes a scrape sums them. A worker that died keeps
+its last file, so totals never go backwards; the gauge of batches in flight is
+summed over the workers that wrote in the last few seconds only.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from actors.stats import Snapshot
+from smsproxy.config import OPTIONS, Config, env_name
+
+__all__ = ["FRESH_SECONDS", "merge_expositions", "merge_snapshots", "publish", "read_shared",
+           "run_workers"]
+
+log = structlog.get_logger("smsproxy.workers")
+
+FRESH_SECONDS = 5.0
+"""A worker's file older than this is a dead worker's: its gauges no longer count."""
+
+_MAX_GAUGES = frozenset({"smsproxy_queue_depth"})
+"""Gauges every worker reads from the shared store: the same figure, not to be summed."""
+
+
+def run_workers(config: Config) -> int:
+    """Run ``config.workers`` serving processes until a signal; the exit code."""
+    shared = Path(tempfile.mkdtemp(prefix="smsproxy-workers-"))
+    environment = _worker_environment(config, shared)
+    base = config.effective_instance_name
+    children = [
+        subprocess.Popen([sys.executable, "-m", "api.cli", "serve"],
+                         env=environment | {env_name("instance_name"): f"{base}/{n}"})
+        for n in range(1, config.workers + 1)
+    ]
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    log.info("workers_started", workers=len(children), pids=[c.pid for c in children])
+    try:
+        while any(child.poll() is None for child in children):
+            dead = [c for c in children if c.poll() not in (None, 0)]
+            if dead and not stopping:
+                log.critical("worker_died", pid=dead[0].pid, exit_code=dead[0].returncode)
+                forward(signal.SIGTERM, None)
+            time.sleep(0.1)
+    finally:
+        for path in shared.iterdir():
+            path.unlink()
+        shared.rmdir()
+    codes = [child.returncode for child in children]
+    return 0 if stopping and all(code == 0 for code in codes) else 1
+
+
+def _worker_environment(config: Config, shared: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    for option in OPTIONS:
+        value = getattr(config, option.name)
+        if value is not None and value != "":
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            environment[env_name(option.name)] = text
+    environment[env_name("workers")] = "1"
+    environment[env_name("reuse_port")] = "true"
+    environment[env_name("shared_stats")] = str(shared)
+    return environment
+
+
+def publish(folder: Path, snapshot: Snapshot, exposition: bytes, in_flight: int) -> None:
+    """This worker's figures, each file replaced at once (a reader never sees half)."""
+    name = str(os.getpid())
+    _replace(folder / f"{name}.json",
+             json.dumps({"snapshot": asdict(snapshot), "in_flight": in_flight}).encode())
+    _replace(folder / f"{name}.prom", exposition)
+
+
+def _replace(path: Path, content: bytes) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+
+
+def read_shared(folder: Path) -> tuple[list[tuple[float, dict[str, Any]]], list[str]]:
+    """Every worker's (age, snapshot file) and Prometheus text."""
+    now = time.time()
+    snapshots = [(now - path.stat().st_mtime, json.loads(path.read_text()))
+                 for path in folder.glob("*.json")]
+    texts = [path.read_text() for path in folder.glob("*.prom")]
+    return snapshots, texts
+
+
+def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[Snapshot, int]:
+    """The workers' counters summed, and the batches in flight of the live ones."""
+    totals: dict[str, int] = defaultdict(int)
+    by_attempt: dict[int, int] = defaultdict(int)
+    last_error = None
+    in_flight = 0
+    for age, content in files:
+        snapshot = content["snapshot"]
+        for name, value in snapshot.items():
+            if name == "success_by_attempt":
+                for attempt, count in value.items():
+                    by_attempt[int(attempt)] += count
+            elif name == "last_error":
+                last_error = value or last_error
+            else:
+                totals[name] += value
+        if age <= FRESH_SECONDS:
+            in_flight += content["in_flight"]
+    snapshot = Snapshot(**totals, success_by_attempt=dict(sorted(by_attempt.items())),
+                        last_error=last_error)
+    return snapshot, in_flight
+
+
+def merge_expositions(texts: Iterable[str]) -> bytes:
+    """The workers' Prometheus texts as one: samples with the same name and labels
+    summed (the queue depth, which each reads from the shared store, maximised)."""
+    from prometheus_client import generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged(texts))
+    return generate_latest(registry)
+
+
+class _Merged(Collector):
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.families: dict[str, Metric] = {}
+        values: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
+        for text in texts:
+            for family in text_string_to_metric_families(text):
+                merged = self.families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    key = (merged.name, sample.name, tuple(sorted(sample.labels.items())))
+                    if family.name in _MAX_GAUGES:
+                        values[key] = max(values.get(key, sample.value), sample.value)
+                    else:
+                        values[key] = values.get(key, 0.0) + sample.value
+        for (family_name, sample_name, labels), value in values.items():
+            self.families[family_name].add_sample(sample_name, dict(labels), value)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families.values()
