@@ -146,10 +146,13 @@ class StatsHandle:
         await self._mailbox.close()
 
 
-async def run(*, task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED) -> None:
+async def run(
+    *, instance: str = "",
+    task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED,
+) -> None:
     mailbox, inbox = Mailbox[Request].open("stats")
     counters = _Counters()
-    metrics = Metrics()
+    metrics = Metrics(instance)
     async with inbox:
         task_status.started(StatsHandle(mailbox))
         async for envelope in inbox:

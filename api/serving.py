@@ -166,6 +166,8 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the whole service until ``stop`` is set or SIGTERM/SIGINT arrives."""
+    # Every event of this process names the instance (with several, the logs mix).
+    structlog.contextvars.bind_contextvars(instance=config.effective_instance_name)
     log.info("starting", config=config.loggable())
     _warn_if_open(config)
     descriptors = raise_descriptor_limit()

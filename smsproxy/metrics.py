@@ -8,6 +8,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     disable_created_metrics,
     generate_latest,
 )
@@ -39,8 +40,11 @@ _LATENCIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, instance: str = "") -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        if instance:
+            Info("smsproxy_instance", "This instance's name (--instance-name).",
+                 registry=registry).info({"instance": instance})
         self.accepted = Counter("smsproxy_messages_accepted", "Messages accepted (202).",
                                 registry=registry)
         self.expired = Counter("smsproxy_messages_expired",

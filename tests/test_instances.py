@@ -146,6 +146,11 @@ async def test_three_instances_starting_at_once_make_one_schema(cluster, postgre
     assert versions == list(range(1, SCHEMA_VERSION + 1))  # each step once
     names = {p.event("starting")["config"]["instance_name"] for p in cluster.instances.values()}
     assert names == {"a", "b", "c"}
+    for name, process in cluster.instances.items():  # every event says which instance
+        assert {event.get("instance") for event in process.events()} == {name}
+        async with process.client() as client:
+            metrics = (await client.get("/metrics")).text
+        assert f'smsproxy_instance_info{{instance="{name}"}} 1.0' in metrics
 
 
 # --- a PostgreSQL restart under load ----------------------------------------------------
