@@ -9,12 +9,17 @@ Each round makes a fresh database on the server at ``SMSPROXY_BENCH_POSTGRES``
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import date
+from pathlib import Path
 
 import psycopg
 from _harness import BENCH, bare_server, smsproxy_server, stats, wrk
@@ -75,22 +80,91 @@ def fill_round(seconds: float, batch_size: int = 100) -> float:
     return messages / calls / batch_size if calls else 0.0
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid or stat.parent.name == str(pid) or _descends(stat, pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _descends(stat: Path, ancestor: int) -> bool:
+    parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    while parent > 1:
+        if parent == ancestor:
+            return True
+        try:
+            parent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+    return False
+
+
+def workers_round(seconds: float, workers: int) -> tuple[float, float]:
+    """(messages/s, CPU ms per message) of ``--workers N`` under full load."""
+    port = _free_port()
+    with database() as store:
+        command = [sys.executable, "-m", "api.cli", "serve", "--store", store, "--port",
+                   str(port), "--workers", str(workers)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_up(url)
+            cpu_before = process_tree_cpu(process.pid)
+            rate = wrk(f"{url}/sms", seconds=seconds, connections=64, script=POST)
+            cpu = process_tree_cpu(process.pid) - cpu_before
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return rate, 1000 * cpu / (rate * seconds)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1):
+                time.sleep(1)  # every worker up, not only the first
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
     print(f"# PostgreSQL, {date.today()}, {args.rounds} rounds x {args.seconds:g} s")
-    posts, bulks, fills = [], [], []
+    posts, bulks, fills, speedups, costs = [], [], [], [], []
     for n in range(1, args.rounds + 1):
         bare, proxy = post_round(args.seconds)
         sqlite, postgres = bulk_round(args.seconds)
         fill = fill_round(args.seconds)
+        one, one_cpu = workers_round(args.seconds, 1)
+        two, two_cpu = workers_round(args.seconds, 2)
         print(f"round {n}: POST bare {bare:.0f} req/s, PostgreSQL {proxy:.0f} req/s; bulk "
-              f"SQLite {sqlite:.0f} msg/s, PostgreSQL {postgres:.0f} msg/s; fill {fill:.3f}")
+              f"SQLite {sqlite:.0f} msg/s, PostgreSQL {postgres:.0f} msg/s; fill {fill:.3f}; "
+              f"one process {one:.0f} msg/s ({one_cpu:.2f} ms CPU each), two workers "
+              f"{two:.0f} msg/s ({two_cpu:.2f} ms CPU each)")
         posts.append(proxy / bare)
         bulks.append(postgres / sqlite)
         fills.append(fill)
+        speedups.append(two / one)
+        costs.append(two_cpu / one_cpu)
     print()
     print("| figure | median of rounds (range) | target |")
     print("|---|---|---|")
@@ -98,6 +172,8 @@ def main() -> int:
         ("POST /sms, PostgreSQL / bare endpoint, 32 connections", posts, ">= 0.90"),
         ("bulk submit msg/s, PostgreSQL / SQLite", bulks, ">= 0.8"),
         ("batch fill, three instances under full load", fills, ">= 0.98"),
+        ("--workers 2 / one process, messages/s", speedups, "reported"),
+        ("--workers 2 / one process, CPU per message", costs, "<= 1.1"),
     ):
         print(f"| {name} | {statistics.median(values):.2f} ({min(values):.2f} to "
               f"{max(values):.2f}) | {target} |")
