@@ -173,8 +173,10 @@ async def run(
             task_status.started(DispatcherHandle(repository, stats, state, max_queue,
                                                  rules.batch_size, clock, retry_after))
             await loop.serve()
-        await loop.release()
     finally:
+        # Also when shutdown's grace ran out and the senders were cancelled: what this
+        # instance still holds goes back now, rather than when the leases run out.
+        await loop.release()
         state.stopped.set()
 
 
