@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -145,8 +146,6 @@ def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[S
 def merge_expositions(texts: Iterable[str]) -> bytes:
     """The workers' Prometheus texts as one: samples with the same name and labels
     summed (the queue depth, which each reads from the shared store, maximised)."""
-    from prometheus_client import generate_latest
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Merged(texts))
     return generate_latest(registry)
