@@ -29,7 +29,7 @@ from psycopg.rows import TupleRow
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import Claimed, StatusChange
+from smsproxy.stores.protocol import Claimed, StatusChange, first_duplicate
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -191,15 +191,8 @@ class PostgresStore:
         if len(inserted) < len(messages):
             self._conn.execute("DELETE FROM smsproxy_messages WHERE id = ANY(%s)",
                                ([row[0] for row in inserted],))
-            raise DuplicateMessage(self._first_duplicate(messages))
-
-    def _first_duplicate(self, messages: Sequence[Message]) -> str:
-        taken = set(self.statuses(m.id for m in messages))
-        for message in messages:
-            if message.id in taken:
-                return message.id
-            taken.add(message.id)
-        return messages[0].id
+            raise DuplicateMessage(
+                first_duplicate(messages, self.statuses(m.id for m in messages)))
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._conn.execute(

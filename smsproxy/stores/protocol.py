@@ -14,7 +14,7 @@ from typing import Protocol
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
-__all__ = ["Claimed", "MessageStore", "SharedQueue", "StatusChange"]
+__all__ = ["Claimed", "MessageStore", "SharedQueue", "StatusChange", "first_duplicate"]
 
 StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
@@ -129,3 +129,13 @@ class SharedQueue(Protocol):
     def release(self, instance: str) -> int:
         """Give back every claim of this instance (at shutdown); how many."""
         ...
+
+
+def first_duplicate(messages: Sequence[Message], stored: Iterable[str]) -> str:
+    """The first of the messages' ids that is ``stored`` already or repeats an earlier one."""
+    taken = set(stored)
+    for message in messages:
+        if message.id in taken:
+            return message.id
+        taken.add(message.id)
+    return messages[0].id

@@ -26,7 +26,7 @@ from typing import TextIO
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import StatusChange
+from smsproxy.stores.protocol import StatusChange, first_duplicate
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
@@ -165,7 +165,8 @@ class SqliteStore:
                         [value for row in chunk for value in row],
                     )
         except sqlite3.IntegrityError:
-            raise DuplicateMessage(self._first_duplicate(messages)) from None
+            raise DuplicateMessage(
+                first_duplicate(messages, self.statuses(m.id for m in messages))) from None
 
     @contextmanager
     def _savepoint(self, name: str) -> Iterator[None]:
@@ -178,15 +179,6 @@ class SqliteStore:
             self._db.execute(f"RELEASE {name}")
             raise
         self._db.execute(f"RELEASE {name}")
-
-    def _first_duplicate(self, messages: Sequence[Message]) -> str:
-        """The first id that is stored already or repeats an earlier one."""
-        taken = set(self.statuses(m.id for m in messages))
-        for message in messages:
-            if message.id in taken:
-                return message.id
-            taken.add(message.id)
-        return messages[0].id
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
