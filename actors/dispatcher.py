@@ -20,6 +20,7 @@ by whichever instance finds them, once.
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 
 import structlog
@@ -193,6 +194,7 @@ class _Dispatcher:
         self.state = state
         self.clock = clock
         self.senders: trio.Nursery
+        self.claims_failing = False
 
     async def serve(self) -> None:
         next_expiry = next_count = trio.current_time()
@@ -218,8 +220,13 @@ class _Dispatcher:
                 claimed = await self.shared.claim(settings.instance, rules.batch_size,
                                                   rules.max_delay, settings.lease)
             except (StoreError, ActorError) as error:
-                log.warning("claim_failed", error=str(error))  # the cause is logged once
+                if not self.claims_failing:  # once, not every poll (the cause is logged too)
+                    log.warning("claims_failing", error=str(error))
+                self.claims_failing = True
                 return wait
+            if self.claims_failing:
+                log.info("claims_resumed")
+                self.claims_failing = False
             if claimed.messages:
                 self.state.unsent = max(0, self.state.unsent - len(claimed.messages))
                 self.stats.record(ClaimsTaken(len(claimed.messages), claimed.taken_over))
@@ -281,18 +288,16 @@ class _Dispatcher:
         try:
             failed = await self.shared.expire(rules.message_ttl, rules.status_grace,
                                               EXPIRY_REASONS)
-        except (StoreError, ActorError) as error:
-            log.warning("expiry_failed", error=str(error))
-            return
+        except (StoreError, ActorError):
+            return  # the store logged why; the next round tries again
         if failed:
             self.stats.record(MessagesExpired(len(failed)))
             log.warning("messages_expired", count=len(failed), message_ids=failed)
 
     async def count(self) -> None:
-        try:
+        # A failure is the store's, logged there; the last count stands meanwhile.
+        with suppress(StoreError, ActorError):
             self.state.unsent = await self.shared.unsent()
-        except (StoreError, ActorError) as error:
-            log.warning("count_failed", error=str(error))
 
     async def release(self) -> None:
         with trio.CancelScope(shield=True):
