@@ -1,0 +1,48 @@
+"""How the workers of one --workers set are counted as one: the merge rules."""
+
+from dataclasses import asdict
+
+from actors.stats import Snapshot
+from api.workers import FRESH_SECONDS, merge_expositions, merge_snapshots
+
+WORKER_1 = """# HELP smsproxy_messages_accepted_total Messages accepted (202).
+# TYPE smsproxy_messages_accepted_total counter
+smsproxy_messages_accepted_total 7.0
+# HELP smsproxy_queue_depth Messages accepted but not yet taken by the provider.
+# TYPE smsproxy_queue_depth gauge
+smsproxy_queue_depth 40.0
+# HELP smsproxy_batches_in_flight Batches being sent right now.
+# TYPE smsproxy_batches_in_flight gauge
+smsproxy_batches_in_flight 2.0
+# HELP smsproxy_batch_messages Messages per batch sent.
+# TYPE smsproxy_batch_messages histogram
+smsproxy_batch_messages_bucket{le="10.0"} 1.0
+smsproxy_batch_messages_bucket{le="+Inf"} 2.0
+smsproxy_batch_messages_count 2.0
+smsproxy_batch_messages_sum 105.0
+"""
+WORKER_2 = WORKER_1.replace(" 7.0", " 5.0").replace("depth 40.0", "depth 41.0")
+
+
+def test_counters_and_histograms_are_summed_and_the_shared_queue_depth_is_not():
+    merged = merge_expositions([WORKER_1, WORKER_2]).decode()
+    assert "smsproxy_messages_accepted_total 12.0" in merged
+    assert "smsproxy_queue_depth 41.0" in merged  # each reads the same table: the latest
+    assert "smsproxy_batches_in_flight 4.0" in merged
+    assert 'smsproxy_batch_messages_bucket{le="+Inf"} 4.0' in merged
+    assert "smsproxy_batch_messages_sum 210.0" in merged
+
+
+def snapshot_file(age: float, in_flight: int, **counts: int) -> tuple[float, dict]:
+    snapshot = asdict(Snapshot(**counts, success_by_attempt={1: counts.get("success", 0)}))
+    return age, {"snapshot": snapshot, "in_flight": in_flight}
+
+
+def test_snapshots_are_summed_and_a_dead_worker_keeps_its_totals_but_not_its_gauge():
+    live = snapshot_file(0.5, 2, success=3, messages_sent=300, attempts=4)
+    dead = snapshot_file(FRESH_SECONDS + 60, 3, success=1, messages_sent=100, attempts=1)
+    merged, in_flight = merge_snapshots([live, dead])
+    assert (merged.success, merged.messages_sent, merged.attempts) == (4, 400, 5)
+    assert merged.success_by_attempt == {1: 4}
+    assert merged.provider_calls_saved == 400 - 4
+    assert in_flight == 2  # the dead worker's batches are not in flight any more
