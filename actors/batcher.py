@@ -36,7 +36,7 @@ from smsproxy.models import (
     MessagesAccepted,
     MessagesExpired,
     Saved,
-    new_ids,
+    new_messages,
 )
 from smsproxy.providers import Provider
 from smsproxy.statuses import Status
@@ -125,10 +125,7 @@ class BatcherHandle:
         if not self._gauge.try_admit(len(items)):
             raise QueueFull(self._gauge.depth, self._retry_after)
         now = self._clock()
-        messages = tuple(
-            Message(message_id, phone, content, now)
-            for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
-        )
+        messages = new_messages(items, now)
         try:
             # save() is shielded: a client that hangs up cannot leave a stored message unqueued.
             saved = await self._repository.save(*messages, idempotency=idempotency, at=now)

@@ -43,7 +43,7 @@ from smsproxy.models import (
     MessagesExpired,
     Saved,
     new_id,
-    new_ids,
+    new_messages,
 )
 from smsproxy.providers import Provider
 
@@ -126,10 +126,7 @@ class DispatcherHandle:
         if self._state.unsent + len(items) > self._max_queue:
             raise QueueFull(self._state.unsent, self._retry_after)
         now = self._clock()
-        messages = tuple(
-            Message(message_id, phone, content, now)
-            for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
-        )
+        messages = new_messages(items, now)
         saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         if not saved.replayed:
             self._state.unsent += len(messages)

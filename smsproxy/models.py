@@ -3,7 +3,7 @@
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from smsproxy.statuses import Status
@@ -29,6 +29,7 @@ __all__ = [
     "UpdatesApplied",
     "new_id",
     "new_ids",
+    "new_messages",
 ]
 
 
@@ -73,6 +74,14 @@ class Message:
     """Wall-clock seconds since the epoch; the message TTL counts from here."""
     attempts: int = 0
     """Provider attempts made for it before it was (re)loaded from the store."""
+
+
+def new_messages(items: Sequence[tuple[str, str]], created_at: float) -> tuple[Message, ...]:
+    """Messages for (phone number, content) pairs, with new time-ordered ids."""
+    return tuple(
+        Message(message_id, phone, content, created_at)
+        for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
+    )
 
 
 @dataclass(frozen=True, slots=True)
