@@ -10,7 +10,6 @@ through the repository, then cast to the batcher. It never waits on the
 provider, the stats actor, or the batcher's loop.
 """
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -172,7 +171,7 @@ async def run(
     mailbox, inbox = Mailbox[Request].open("batcher")
     gauge = QueueGauge(max_queue)
     stopped = trio.Event()
-    retry_after = max(1, math.ceil(rules.max_delay))
+    retry_after = rules.retry_after
     queue = BatchQueue(rules)
     handle = BatcherHandle(mailbox, repository, gauge, queue, clock, retry_after, stopped)
     try:

@@ -17,15 +17,15 @@ with a growing delay, for any instance to take; messages past their TTL are fail
 by whichever instance finds them, once.
 """
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
 import structlog
 import trio
 
+from actors.batcher import WallClock
 from actors.errors import ActorError
 from actors.repository import RepositoryHandle, SharedQueueHandle
 from actors.sender import RetryPolicy, deliver
@@ -50,8 +50,6 @@ from smsproxy.providers import Provider
 __all__ = ["DispatchSettings", "DispatcherHandle", "run"]
 
 log = structlog.get_logger("smsproxy.dispatcher")
-
-WallClock = Callable[[], float]
 
 EXPIRY_REASONS = (
     "not accepted by the provider within the message TTL; no attempt reached it; "
@@ -161,7 +159,6 @@ async def run(
     task_status: trio.TaskStatus[DispatcherHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     state = _State()
-    retry_after = max(1, math.ceil(rules.max_delay))
     loop = _Dispatcher(repository.shared_queue, provider, stats, rules, retry, settings,
                        state, clock)
     try:
@@ -169,7 +166,7 @@ async def run(
             loop.senders = senders
             await loop.count()
             task_status.started(DispatcherHandle(repository, stats, state, max_queue,
-                                                 rules.batch_size, clock, retry_after))
+                                                 rules.batch_size, clock, rules.retry_after))
             await loop.serve()
     finally:
         # Also when shutdown's grace ran out and the senders were cancelled: what this

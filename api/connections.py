@@ -63,14 +63,11 @@ class ConnectionLimits:
 
 
 class Connections:
-    """The open connections, which of them are idle, and what was refused."""
+    """The open connections, which of them are idle, and the refusals not yet logged."""
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self.open: dict[Connection, None] = {}  # insertion order: oldest first
-        self.refused = 0
-        self.out_of_descriptors = 0
-        self.timed_out: dict[str, int] = {"header": 0, "body": 0}
         self._unreported = 0
         self._next_warning = -math.inf
 
@@ -90,10 +87,6 @@ class Connections:
         return closed
 
     def note_refusal(self, why: str) -> None:
-        if why == "descriptors":
-            self.out_of_descriptors += 1
-        else:
-            self.refused += 1
         self._unreported += 1
         now = trio.current_time()
         if now >= self._next_warning:
@@ -185,8 +178,7 @@ class Connection(TCPServer):
 
     def _timed_out(self) -> None:
         phase = "body" if self._their_state() is h11.SEND_BODY else "header"
-        if self.request_started is not None or phase == "body":
-            self.registry.timed_out[phase] += 1
+        if self.request_started is not None or phase == "body":  # not a mere idle end
             log.info("connection_timed_out", phase=phase)
 
 

@@ -36,6 +36,11 @@ class BatchingRules:
     """Delay before a batch that exhausted its attempts is tried again; doubles each round."""
     requeue_max: float = 300.0
 
+    @property
+    def retry_after(self) -> int:
+        """Seconds a refused POST is told to wait (Retry-After): a flush's worth."""
+        return max(1, math.ceil(self.max_delay))
+
 
 Expired = tuple[Message, bool]
 """A message past its deadline, and whether the provider may have taken it."""
