@@ -38,7 +38,6 @@ from smsproxy.models import (
     BatchOutcome,
     ClaimsTaken,
     Idempotency,
-    Message,
     MessagesAccepted,
     MessagesExpired,
     Saved,
@@ -135,9 +134,6 @@ class DispatcherHandle:
                 self._state.poke()
             self._stats.record(MessagesAccepted(len(messages)))
         return saved
-
-    def requeue(self, messages: Sequence[Message]) -> None:
-        """Nothing to do: unsent rows wait in the table, for any instance."""
 
     async def drain(self) -> None:
         """Stop claiming, wait for the batches in flight, give back every claim."""

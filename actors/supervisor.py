@@ -2,7 +2,7 @@
 
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
-pool), batcher. Shutdown unwinds the same nesting from the inside,
+pool), batcher (or, on PostgreSQL, the dispatcher). Shutdown unwinds the same nesting from the inside,
 so every actor outlives the actors that call it:
 
 1. the door that serves them stops taking requests (``api.serving``);
@@ -12,7 +12,8 @@ so every actor outlives the actors that call it:
 4. the repository closes the store, and the stats actor stops.
 
 At start, before HTTP opens, every message still ACCEPTED in the store is queued
-again: a 202 from a previous run is a promise this run keeps.
+again: a 202 from a previous run is a promise this run keeps. (On PostgreSQL the
+table itself is the queue of every instance: there is nothing to queue again.)
 """
 
 import math
@@ -50,7 +51,7 @@ class Runtime:
     stats: stats.StatsHandle
     updater: updater.UpdaterHandle
     provider: Provider
-    batcher: "Batches"
+    batcher: Batches
 
 
 @asynccontextmanager
