@@ -2,8 +2,8 @@
 
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
-pool), batcher (or, on PostgreSQL, the dispatcher). Shutdown unwinds the same nesting from the inside,
-so every actor outlives the actors that call it:
+pool), batcher (or, on PostgreSQL, the dispatcher). Shutdown unwinds the same
+nesting from the inside, so every actor outlives the actors that call it:
 
 1. the door that serves them stops taking requests (``api.serving``);
 2. the batcher refuses new messages, flushes, waits for in-flight batches for up
