@@ -74,6 +74,9 @@ class _State:
         self.accepting = True
         self.in_flight = 0
         self.unsent = 0
+        """The cluster's unsent messages, as last counted plus this instance's since."""
+        self.claimable = 0
+        """Of them, those a claim could take now: an estimate that decides when to look."""
         self.wake = trio.Event()
         self.stopped = trio.Event()
 
@@ -127,7 +130,8 @@ class DispatcherHandle:
         saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         if not saved.replayed:
             self._state.unsent += len(messages)
-            if self._state.unsent >= self._batch_size:
+            self._state.claimable += len(messages)
+            if self._state.claimable >= self._batch_size:
                 # A batch may be full now. Short of that, the loop's own timer (the
                 # oldest message's due time, or the poll) is soon enough, and a claim
                 # per POST would cost a query per POST.
@@ -218,13 +222,14 @@ class _Dispatcher:
                 log.info("claims_resumed")
                 self.claims_failing = False
             if claimed.messages:
-                self.state.unsent = max(0, self.state.unsent - len(claimed.messages))
+                self.state.claimable = max(0, self.state.claimable - len(claimed.messages))
                 self.stats.record(ClaimsTaken(len(claimed.messages), claimed.taken_over))
                 if claimed.taken_over:
                     log.warning("claims_taken_over", messages=claimed.taken_over)
                 self.state.in_flight += 1
                 self.senders.start_soon(self.send, Batch(new_id(), claimed.messages))
                 continue
+            self.state.claimable = claimed.waiting
             if claimed.next_due is not None:
                 wait = min(wait, max(0.0, claimed.next_due - self.clock()))
             return wait
@@ -269,6 +274,7 @@ class _Dispatcher:
                 )
             else:
                 await self.shared.mark_sent(self.settings.instance, ids)
+                self.state.unsent = max(0, self.state.unsent - len(ids))
         except (StoreError, ActorError) as error:
             # The claim runs out and another instance (or this one) takes it again.
             log.warning("claim_not_settled", batch_id=sent.id, error=str(error))
@@ -281,13 +287,15 @@ class _Dispatcher:
         except (StoreError, ActorError):
             return  # the store logged why; the next round tries again
         if failed:
+            self.state.unsent = max(0, self.state.unsent - len(failed))
             self.stats.record(MessagesExpired(len(failed)))
             log.warning("messages_expired", count=len(failed), message_ids=failed)
 
     async def count(self) -> None:
         # A failure is the store's, logged there; the last count stands meanwhile.
         with suppress(StoreError, ActorError):
-            self.state.unsent = await self.shared.unsent()
+            backlog = await self.shared.backlog()
+            self.state.unsent, self.state.claimable = backlog.unsent, backlog.claimable
 
     async def release(self) -> None:
         with trio.CancelScope(shield=True):

@@ -20,7 +20,7 @@ from smsproxy.models import Idempotency, Message, Saved, StatusRecord, StoreFail
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
-from smsproxy.stores.protocol import Claimed, SharedQueue
+from smsproxy.stores.protocol import Backlog, Claimed, SharedQueue
 
 __all__ = [
     "AddAttempts", "ApplyInOrder", "Dispatch", "ForgetIdempotency", "Get", "ListAccepted",
@@ -189,8 +189,8 @@ class SharedQueueHandle:
     async def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
         return await self._call("expire", ttl, grace, reasons)  # type: ignore[no-any-return]
 
-    async def unsent(self) -> int:
-        return await self._call("unsent")  # type: ignore[no-any-return]
+    async def backlog(self) -> Backlog:
+        return await self._call("backlog")  # type: ignore[no-any-return]
 
     async def release(self, instance: str) -> int:
         return await self._call("release", instance)  # type: ignore[no-any-return]
@@ -212,6 +212,8 @@ async def run(
     (the stats actor counts it); its callers get the :class:`StoreError`.
     """
     store = await trio.to_thread.run_sync(open_store)
+    for notice in store.notices:
+        log.warning("store_notice", notice=notice)
     mailbox, inbox = Mailbox[Request].open("repository")
     repository = Repository(store)
     health = _StoreHealth()

@@ -16,7 +16,7 @@ from smsproxy.batching import BatchingRules
 from smsproxy.errors import StoreError
 from smsproxy.models import Message, Saved
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import Claimed
+from smsproxy.stores.protocol import Backlog, Claimed
 from tests.fakes import ScriptedProvider
 
 PHONE = "+4912345678"
@@ -50,7 +50,7 @@ class MemoryQueue:
             return Claimed(())
         oldest = due[0]["message"].created_at
         if len(due) < batch_size and self.now() < oldest + max_delay:
-            return Claimed((), next_due=oldest + max_delay)
+            return Claimed((), next_due=oldest + max_delay, waiting=len(due))
         for row in due:
             row["owner"], row["until"] = instance, self.now() + lease
         return Claimed(tuple(row["message"] for row in due))
@@ -76,8 +76,9 @@ class MemoryQueue:
     async def expire(self, ttl, grace, reasons) -> list[str]:
         return []
 
-    async def unsent(self) -> int:
-        return sum(1 for r in self.rows.values() if not r["sent"])
+    async def backlog(self) -> Backlog:
+        unsent = sum(1 for r in self.rows.values() if not r["sent"])
+        return Backlog(unsent, len(self._due()))
 
     async def release(self, instance) -> int:
         mine = [r for r in self.rows.values() if r["owner"] == instance]
@@ -108,13 +109,13 @@ def queue():
 @pytest.fixture
 def start(nursery, queue):
     async def start_dispatcher(provider=None, *, batch_size=10, max_delay=1.0,
-                               max_in_flight=4, max_attempts=1, lease=30.0):
+                               max_in_flight=4, max_attempts=1, lease=30.0, poll=0.25):
         provider = provider or ScriptedProvider()
         counts = await nursery.start(stats.run)
         rules = BatchingRules(batch_size, max_delay, max_in_flight, message_ttl=3600)
         handle = await nursery.start(partial(
             dispatcher.run, Repository(queue), provider, counts, rules,
-            RetryPolicy(max_attempts, 10.0), 100_000, DispatchSettings("me", lease),
+            RetryPolicy(max_attempts, 10.0), 100_000, DispatchSettings("me", lease, poll),
             clock=trio.current_time,
         ))
         return handle, provider
@@ -141,6 +142,20 @@ async def test_a_full_batch_leaves_at_once_and_a_partial_one_after_the_max_delay
     await trio.sleep(0.2)
     assert provider.sent_ids() == [full, rest]
     assert provider.call_times[1] - started == pytest.approx(1.0, abs=0.01)
+
+
+async def test_posts_short_of_a_batch_do_not_each_cost_a_claim(start, queue, autojump_clock):
+    handle, provider = await start(ScriptedProvider(latency=5), batch_size=10, max_delay=10,
+                                   poll=1.2)
+    await submit(handle, 25)  # two full batches in flight, 5 waiting
+    await trio.sleep(1.5)  # past a count of the backlog, which includes what is in flight
+    claims_before = queue.claims
+    await submit(handle, 4)  # still short of a batch: the timer will do
+    await trio.sleep(0.01)
+    assert queue.claims == claims_before
+    await submit(handle, 1)  # now a batch is full
+    await trio.sleep(0.01)
+    assert len(provider.calls) == 3
 
 
 async def test_at_most_max_in_flight_batches_at_once(start, autojump_clock):

@@ -10,7 +10,13 @@ from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import Message, new_id
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
-from smsproxy.stores.postgres import SCHEMA_VERSION, PostgresStore
+from smsproxy.stores.postgres import (
+    _UNCLAIMED_DUE,
+    AUTOVACUUM_OFF,
+    SCHEMA_VERSION,
+    PostgresStore,
+)
+from smsproxy.stores.protocol import Backlog
 
 
 def make_message(message_id: str | None = None) -> Message:
@@ -140,6 +146,7 @@ def test_a_claim_waits_for_a_full_batch_or_the_max_delay(queue, clock):
     waiting = claim(queue)
     assert waiting.messages == ()
     assert waiting.next_due == pytest.approx(T0 + 1.0)
+    assert waiting.waiting == 3
     clock.now = T0 + 1.0
     taken = claim(queue)
     assert len(taken.messages) == 3
@@ -202,7 +209,7 @@ def test_sent_messages_are_never_claimed_again(queue, clock):
     claim(queue)
     with queue.transaction():
         queue.mark_sent("a", ids)
-        assert queue.unsent() == 0
+        assert queue.backlog() == Backlog(unsent=0, claimable=0)
     clock.now = T0 + 3600
     assert claim(queue).messages == ()
 
@@ -251,3 +258,50 @@ def test_release_gives_back_every_claim_of_an_instance(queue):
     with queue.transaction():
         assert queue.release("leaving") == 10
     assert len(claim(queue, "other").messages) == 10
+
+
+def test_the_backlog_counts_what_waits_and_what_a_claim_could_take(queue, clock):
+    ids = saved(queue, 12)
+    with queue.transaction():
+        assert queue.backlog() == Backlog(unsent=12, claimable=12)
+    claim(queue)  # the 10 oldest
+    with queue.transaction():
+        assert queue.backlog() == Backlog(unsent=12, claimable=2)
+        queue.park("a", ids[:10], attempts=1, error="down", maybe_taken=False,
+                   requeue_initial=5, requeue_max=300)
+        assert queue.backlog() == Backlog(unsent=12, claimable=2)  # not before 5 s
+    clock.now = T0 + 6
+    with queue.transaction():
+        assert queue.backlog() == Backlog(unsent=12, claimable=12)
+
+
+def test_the_queue_table_is_vacuumed_by_rows_changed(postgres_url):
+    store = PostgresStore(postgres_url)
+    with store.transaction():
+        row = store._conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'smsproxy_messages'"
+            " AND relnamespace = current_schema()::regnamespace").fetchone()
+    store.close()
+    assert row is not None
+    assert {"autovacuum_vacuum_scale_factor=0", "autovacuum_vacuum_threshold=5000"} <= set(row[0])
+
+
+def test_claims_scan_the_queue_index_in_order_never_by_bitmap(queue):
+    """A bitmap scan would visit every dead entry sent messages left, on every claim;
+    the planner picks one while the table has no statistics (autovacuum off)."""
+    saved(queue, 3)
+    with queue.transaction():
+        setting = queue._conn.execute("SHOW enable_bitmapscan").fetchone()
+        plan = "\n".join(row[0] for row in queue._conn.execute(
+            f"EXPLAIN SELECT created_at FROM smsproxy_messages WHERE {_UNCLAIMED_DUE}"
+            f" ORDER BY created_at LIMIT 100", {"now": T0}))
+    assert setting == ("off",)
+    assert "Index Scan using smsproxy_messages_unsent" in plan
+
+
+def test_an_operator_learns_when_autovacuum_is_off(postgres_url):
+    store = PostgresStore(postgres_url)
+    with store.transaction():
+        setting = store._conn.execute("SHOW autovacuum").fetchone()
+    store.close()
+    assert (AUTOVACUUM_OFF in store.notices) == (setting == ("off",))

@@ -1,6 +1,7 @@
 """The repository rules of DESIGN.md, through the repository actor's handle."""
 
 import pytest
+import structlog
 import trio
 
 from actors import repository
@@ -187,3 +188,12 @@ async def test_closed_repository_is_unavailable(nursery):
     await repo.close()
     with pytest.raises(ActorUnavailable):
         await repo.get(new_id())
+
+
+async def test_what_the_store_found_at_open_is_logged_once(nursery):
+    store = CountingStore()
+    store.notices = ("autovacuum is off",)
+    with structlog.testing.capture_logs() as logs:
+        handle = await nursery.start(repository.run, lambda: store)
+        await handle.ping()
+    assert [e["notice"] for e in logs if e["event"] == "store_notice"] == ["autovacuum is off"]

@@ -16,6 +16,7 @@ class MemoryStore:
     """Keeps everything in dictionaries; fast, and gone when the process ends."""
 
     blocking = False
+    notices: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}

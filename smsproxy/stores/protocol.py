@@ -14,7 +14,7 @@ from typing import Protocol
 from smsproxy.models import Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
-__all__ = ["Claimed", "MessageStore", "SharedQueue", "StatusChange", "first_duplicate"]
+__all__ = ["Backlog", "Claimed", "MessageStore", "SharedQueue", "StatusChange", "first_duplicate"]
 
 StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
@@ -23,6 +23,8 @@ StatusChange = tuple[str, Status, str | None]
 class MessageStore(Protocol):
     blocking: bool
     """True when calls block on I/O and so must run in a worker thread."""
+    notices: tuple[str, ...]
+    """What the operator should know about the backend, found when it was opened."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together, or not at all."""
@@ -84,6 +86,17 @@ class Claimed:
     """Of them, how many an instance had claimed before and let run out (it died)."""
     next_due: float | None = None
     """With nothing taken: when the oldest waiting message falls due (None: none waits)."""
+    waiting: int = 0
+    """With nothing taken: how many unclaimed messages wait (fewer than a batch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The cluster's unsent messages: all of them, and those any instance may claim
+    now (no live claim holds them, no not-before time holds them back)."""
+
+    unsent: int
+    claimable: int
 
 
 class SharedQueue(Protocol):
@@ -122,7 +135,7 @@ class SharedQueue(Protocol):
         followed by the last error."""
         ...
 
-    def unsent(self) -> int:
+    def backlog(self) -> Backlog:
         """Messages accepted and not yet taken by the provider, in the whole cluster."""
         ...
 

@@ -102,6 +102,7 @@ _STATUS = {status.value: status for status in Status}
 
 class SqliteStore:
     blocking = True
+    notices: tuple[str, ...] = ()
 
     def __init__(self, path: str | Path) -> None:
         # ":memory:" is private to its connection: nothing to share, nothing to lock.
