@@ -11,7 +11,7 @@ from smsproxy.models import Message, new_id
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import (
-    _UNCLAIMED_DUE,
+    _CLAIM,
     AUTOVACUUM_OFF,
     SCHEMA_VERSION,
     PostgresStore,
@@ -293,8 +293,8 @@ def test_claims_scan_the_queue_index_in_order_never_by_bitmap(queue):
     with queue.transaction():
         setting = queue._conn.execute("SHOW enable_bitmapscan").fetchone()
         plan = "\n".join(row[0] for row in queue._conn.execute(
-            f"EXPLAIN SELECT created_at FROM smsproxy_messages WHERE {_UNCLAIMED_DUE}"
-            f" ORDER BY created_at LIMIT 100", {"now": T0}))
+            f"EXPLAIN {_CLAIM}", {"now": T0, "lock": 1, "size": 100, "max_delay": 1.0,
+                                  "me": "a", "lease": 30.0}))
     assert setting == ("off",)
     assert "Index Scan using smsproxy_messages_unsent" in plan
 
