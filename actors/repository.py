@@ -31,6 +31,7 @@ __all__ = [
 log = structlog.get_logger("smsproxy.repository")
 
 MAX_GROUP = 1024
+MAX_ROUTED = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,37 +209,72 @@ async def run(
 ) -> None:
     """Open the store, serve requests until the handle is closed, then close the store.
 
+    A store that takes concurrent transactions (PostgreSQL) is opened twice: saves
+    commit on a connection of their own, so that a POST never waits behind claims
+    and status reports (a save and what follows it never overlap: a message is
+    claimed, read or reported only after its save committed and was answered).
+
     A failed transaction is logged here, once, and reported to ``on_store_error``
     (the stats actor counts it); its callers get the :class:`StoreError`.
     """
-    store = await trio.to_thread.run_sync(open_store)
-    for notice in store.notices:
-        log.warning("store_notice", notice=notice)
     mailbox, inbox = Mailbox[Request].open("repository")
-    repository = Repository(store)
     health = _StoreHealth()
     closed = trio.Event()
+    stores: list[MessageStore] = []
     try:
-        async with inbox:
+        stores.append(await trio.to_thread.run_sync(open_store))
+        if stores[0].concurrent:
+            stores.append(await trio.to_thread.run_sync(open_store))
+        for notice in stores[0].notices:
+            log.warning("store_notice", notice=notice)
+        lanes = [_Lane(store, health, on_store_error) for store in stores]
+        async with inbox, trio.open_nursery() as nursery:
             task_status.started(RepositoryHandle(mailbox, closed))
+            if len(lanes) == 1:
+                await lanes[0].serve(inbox)
+                return
+            routes = [trio.open_memory_channel[Envelope[Request]](math.inf) for _ in lanes]
+            for lane, (_, requests) in zip(lanes, routes, strict=True):
+                nursery.start_soon(lane.serve, requests)
+            others, saves = (send for send, _ in routes)
             async for first in inbox:
-                group = receive_ready(inbox, first, MAX_GROUP)
-                if store.blocking:
-                    results = await trio.to_thread.run_sync(_apply_group, repository, group)
-                else:
-                    results = _apply_group(repository, group)
-                if isinstance(results, StoreError):
-                    operations = _operations(group)
-                    health.failed(results, operations, len(group))
-                    on_store_error(StoreFailed(operations))
-                    results = [results] * len(group)
-                else:
-                    health.succeeded()
-                _reply_all(group, results)
+                # All that waits at once, so that each lane sees its whole group.
+                for envelope in receive_ready(inbox, first, MAX_ROUTED):
+                    route = saves if isinstance(envelope.request, Save) else others
+                    route.send_nowait(envelope)
+            others.close()
+            saves.close()
     finally:
         with trio.CancelScope(shield=True):
-            await _close(store)
+            for store in stores:
+                await _close(store)
         closed.set()
+
+
+class _Lane:
+    """One store connection, serving its requests in groups, one transaction each."""
+
+    def __init__(self, store: MessageStore, health: "_StoreHealth",
+                 on_store_error: Callable[[StoreFailed], None]) -> None:
+        self._repository = Repository(store)
+        self._health = health
+        self._on_store_error = on_store_error
+
+    async def serve(self, requests: trio.MemoryReceiveChannel[Envelope[Request]]) -> None:
+        async for first in requests:
+            group = receive_ready(requests, first, MAX_GROUP)
+            if self._repository.store.blocking:
+                results = await trio.to_thread.run_sync(_apply_group, self._repository, group)
+            else:
+                results = _apply_group(self._repository, group)
+            if isinstance(results, StoreError):
+                operations = _operations(group)
+                self._health.failed(results, operations, len(group))
+                self._on_store_error(StoreFailed(operations))
+                results = [results] * len(group)
+            else:
+                self._health.succeeded()
+            _reply_all(group, results)
 
 
 class _StoreHealth:

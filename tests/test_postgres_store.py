@@ -5,6 +5,7 @@ import threading
 
 import psycopg
 import pytest
+import trio
 
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import Message, new_id
@@ -305,3 +306,32 @@ def test_an_operator_learns_when_autovacuum_is_off(postgres_url):
         setting = store._conn.execute("SHOW autovacuum").fetchone()
     store.close()
     assert (AUTOVACUUM_OFF in store.notices) == (setting == ("off",))
+
+
+async def test_a_save_does_not_wait_behind_a_blocked_status_report(nursery, postgres_url):
+    """On PostgreSQL, saves commit on a connection of their own."""
+    from actors import repository as repository_actor
+
+    repo = await nursery.start(repository_actor.run, lambda: PostgresStore(postgres_url))
+    reported = make_message()
+    await repo.save(reported)
+    with psycopg.connect(postgres_url) as blocker:  # holds the row until it rolls back
+        blocker.execute("SELECT 1 FROM smsproxy_messages WHERE id = %s FOR UPDATE",
+                        (reported.id,))
+        update_done = trio.Event()
+
+        async def report() -> None:
+            await repo.update(reported.id, Status.CONFIRMED)
+            update_done.set()
+
+        nursery.start_soon(report)
+        with trio.fail_after(5):
+            while not blocker.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type"
+                                      " = 'Lock' AND datname = current_database()").fetchall():
+                await trio.sleep(0.01)  # until the report waits for the row lock
+        with trio.fail_after(5):
+            await repo.save(make_message())
+        assert not update_done.is_set()
+        blocker.rollback()
+    with trio.fail_after(5):
+        await update_done.wait()

@@ -17,6 +17,7 @@ class MemoryStore:
 
     blocking = False
     notices: tuple[str, ...] = ()
+    concurrent = False
 
     def __init__(self) -> None:
         self._messages: dict[str, Message] = {}

@@ -141,6 +141,7 @@ AUTOVACUUM_OFF = (
 
 class PostgresStore:
     blocking = True
+    concurrent = True
 
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
         """``clock``: for tests; by default every time is the database server's, so

@@ -25,6 +25,8 @@ class MessageStore(Protocol):
     """True when calls block on I/O and so must run in a worker thread."""
     notices: tuple[str, ...]
     """What the operator should know about the backend, found when it was opened."""
+    concurrent: bool
+    """True when two instances of it may run transactions at once (PostgreSQL)."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together, or not at all."""

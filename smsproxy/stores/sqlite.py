@@ -103,6 +103,7 @@ _STATUS = {status.value: status for status in Status}
 class SqliteStore:
     blocking = True
     notices: tuple[str, ...] = ()
+    concurrent = False
 
     def __init__(self, path: str | Path) -> None:
         # ":memory:" is private to its connection: nothing to share, nothing to lock.
