@@ -16,14 +16,15 @@ import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnusable
-from smsproxy.models import Idempotency, Message, Saved, StatusRecord, StoreFailed
+from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, StoreFailed
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
 from smsproxy.stores.protocol import Backlog, Claimed, SharedQueue
 
 __all__ = [
-    "AddAttempts", "ApplyInOrder", "Dispatch", "ForgetIdempotency", "Get", "ListAccepted",
+    "AddAttempts", "ApplyInOrder", "Dispatch", "Feed", "ForgetIdempotency", "Get", "History",
+    "ListAccepted",
     "Ping", "RepositoryHandle", "Save", "SharedQueueHandle", "StillAccepted", "UpdateMany",
     "run",
 ]
@@ -82,6 +83,17 @@ class Dispatch(Call[Any]):
 
 
 @dataclass(frozen=True, slots=True)
+class History(Call[list[Event]]):
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Feed(Call[list[Event]]):
+    after: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetIdempotency(Call[int]):
     before: float
 
@@ -93,7 +105,7 @@ class Ping(Call[None]):
 
 Request = (
     Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Ping | Dispatch
+    | ForgetIdempotency | Ping | Dispatch | History | Feed
 )
 
 
@@ -115,6 +127,14 @@ class RepositoryHandle:
 
     async def get(self, message_id: str) -> StatusRecord:
         return await self._mailbox.call(Get(message_id))
+
+    async def history(self, message_id: str) -> list[Event]:
+        """The message's events, oldest first (none for an unknown id)."""
+        return await self._mailbox.call(History(message_id))
+
+    async def feed(self, after: int, limit: int) -> list[Event]:
+        """Every message's events past position ``after``, in commit order."""
+        return await self._mailbox.call(Feed(after, limit))
 
     async def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
         refused = await self.update_many({message_id: status}, reason)
@@ -315,6 +335,7 @@ _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
     ForgetIdempotency: "forget_idempotency", Ping: "ping", Dispatch: "dispatch",
+    History: "history", Feed: "feed",
 }
 
 
@@ -363,6 +384,10 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.forget_idempotency(before)
         case Dispatch(operation, arguments):
             return getattr(_shared_queue(repository.store), operation)(*arguments)
+        case History(message_id):
+            return repository.history(message_id)
+        case Feed(after, limit):
+            return repository.feed(after, limit)
         case Ping():
             return repository.check()
 

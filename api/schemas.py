@@ -1,6 +1,7 @@
 """Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -14,7 +15,9 @@ from pydantic import (
 )
 
 from smsproxy.errors import InvalidMessage
+from smsproxy.models import Event
 from smsproxy.segments import MAX_SEGMENTS
+from smsproxy.statuses import Status
 from smsproxy.validation import validate_content, validate_phone_number
 
 __all__ = [
@@ -22,8 +25,12 @@ __all__ = [
     "BulkErrorBody",
     "BulkRequest",
     "ErrorBody",
+    "EventPage",
+    "FeedQuery",
     "Health",
     "InvalidItem",
+    "MessageEvent",
+    "MessageHistory",
     "Readiness",
     "SmsAccepted",
     "SmsRequest",
@@ -35,6 +42,12 @@ __all__ = [
 
 
 T = TypeVar("T")
+
+
+def rfc3339(seconds: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC, to the millisecond: 2026-11-28T10:00:00.123Z."""
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _canonical_key(key: str) -> str:
@@ -111,6 +124,45 @@ def describe_validation_error(error: ValidationError) -> str:
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
+
+
+class MessageEvent(BaseModel):
+    """One status step of a message."""
+
+    event_id: str = Field(description="unique: a receiver drops an event it has seen")
+    message_id: str = Field(json_schema_extra={"format": "uuid"})
+    sequence: int = Field(description="the message's events counted from 1 (ACCEPTED)")
+    status: Status
+    previous_status: Status | None
+    reason: str | None
+    at: str = Field(json_schema_extra={"format": "date-time"})
+
+    @classmethod
+    def of(cls, event: Event) -> "MessageEvent":
+        return cls(event_id=event.event_id, message_id=event.message_id,
+                   sequence=event.sequence, status=event.status,
+                   previous_status=event.previous_status, reason=event.reason,
+                   at=rfc3339(event.at))
+
+
+class MessageHistory(BaseModel):
+    events: list[MessageEvent]
+
+
+class EventPage(BaseModel):
+    """Events in the order they were committed. ``next`` is the cursor to pass as
+    ``after`` for the following page (the same cursor when nothing new came)."""
+
+    events: list[MessageEvent]
+    next: str
+
+
+class FeedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: int = Field(0, ge=0, description="a cursor from an earlier page's next; 0 "
+                                            "for the beginning")
+    limit: int = Field(100, ge=1, le=1000)
 
 
 class ErrorBody(BaseModel):

@@ -1,12 +1,12 @@
-"""``POST /sms`` and ``GET /sms/<id>``: the shop's side of the proxy."""
+"""``POST /sms``, ``GET /sms/<id>``, its history and the event feed: the shop's side."""
 
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from quart import Blueprint, Response
-from quart_schema import document_request, document_response
+from quart import Blueprint, Response, request
+from quart_schema import document_querystring, document_request, document_response
 
 from api.common import (
     ApiSettings,
@@ -22,6 +22,10 @@ from api.schemas import (
     BulkErrorBody,
     BulkRequest,
     ErrorBody,
+    EventPage,
+    FeedQuery,
+    MessageEvent,
+    MessageHistory,
     SmsAccepted,
     SmsRequest,
     SmsStatus,
@@ -97,6 +101,39 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         record = await services.repository.get(canonical)
         status = SmsStatus(id=record.id, status=record.status, reason=record.reason)
         return json_response(status.model_dump(exclude_none=True), 200)
+
+    @routes.get("/sms/<message_id>/events")
+    @document_response(MessageHistory, 200)
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    async def sms_events(message_id: str) -> Response:
+        """The message's status history, oldest first (empty for an id never accepted)."""
+        guard.client()
+        try:
+            canonical = str(uuid.UUID(message_id))
+        except ValueError:
+            return error_response(400, f"{message_id!r} is not a message id (a UUID)")
+        events = await services.repository.history(canonical)
+        history = MessageHistory(events=[MessageEvent.of(event) for event in events])
+        return json_response(history.model_dump(mode="json"), 200)
+
+    @routes.get("/events")
+    @document_querystring(FeedQuery)
+    @document_response(EventPage, 200)
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    async def event_feed() -> Response:
+        """Every message's events in the order they were committed, page by page, for
+        consumers that pull: pass each page's ``next`` as ``after`` to catch up."""
+        guard.client()
+        try:
+            query = FeedQuery.model_validate(request.args.to_dict())
+        except ValidationError as error:
+            return error_response(400, describe_validation_error(error))
+        events = await services.repository.feed(query.after, query.limit)
+        cursor = events[-1].position if events else query.after
+        page = EventPage(events=[MessageEvent.of(event) for event in events], next=str(cursor))
+        return json_response(page.model_dump(mode="json"), 200)
 
     return routes
 

@@ -16,6 +16,7 @@ __all__ = [
     "BatchSucceeded",
     "BulkReceived",
     "ClaimsTaken",
+    "Event",
     "HttpServed",
     "Idempotency",
     "Message",
@@ -100,6 +101,27 @@ class Saved:
     message_ids: tuple[str, ...]
     replayed: bool
     """True when the idempotency key was known: nothing new was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One status step of a message, recorded in the transaction that made it."""
+
+    event_id: str
+    message_id: str
+    sequence: int
+    """The message's events counted from 1 (ACCEPTED)."""
+    status: Status
+    previous_status: Status | None
+    reason: str | None
+    at: float
+    """Wall-clock seconds since the epoch."""
+    position: int | None = None
+    """Its place in the feed of every event (set by the store; None until it has one)."""
+
+    @classmethod
+    def accepted(cls, message: Message) -> "Event":
+        return cls(new_id(), message.id, 1, Status.ACCEPTED, None, None, message.created_at)
 
 
 @dataclass(frozen=True, slots=True)

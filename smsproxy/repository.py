@@ -3,12 +3,14 @@
 - ``save`` stores a message as ACCEPTED; saving an id that exists is an error.
 - ``get`` answers NOT_FOUND for an unknown id (not an error).
 - ``update`` of an unknown id, or of a message in a final status, is an error and
-  changes nothing.
+  changes nothing; every status step applied is an event in the message's history,
+  written in the same transaction (an outbox).
 - ``save`` with an idempotency key seen before stores nothing and answers with the
   ids of the first request; the key and the messages are stored in one transaction.
 """
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from smsproxy.errors import (
     DuplicateMessage,
@@ -17,7 +19,7 @@ from smsproxy.errors import (
     RepositoryError,
     UnknownMessage,
 )
-from smsproxy.models import Idempotency, Message, Saved, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, new_id
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.stores import MessageStore
 
@@ -28,8 +30,9 @@ Submission = tuple[Sequence[Message], Idempotency | None, float]
 
 
 class Repository:
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: MessageStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self._clock = clock
 
     def save(
         self,
@@ -107,38 +110,40 @@ class Repository:
         """Apply updates one after the other, as if each were its own ``update``.
 
         An id may come more than once (CONFIRMED, then DELIVERED): each update is
-        checked against the status the earlier ones left. Returns the refused
-        updates, in order.
-
-        Written for the common case, where every message exists and none is final:
-        the last allowed status of each id is written with one compare-and-set,
-        and only the ids the store did not change are looked up, to say why.
+        checked against the status the earlier ones left, and each step applied is
+        an event, even when the row is written once with the last of them. A
+        status the message has already is no step (and no error). Returns the
+        refused updates, in order.
         """
-        final_from: dict[str, Status] = {}  # the first final status each id reaches
-        target: dict[str, Status] = {}
-        for message_id, status in updates:
-            if message_id not in final_from:
-                target[message_id] = status
-                if status in FINAL_STATUSES:
-                    final_from[message_id] = status
-        changes = [(message_id, status, reason) for message_id, status in target.items()]
-        changed = self.store.set_statuses_unless(changes, FINAL_STATUSES)
-        unchanged = self.store.statuses(i for i in target if i not in changed)
+        now = self._clock()
+        state = self.store.current(dict.fromkeys(message_id for message_id, _ in updates))
         refused: list[tuple[str, Status, RepositoryError]] = []
-        reached: set[str] = set()
+        events: list[Event] = []
         for message_id, status in updates:
-            error: RepositoryError | None = None
-            if message_id not in changed:
-                stored = unchanged.get(message_id)
-                error = (UnknownMessage(message_id) if stored is None
-                         else FinalStatusLocked(message_id, stored))
-            elif message_id in reached:
-                error = FinalStatusLocked(message_id, final_from[message_id])
-            elif status in FINAL_STATUSES:
-                reached.add(message_id)
-            if error is not None:
-                refused.append((message_id, status, error))
+            if message_id not in state:
+                refused.append((message_id, status, UnknownMessage(message_id)))
+                continue
+            stored, sequence = state[message_id]
+            if stored in FINAL_STATUSES:
+                refused.append((message_id, status, FinalStatusLocked(message_id, stored)))
+            elif status is not stored:
+                events.append(Event(new_id(), message_id, sequence + 1, status, stored,
+                                    reason, now))
+                state[message_id] = (status, sequence + 1)
+        if events:
+            last = {event.message_id: event.status for event in events}
+            # The rows are held since current(): nothing can have made them final.
+            self.store.set_statuses_unless(
+                [(message_id, status, reason) for message_id, status in last.items()],
+                FINAL_STATUSES)
+            self.store.append_events(events)
         return refused
+
+    def history(self, message_id: str) -> list[Event]:
+        return self.store.events_of(message_id)
+
+    def feed(self, after: int, limit: int) -> list[Event]:
+        return self.store.feed(after, limit)
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self.store.add_attempts(message_ids, attempts)

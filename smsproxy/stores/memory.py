@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from smsproxy.errors import DuplicateMessage
-from smsproxy.models import Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import StatusChange
 
@@ -23,6 +23,8 @@ class MemoryStore:
         self._messages: dict[str, Message] = {}
         self._records: dict[str, StatusRecord] = {}
         self._keys: dict[tuple[str, str], tuple[str, tuple[str, ...], float]] = {}
+        self._events: list[Event] = []
+        self._history: dict[str, list[Event]] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -39,6 +41,7 @@ class MemoryStore:
         for message in messages:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)
+        self.append_events([Event.accepted(message) for message in messages])
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         return self._records.get(message_id)
@@ -57,6 +60,23 @@ class MemoryStore:
                 self._records[message_id] = StatusRecord(message_id, status, reason)
                 changed.add(message_id)
         return changed
+
+    def current(self, message_ids: Iterable[str]) -> dict[str, tuple[Status, int]]:
+        records, history = self._records, self._history
+        return {i: (records[i].status, history[i][-1].sequence)
+                for i in message_ids if i in records}
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            positioned = replace(event, position=len(self._events) + 1)
+            self._events.append(positioned)
+            self._history.setdefault(event.message_id, []).append(positioned)
+
+    def events_of(self, message_id: str) -> list[Event]:
+        return list(self._history.get(message_id, ()))
+
+    def feed(self, after: int, limit: int) -> list[Event]:
+        return self._events[max(0, after) : max(0, after) + limit]
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         for message_id in message_ids:

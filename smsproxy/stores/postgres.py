@@ -27,9 +27,17 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
-from smsproxy.models import Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import Backlog, Claimed, StatusChange, first_duplicate
+from smsproxy.stores.protocol import (
+    EVENT_COLUMNS,
+    Backlog,
+    Claimed,
+    StatusChange,
+    event_from_row,
+    event_row,
+    first_duplicate,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -82,12 +90,40 @@ ALTER TABLE smsproxy_messages SET (
     autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 5000
 );
 """,
+    # Every status step, written with the step itself (an outbox). Ids come from a
+    # sequence in the order transactions insert, not the order they commit, so the
+    # feed's positions are handed out later, to committed rows only (see feed()).
+    4: """
+CREATE TABLE smsproxy_events (
+    id              bigserial PRIMARY KEY,
+    position        bigint UNIQUE,
+    event_id        text NOT NULL,
+    message_id      text NOT NULL,
+    sequence        integer NOT NULL,
+    status          text NOT NULL,
+    previous_status text,
+    reason          text,
+    at              double precision NOT NULL,
+    UNIQUE (message_id, sequence)
+);
+CREATE INDEX smsproxy_events_unplaced ON smsproxy_events (id) WHERE position IS NULL;
+INSERT INTO smsproxy_events (event_id, message_id, sequence, status, at)
+    SELECT gen_random_uuid()::text, id, 1, 'ACCEPTED', created_at
+    FROM smsproxy_messages ORDER BY created_at;
+INSERT INTO smsproxy_events (event_id, message_id, sequence, status, previous_status,
+                             reason, at)
+    SELECT gen_random_uuid()::text, id, 2, status, 'ACCEPTED', reason, updated_at
+    FROM smsproxy_messages WHERE status != 'ACCEPTED' ORDER BY updated_at;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 MIGRATION_LOCK = 0x736D7370  # "smsp": any fixed number all instances agree on
 CLAIM_LOCK = MIGRATION_LOCK + 1
+FEED_LOCK = MIGRATION_LOCK + 2
+PLACE_AT_ONCE = 10_000
+"""Events given feed positions per feed() call, at most."""
 CLAIM_RETRY = 0.05
 """Seconds before looking again when another instance is claiming right now."""
 
@@ -234,17 +270,24 @@ class PostgresStore:
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
-            "INSERT INTO smsproxy_messages (id, phone_number, content, created_at,"
-            " status, attempts, updated_at)"
+            "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
+            " created_at, status, attempts, updated_at)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s"
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[])"
             " AS rows (id, phone_number, content, created_at, attempts)"
-            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            " ON CONFLICT (id) DO NOTHING RETURNING id, created_at),"
+            " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
+            " status, at) SELECT gen_random_uuid()::text, id, 1, 'ACCEPTED', created_at"
+            " FROM inserted)"
+            " SELECT id FROM inserted",
             (time.time(), *(list(column) for column in columns)),
         ).fetchall()
         if len(inserted) < len(messages):
+            taken_back = [row[0] for row in inserted]
+            self._conn.execute("DELETE FROM smsproxy_events WHERE message_id = ANY(%s)",
+                               (taken_back,))
             self._conn.execute("DELETE FROM smsproxy_messages WHERE id = ANY(%s)",
-                               ([row[0] for row in inserted],))
+                               (taken_back,))
             raise DuplicateMessage(
                 first_duplicate(messages, self.statuses(m.id for m in messages)))
 
@@ -278,6 +321,51 @@ class PostgresStore:
             )
             changed.update(row[0] for row in rows)
         return changed
+
+    def current(self, message_ids: Iterable[str]) -> dict[str, tuple[Status, int]]:
+        """Two statements: the first waits for the rows' locks; the second, with a
+        snapshot taken after that wait, sees the events their last holder wrote."""
+        ids = list(message_ids)
+        self._conn.execute(
+            "SELECT 1 FROM smsproxy_messages WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (ids,)).fetchall()
+        rows = self._conn.execute(
+            "SELECT m.id, m.status, (SELECT max(sequence) FROM smsproxy_events"
+            " WHERE message_id = m.id) FROM smsproxy_messages AS m WHERE m.id = ANY(%s)",
+            (ids,))
+        return {i: (_STATUS[status], sequence) for i, status, sequence in rows}
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        columns = list(zip(*(event_row(event) for event in events), strict=True))
+        self._conn.execute(
+            f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}) SELECT * FROM unnest("
+            f"%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],"
+            f" %s::float8[])", [list(column) for column in columns])
+
+    def events_of(self, message_id: str) -> list[Event]:
+        rows = self._conn.execute(
+            f"SELECT {EVENT_COLUMNS}, position FROM smsproxy_events WHERE message_id = %s"
+            f" ORDER BY sequence", (message_id,))
+        return [event_from_row(row) for row in rows]
+
+    def feed(self, after: int, limit: int) -> list[Event]:
+        """Positions go to committed events only, by one instance at a time (a
+        transaction-level lock), in id order: an event that commits later gets a later
+        position, so a reader past position P never misses one placed before P."""
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (FEED_LOCK,)).fetchall()
+        self._conn.execute(
+            "WITH unplaced AS (SELECT id, row_number() OVER (ORDER BY id) AS n"
+            " FROM (SELECT id FROM smsproxy_events WHERE position IS NULL ORDER BY id"
+            " LIMIT %s) AS oldest),"
+            " placed AS (SELECT coalesce(max(position), 0) AS last FROM smsproxy_events)"
+            " UPDATE smsproxy_events AS e SET position = placed.last + unplaced.n"
+            " FROM unplaced, placed WHERE e.id = unplaced.id", (PLACE_AT_ONCE,))
+        rows = self._conn.execute(
+            f"SELECT {EVENT_COLUMNS}, position FROM smsproxy_events WHERE position > %s"
+            f" ORDER BY position LIMIT %s", (after, limit))
+        return [event_from_row(row) for row in rows]
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self._conn.execute(
@@ -384,10 +472,16 @@ class PostgresStore:
             f" AND (claim_until IS NULL OR claim_until < {_NOW})"
             f" AND created_at + %(ttl)s + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
             f" <= {_NOW} ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
-            f" UPDATE smsproxy_messages AS m SET status = 'FAILED', updated_at = {_NOW},"
+            f", failed AS (UPDATE smsproxy_messages AS m SET status = 'FAILED',"
+            f" updated_at = {_NOW},"
             f" reason = CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
             f" || coalesce(m.last_error, 'none recorded')"
-            f" FROM late WHERE m.id = late.id RETURNING m.id",
+            f" FROM late WHERE m.id = late.id RETURNING m.id, m.reason)"
+            f", recorded AS (INSERT INTO smsproxy_events ({EVENT_COLUMNS})"
+            f" SELECT gen_random_uuid()::text, id, 1 + (SELECT max(sequence)"
+            f" FROM smsproxy_events WHERE message_id = failed.id), 'FAILED', 'ACCEPTED',"
+            f" reason, {_NOW} FROM failed)"
+            f" SELECT id FROM failed",
             self._at(ttl=ttl, grace=grace, never=reasons[0], maybe=reasons[1]),
         )
         return [row[0] for row in rows]

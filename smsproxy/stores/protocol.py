@@ -9,15 +9,42 @@ from a worker thread by the repository actor, one transaction at a time.
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from smsproxy.models import Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
 
-__all__ = ["Backlog", "Claimed", "MessageStore", "SharedQueue", "StatusChange", "first_duplicate"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "Backlog",
+    "Claimed",
+    "MessageStore",
+    "SharedQueue",
+    "StatusChange",
+    "event_from_row",
+    "event_row",
+    "first_duplicate",
+]
 
 StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
+
+EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
+"""An event's columns in the SQL stores, in :class:`Event`'s order."""
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An event from its ``EVENT_COLUMNS``, then its position."""
+    event_id, message_id, sequence, status, previous, reason, at, position = row
+    return Event(event_id, message_id, sequence, Status(status),
+                 Status(previous) if previous else None, reason, at, position)
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    """An event's ``EVENT_COLUMNS``."""
+    return (event.event_id, event.message_id, event.sequence, event.status.value,
+            event.previous_status.value if event.previous_status else None,
+            event.reason, event.at)
 
 
 class MessageStore(Protocol):
@@ -33,8 +60,8 @@ class MessageStore(Protocol):
         ...
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: an id that exists, or comes twice, raises DuplicateMessage
-        and stores nothing."""
+        """All or none, each with its ACCEPTED event: an id that exists, or comes
+        twice, raises DuplicateMessage and stores nothing."""
         ...
 
     def lookup(self, message_id: str) -> StatusRecord | None: ...
@@ -51,6 +78,24 @@ class MessageStore(Protocol):
         A compare-and-set: returns the ids that were changed. Unknown ids and
         protected messages are left alone (and left out of the answer).
         """
+        ...
+
+    def current(self, message_ids: Iterable[str]) -> dict[str, tuple[Status, int]]:
+        """Status and last event sequence of those that exist, held against other
+        writers until the transaction ends (several instances report at once)."""
+        ...
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Record status steps (their statuses are written by set_statuses_unless)."""
+        ...
+
+    def events_of(self, message_id: str) -> list[Event]:
+        """A message's events, oldest first; the ACCEPTED one is written by insert."""
+        ...
+
+    def feed(self, after: int, limit: int) -> list[Event]:
+        """Every message's events in the order they committed: up to ``limit`` of them
+        past ``position`` ``after``. A position, once seen, is never filled later."""
         ...
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...

@@ -19,14 +19,20 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
-from smsproxy.models import Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import StatusChange, first_duplicate
+from smsproxy.stores.protocol import (
+    EVENT_COLUMNS,
+    StatusChange,
+    event_from_row,
+    event_row,
+    first_duplicate,
+)
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
@@ -79,6 +85,27 @@ DROP TABLE messages;
 ALTER TABLE messages_by_arrival RENAME TO messages;
 CREATE INDEX messages_waiting ON messages (created_at) WHERE status = 'ACCEPTED';
 """,
+    # Every status step, written with the step itself (an outbox); the position is
+    # the feed's order, which is commit order with one writer.
+    4: """
+CREATE TABLE events (
+    position        INTEGER PRIMARY KEY,
+    event_id        TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    sequence        INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    previous_status TEXT,
+    reason          TEXT,
+    at              REAL NOT NULL,
+    UNIQUE (message_id, sequence)
+);
+INSERT INTO events (event_id, message_id, sequence, status, previous_status, reason, at)
+    SELECT lower(hex(randomblob(16))), id, 1, 'ACCEPTED', NULL, NULL, created_at
+    FROM messages ORDER BY seq;
+INSERT INTO events (event_id, message_id, sequence, status, previous_status, reason, at)
+    SELECT lower(hex(randomblob(16))), id, 2, status, 'ACCEPTED', reason, updated_at
+    FROM messages WHERE status != 'ACCEPTED' ORDER BY seq;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -98,6 +125,7 @@ _ROWS_PER_INSERT = 500
 
 _STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
+
 
 
 class SqliteStore:
@@ -158,7 +186,7 @@ class SqliteStore:
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
-            with self._savepoint("insert_messages") if len(chunks) > 1 else nullcontext():
+            with self._savepoint("insert_messages"):
                 for chunk in chunks:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
@@ -166,6 +194,7 @@ class SqliteStore:
                         + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
+                self.append_events([Event.accepted(message) for message in messages])
         except sqlite3.IntegrityError:
             raise DuplicateMessage(
                 first_duplicate(messages, self.statuses(m.id for m in messages))) from None
@@ -241,6 +270,39 @@ class SqliteStore:
             [status.value, reason, now, *ids, *keep],
         )
         return cursor.rowcount
+
+    def current(self, message_ids: Iterable[str]) -> dict[str, tuple[Status, int]]:
+        ids = list(message_ids)
+        found: dict[str, tuple[Status, int]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = self._db.execute(
+                f"SELECT id, status, (SELECT max(sequence) FROM events WHERE message_id = id)"
+                f" FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((i, (_STATUS[status], sequence)) for i, status, sequence in rows)
+        return found
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        rows = [event_row(event) for event in events]
+        for start in range(0, len(rows), _ROWS_PER_INSERT // 2):
+            chunk = rows[start : start + _ROWS_PER_INSERT // 2]
+            self._db.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
+
+    def events_of(self, message_id: str) -> list[Event]:
+        rows = self._db.execute(
+            f"SELECT {EVENT_COLUMNS}, position FROM events WHERE message_id = ?"
+            f" ORDER BY sequence", (message_id,))
+        return [event_from_row(row) for row in rows]
+
+    def feed(self, after: int, limit: int) -> list[Event]:
+        rows = self._db.execute(
+            f"SELECT {EVENT_COLUMNS}, position FROM events WHERE position > ?"
+            f" ORDER BY position LIMIT ?", (after, limit))
+        return [event_from_row(row) for row in rows]
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         self._db.executemany(

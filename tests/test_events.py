@@ -1,0 +1,279 @@
+"""Every status step is an event, written with the step (an outbox): a message's
+history, and the feed of every event in commit order, on every store backend."""
+
+import json
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from api import create_app
+from smsproxy.models import Message, new_ids
+from smsproxy.repository import Repository
+from smsproxy.statuses import Status
+from smsproxy.stores.postgres import PostgresStore
+from smsproxy.stores.sqlite import SqliteStore
+
+PHONE = "+4912345678"
+
+
+def messages(count: int) -> list[Message]:
+    return [Message(i, PHONE, f"m{n}", created_at=1_764_180_000.0 + n)
+            for n, i in enumerate(new_ids(count))]
+
+
+def steps(events) -> list[tuple[int, Status, Status | None]]:
+    return [(e.sequence, e.status, e.previous_status) for e in events]
+
+
+async def test_a_message_s_whole_life_is_its_history(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    await repo.update(message.id, Status.CONFIRMED)
+    await repo.update(message.id, Status.DELIVERED)
+    history = await repo.history(message.id)
+    assert steps(history) == [(1, Status.ACCEPTED, None), (2, Status.CONFIRMED, Status.ACCEPTED),
+                              (3, Status.DELIVERED, Status.CONFIRMED)]
+    assert history[0].at == message.created_at
+    assert len({e.event_id for e in history}) == 3
+
+
+async def test_two_steps_written_as_one_row_are_two_events(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    refused = await repo.apply_in_order([(message.id, Status.CONFIRMED),
+                                         (message.id, Status.DELIVERED)])
+    assert refused == []
+    assert (await repo.get(message.id)).status is Status.DELIVERED
+    assert [e.status for e in await repo.history(message.id)] == [
+        Status.ACCEPTED, Status.CONFIRMED, Status.DELIVERED]
+
+
+async def test_delivered_before_confirmed_shows_what_was_applied(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    refused = await repo.apply_in_order([(message.id, Status.DELIVERED),
+                                         (message.id, Status.CONFIRMED)])
+    assert [(status, type(error).__name__) for _, status, error in refused] == [
+        (Status.CONFIRMED, "FinalStatusLocked")]
+    assert steps(await repo.history(message.id)) == [
+        (1, Status.ACCEPTED, None), (2, Status.DELIVERED, Status.ACCEPTED)]
+
+
+async def test_a_repeated_status_is_no_event_and_no_error(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    await repo.update(message.id, Status.CONFIRMED)
+    assert await repo.apply_in_order([(message.id, Status.CONFIRMED)]) == []
+    assert [e.sequence for e in await repo.history(message.id)] == [1, 2]
+
+
+async def test_a_failure_carries_its_reason(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    await repo.update(message.id, Status.FAILED, reason="not accepted within the TTL")
+    last = (await repo.history(message.id))[-1]
+    assert (last.status, last.previous_status, last.reason) == (
+        Status.FAILED, Status.ACCEPTED, "not accepted within the TTL")
+
+
+async def test_a_refused_save_leaves_no_event(repo):
+    first, second = messages(2)
+    await repo.save(first)
+    with pytest.raises(Exception, match="exists"):
+        await repo.save(second, first)  # first's id again: all or none
+    assert await repo.history(second.id) == []
+    assert len(await repo.history(first.id)) == 1
+
+
+async def test_an_unknown_message_has_no_history(repo):
+    assert await repo.history(str(uuid.uuid4())) == []
+
+
+async def test_the_feed_pages_over_every_event_once_in_order(repo):
+    saved = messages(5)
+    await repo.save(*saved)
+    await repo.update_many({m.id: Status.CONFIRMED for m in saved[:3]})
+    await repo.update(saved[0].id, Status.DELIVERED)
+    seen, after = [], 0
+    while page := await repo.feed(after, 3):
+        seen.extend(page)
+        after = page[-1].position
+    assert len(seen) == 9
+    assert len({e.event_id for e in seen}) == 9
+    positions = [e.position for e in seen]
+    assert positions == sorted(positions)
+    for m in saved:  # each message's events keep their order in the feed
+        assert [e.sequence for e in seen if e.message_id == m.id] == sorted(
+            e.sequence for e in seen if e.message_id == m.id)
+    assert await repo.feed(after, 3) == []
+
+
+def test_the_feed_survives_a_restart(tmp_path):
+    path = tmp_path / "events.db"
+    store = SqliteStore(path)
+    repository = Repository(store)
+    saved = messages(3)
+    with store.transaction():
+        repository.save(saved)
+    with store.transaction():
+        first_page = repository.feed(0, 2)
+    store.close()
+    store = SqliteStore(path)
+    repository = Repository(store)
+    with store.transaction():
+        repository.update_many({saved[0].id: Status.CONFIRMED})
+    with store.transaction():
+        rest = repository.feed(first_page[-1].position or 0, 10)
+    store.close()
+    assert [(e.message_id, e.status) for e in first_page + rest] == [
+        (saved[0].id, Status.ACCEPTED), (saved[1].id, Status.ACCEPTED),
+        (saved[2].id, Status.ACCEPTED), (saved[0].id, Status.CONFIRMED)]
+
+
+def test_an_older_sqlite_file_gets_the_history_it_implies(tmp_path):
+    """Version 3 had no events: each message gets ACCEPTED, and its status if later."""
+    import sqlite3
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path)
+    from smsproxy.stores import sqlite as sqlite_module
+
+    for step in (1, 2, 3):
+        db.executescript(sqlite_module._MIGRATIONS[step])
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
+               " updated_at) VALUES ('a', '1', 'x', 1, 'DELIVERED', 1, 2),"
+               " ('b', '1', 'y', 1, 'ACCEPTED', 0, 1)")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    with store.transaction():
+        a, b = store.events_of("a"), store.events_of("b")
+    store.close()
+    assert steps(a) == [(1, Status.ACCEPTED, None), (2, Status.DELIVERED, Status.ACCEPTED)]
+    assert steps(b) == [(1, Status.ACCEPTED, None)]
+
+
+def test_postgres_feed_positions_follow_commit_order_not_insert_order(postgres_url):
+    """A transaction that inserted first and commits last must not be skipped by a
+    reader that has already paged past the events committed meanwhile."""
+    slow_store, fast_store, reader = (PostgresStore(postgres_url) for _ in range(3))
+    slow_message, fast_message = messages(2)
+    inserted = threading.Event()
+    release = threading.Event()
+
+    def slow_save() -> None:
+        with slow_store.transaction():
+            Repository(slow_store).save([slow_message])  # takes its event id first
+            inserted.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=slow_save)
+    thread.start()
+    assert inserted.wait(10)
+    with fast_store.transaction():
+        Repository(fast_store).save([fast_message])
+    with reader.transaction():
+        early = reader.feed(0, 10)
+    release.set()
+    thread.join()
+    with reader.transaction():
+        late = reader.feed(early[-1].position or 0, 10)
+    for store in (slow_store, fast_store, reader):
+        store.close()
+    assert [e.message_id for e in early] == [fast_message.id]
+    assert [e.message_id for e in late] == [slow_message.id]
+
+
+def test_postgres_expiry_is_an_event(postgres_url):
+    store = PostgresStore(postgres_url, clock=lambda: 1_764_180_000.0 + 7200)
+    [message] = messages(1)
+    with store.transaction():
+        store.insert([message])
+    with store.transaction():
+        expired = store.expire(3600, 0, ("never sent: ", "maybe sent: "))
+    with store.transaction():
+        history = store.events_of(message.id)
+    store.close()
+    assert expired == [message.id]
+    assert steps(history) == [(1, Status.ACCEPTED, None), (2, Status.FAILED, Status.ACCEPTED)]
+    assert history[1].reason == "never sent: none recorded"
+
+
+def test_postgres_reports_for_one_message_from_two_instances_never_share_a_sequence(
+    postgres_url,
+):
+    first, second = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    [message] = messages(1)
+    with first.transaction():
+        first.insert([message])
+    holding = threading.Event()
+    release = threading.Event()
+
+    def confirm_slowly() -> None:
+        with first.transaction():
+            Repository(first).update_many({message.id: Status.CONFIRMED})
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=confirm_slowly)
+    thread.start()
+    assert holding.wait(10)
+    threading.Timer(0.3, release.set).start()  # the second waits for the first's lock
+    with second.transaction():
+        Repository(second).update_many({message.id: Status.DELIVERED})
+    thread.join()
+    with second.transaction():
+        history = second.events_of(message.id)
+    first.close()
+    second.close()
+    assert steps(history) == [(1, Status.ACCEPTED, None), (2, Status.CONFIRMED, Status.ACCEPTED),
+                              (3, Status.DELIVERED, Status.CONFIRMED)]
+
+
+@pytest.fixture
+async def pipeline(start_pipeline):
+    return await start_pipeline(batch_size=1)
+
+
+@pytest.fixture
+async def client(pipeline):
+    return create_app(pipeline.services).test_client()
+
+
+async def test_http_history_and_feed(client, pipeline):
+    response = await client.post("/sms", data=json.dumps({"phone_number": PHONE,
+                                                          "content": "hello"}),
+                                 headers={"Content-Type": "application/json"})
+    message_id = (await response.get_json())["id"]
+    await pipeline.repository.apply_in_order([(message_id, Status.CONFIRMED),
+                                              (message_id, Status.DELIVERED)])
+    history = await (await client.get(f"/sms/{message_id}/events")).get_json()
+    assert [(e["sequence"], e["status"], e["previous_status"]) for e in history["events"]] == [
+        (1, "ACCEPTED", None), (2, "CONFIRMED", "ACCEPTED"), (3, "DELIVERED", "CONFIRMED")]
+    assert history["events"][0]["at"].endswith("Z")
+    page = await (await client.get("/events?limit=2")).get_json()
+    assert [e["status"] for e in page["events"]] == ["ACCEPTED", "CONFIRMED"]
+    rest = await (await client.get(f"/events?after={page['next']}")).get_json()
+    assert [e["status"] for e in rest["events"]] == ["DELIVERED"]
+    again = await (await client.get(f"/events?after={rest['next']}")).get_json()
+    assert again == {"events": [], "next": rest["next"]}
+
+
+@pytest.mark.parametrize("path", ["/sms/not-a-uuid/events", "/events?after=x",
+                                  "/events?limit=0", "/events?limit=1001", "/events?after=-1"])
+async def test_http_refuses_bad_history_and_feed_requests(client, path):
+    response = await client.get(path)
+    assert response.status_code == 400
+    assert "error" in await response.get_json()
+
+
+def test_postgres_can_serve_the_feed_while_a_store_is_fresh(postgres_url):
+    store = PostgresStore(postgres_url)
+    with store.transaction():
+        assert store.feed(0, 10) == []
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT count(*) FROM smsproxy_events").fetchone() == (0,)
+    store.close()
