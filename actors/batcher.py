@@ -34,6 +34,7 @@ from smsproxy.models import (
     Message,
     MessagesAccepted,
     MessagesExpired,
+    Outgoing,
     Saved,
     new_messages,
 )
@@ -104,13 +105,14 @@ class BatcherHandle:
         return self._accepting and not self._stopped.is_set()
 
     async def submit(
-        self, phone_number: str, content: str, idempotency: Idempotency | None = None
+        self, phone_number: str, content: str, idempotency: Idempotency | None = None,
+        callback_url: str | None = None,
     ) -> Saved:
         """Accept one message: stored as ACCEPTED and queued when this returns."""
-        return await self.submit_many([(phone_number, content)], idempotency)
+        return await self.submit_many([(phone_number, content, callback_url)], idempotency)
 
     async def submit_many(
-        self, items: Sequence[tuple[str, str]], idempotency: Idempotency | None = None
+        self, items: Sequence[Outgoing], idempotency: Idempotency | None = None
     ) -> Saved:
         """Accept (phone number, content) pairs, all or none, as one store transaction.
 

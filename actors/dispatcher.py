@@ -40,6 +40,7 @@ from smsproxy.models import (
     Idempotency,
     MessagesAccepted,
     MessagesExpired,
+    Outgoing,
     Saved,
     new_id,
     new_messages,
@@ -111,12 +112,13 @@ class DispatcherHandle:
         return self._state.accepting and not self._state.stopped.is_set()
 
     async def submit(
-        self, phone_number: str, content: str, idempotency: Idempotency | None = None
+        self, phone_number: str, content: str, idempotency: Idempotency | None = None,
+        callback_url: str | None = None,
     ) -> Saved:
-        return await self.submit_many([(phone_number, content)], idempotency)
+        return await self.submit_many([(phone_number, content, callback_url)], idempotency)
 
     async def submit_many(
-        self, items: Sequence[tuple[str, str]], idempotency: Idempotency | None = None
+        self, items: Sequence[Outgoing], idempotency: Idempotency | None = None
     ) -> Saved:
         """Save as ACCEPTED, all or none; the saved rows are the queue."""
         if not self.accepting:

@@ -16,15 +16,23 @@ import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnusable
-from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, StoreFailed
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    Message,
+    PendingCallback,
+    Saved,
+    StatusRecord,
+    StoreFailed,
+)
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
-from smsproxy.stores.protocol import Backlog, Claimed, SharedQueue
+from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, SharedQueue
 
 __all__ = [
-    "AddAttempts", "ApplyInOrder", "Dispatch", "Feed", "ForgetIdempotency", "Get", "History",
-    "ListAccepted",
+    "AddAttempts", "ApplyInOrder", "Callbacks", "Dispatch", "Feed", "ForgetIdempotency", "Get",
+    "History", "ListAccepted",
     "Ping", "RepositoryHandle", "Save", "SharedQueueHandle", "StillAccepted", "UpdateMany",
     "run",
 ]
@@ -94,6 +102,14 @@ class Feed(Call[list[Event]]):
 
 
 @dataclass(frozen=True, slots=True)
+class Callbacks(Call[Any]):
+    """A status-callback operation of the store: the method's name and its arguments."""
+
+    operation: str
+    arguments: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetIdempotency(Call[int]):
     before: float
 
@@ -105,7 +121,7 @@ class Ping(Call[None]):
 
 Request = (
     Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Ping | Dispatch | History | Feed
+    | ForgetIdempotency | Ping | Dispatch | History | Feed | Callbacks
 )
 
 
@@ -135,6 +151,22 @@ class RepositoryHandle:
     async def feed(self, after: int, limit: int) -> list[Event]:
         """Every message's events past position ``after``, in commit order."""
         return await self._mailbox.call(Feed(after, limit))
+
+    async def claim_callbacks(self, instance: str, now: float, limit: int,
+                              lease: float) -> list[PendingCallback]:
+        """Callbacks due now, each its message's earliest undelivered event, claimed."""
+        return await self._callbacks("claim_callbacks", instance, now, limit, lease)  # type: ignore[no-any-return]
+
+    async def settle_callback(self, message_id: str, sequence: int, outcome: CallbackOutcome,
+                              attempts: int, retry_at: float, error: str | None) -> None:
+        await self._callbacks("settle_callback", message_id, sequence, outcome, attempts,
+                              retry_at, error)
+
+    async def callback_backlog(self) -> tuple[int, float | None]:
+        return await self._callbacks("callback_backlog")  # type: ignore[no-any-return]
+
+    async def _callbacks(self, operation: str, *arguments: Any) -> Any:
+        return await self._mailbox.call(Callbacks(operation, arguments), shield=True)
 
     async def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
         refused = await self.update_many({message_id: status}, reason)
@@ -335,7 +367,7 @@ _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
     ForgetIdempotency: "forget_idempotency", Ping: "ping", Dispatch: "dispatch",
-    History: "history", Feed: "feed",
+    History: "history", Feed: "feed", Callbacks: "callbacks",
 }
 
 
@@ -388,6 +420,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.history(message_id)
         case Feed(after, limit):
             return repository.feed(after, limit)
+        case Callbacks(operation, arguments):
+            return getattr(repository.store, operation)(*arguments)
         case Ping():
             return repository.check()
 

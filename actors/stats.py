@@ -16,6 +16,8 @@ from smsproxy.metrics import Metrics
 from smsproxy.models import (
     BatchFailed,
     BatchSucceeded,
+    CallbackAttempted,
+    CallbackBacklog,
     ClaimsTaken,
     MessagesAccepted,
     MessagesExpired,
@@ -52,6 +54,11 @@ class Snapshot:
     """Messages this instance claimed from the shared queue (PostgreSQL)."""
     claims_taken_over: int = 0
     """Of them, how many another instance had claimed and let run out."""
+    callbacks_delivered: int = 0
+    callback_attempts_failed: int = 0
+    """POSTs to a callback URL that did not end in a 2xx (retried or abandoned)."""
+    callbacks_abandoned: int = 0
+    callbacks_pending: int = 0
     success_by_attempt: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
 
@@ -118,6 +125,14 @@ class _Counters:
             case ClaimsTaken(count, taken_over):
                 n["messages_claimed"] += count
                 n["claims_taken_over"] += taken_over
+            case CallbackAttempted(outcome):
+                if outcome == "delivered":
+                    n["callbacks_delivered"] += 1
+                else:
+                    n["callback_attempts_failed"] += 1
+                    n["callbacks_abandoned"] += outcome == "abandon"
+            case CallbackBacklog(pending):
+                n["callbacks_pending"] = pending
 
     def snapshot(self) -> Snapshot:
         return Snapshot(

@@ -26,11 +26,13 @@ from functools import partial
 import structlog
 import trio
 
-from actors import batcher, dispatcher, repository, simulator, stats, updater
+from actors import batcher, dispatcher, notifier, repository, simulator, stats, updater
+from actors._callback_http import HttpCallbackTransport
 from actors.batcher import WallClock
 from actors.errors import ActorError
 from actors.sender import RetryPolicy
 from smsproxy.batching import BatchingRules
+from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.errors import StoreError
 from smsproxy.models import UpdateRejected
@@ -91,10 +93,15 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                     batcher_layer.start_soon(
                         _forget_old_idempotency_keys, repo, config, wall_clock, housekeeping
                     )
+                    notifying = trio.CancelScope()
+                    if config.callback_secret:
+                        batcher_layer.start_soon(_notify, repo, counts, config, wall_clock,
+                                                 notifying)
                     try:
                         yield Runtime(repo, counts, updates, provider, batches)
                     finally:
                         housekeeping.cancel()
+                        notifying.cancel()
                         await _drain(batches, config.shutdown_grace, batcher_layer)
                 await updates.close()
             await repo.close()
@@ -151,6 +158,24 @@ async def _forget_old_idempotency_keys(
 
 
 HOUSEKEEPING_INTERVAL = 3600.0
+
+
+async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, config: Config,
+                  wall_clock: WallClock, scope: trio.CancelScope) -> None:
+    """The notifier, until shutdown begins: what it holds then goes again after a
+    restart (its claims run out), and receivers drop what they saw twice."""
+    transport = HttpCallbackTransport(timeout=config.callback_timeout,
+                                      allow_private=config.callback_allow_private)
+    settings = notifier.NotifierSettings(
+        secret=config.callback_secret or "", instance=config.effective_instance_name,
+        schedule=RetrySchedule(max_age=config.callback_max_age),
+        timeout=config.callback_timeout)
+    try:
+        with scope:
+            await notifier.run(repo, counts, transport, settings, clock=wall_clock)
+    finally:
+        with trio.CancelScope(shield=True):
+            await transport.aclose()
 
 
 async def _drain(batches: "Batches", grace: float, layer: trio.Nursery) -> None:

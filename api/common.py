@@ -54,6 +54,11 @@ class ApiSettings:
     """For rate limits; tests pass trio.current_time to run on the mock clock."""
     shared_stats: Path | None = None
     """One of a --workers set: where the workers' figures are, for /stats and /metrics."""
+    callbacks: bool = False
+    """Status callbacks are sent (--callback-secret is set)."""
+    callback_url: str | None = None
+    """The default callback URL (--callback-url), for messages that name none."""
+    callback_allow_private: bool = False
 
 
 async def read_body(limit: int) -> bytes:

@@ -10,6 +10,7 @@ from api.common import MalformedJson, json_response
 from api.schemas import describe_validation_error
 from smsproxy.errors import (
     IdempotencyConflict,
+    InvalidMessage,
     LargerThanQueue,
     QueueFull,
     ShuttingDown,
@@ -41,6 +42,10 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ValidationError)
     async def invalid_body(error: ValidationError) -> Response:
         return error_response(400, describe_validation_error(error))
+
+    @app.errorhandler(InvalidMessage)
+    async def invalid_message(error: InvalidMessage) -> Response:
+        return error_response(400, str(error))
 
     @app.errorhandler(IdempotencyConflict)
     async def idempotency_conflict(error: IdempotencyConflict) -> Response:

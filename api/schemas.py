@@ -1,7 +1,6 @@
 """Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -14,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from smsproxy.callbacks import MAX_URL_LENGTH, check_url, rfc3339
 from smsproxy.errors import InvalidMessage
 from smsproxy.models import Event
 from smsproxy.segments import MAX_SEGMENTS
@@ -44,18 +44,12 @@ __all__ = [
 T = TypeVar("T")
 
 
-def rfc3339(seconds: float) -> str:
-    """Epoch seconds as RFC 3339 in UTC, to the millisecond: 2026-11-28T10:00:00.123Z."""
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def _canonical_key(key: str) -> str:
     """The original's ``PhoneNumber``, ``phoneNumber`` and ``phone_number`` are one field."""
     return key.replace("_", "").lower()
 
 
-_FIELDS = {"phonenumber": "phone_number", "content": "content"}
+_FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url"}
 
 
 class SmsRequest(BaseModel):
@@ -72,6 +66,13 @@ class SmsRequest(BaseModel):
         "description": f"at most {MAX_SEGMENTS} concatenated SMS segments "
                        "(1530 GSM-7 characters, 670 UCS-2)",
     })
+    callback_url: str | None = Field(None, json_schema_extra={
+        "format": "uri", "maxLength": MAX_URL_LENGTH,
+        "description": "http or https URL that each status event of the message is POSTed "
+                       "to, signed (needs --callback-secret on the server; a host that "
+                       "resolves to a loopback, private or link-local address is refused "
+                       "unless --callback-allow-private)",
+    })
 
     @model_validator(mode="before")
     @classmethod
@@ -84,6 +85,11 @@ class SmsRequest(BaseModel):
     @classmethod
     def _phone_number(cls, value: str) -> str:
         return _as_value_error(validate_phone_number, value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return None if value is None else _as_value_error(check_url, value)
 
     @field_validator("content")
     @classmethod
@@ -191,6 +197,10 @@ class StatsBody(BaseModel):
     updates_rejected: int
     store_errors: int
     messages_claimed: int
+    callbacks_delivered: int
+    callback_attempts_failed: int
+    callbacks_abandoned: int
+    callbacks_pending: int
     claims_taken_over: int
     success_by_attempt: dict[int, int]
     last_error: str | None

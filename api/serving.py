@@ -215,6 +215,9 @@ def _api_settings(config: Config) -> ApiSettings:
         rate_limit=config.rate_limit,
         rate_burst=config.effective_rate_burst,
         bulk_max=config.bulk_max,
+        callbacks=bool(config.callback_secret),
+        callback_url=config.callback_url,
+        callback_allow_private=config.callback_allow_private,
     )
 
 

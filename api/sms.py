@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response
 
+from api.callback_urls import callback_urls
 from api.common import (
     ApiSettings,
     Services,
@@ -52,9 +53,13 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         client = guard.client()
         body = await read_body(settings.sms_max_bytes)
         sms = SmsRequest.model_validate(parse_json_object(body))
-        idempotency = idempotency_from_request(client, (sms.phone_number, sms.content))
+        request_parts = (sms.phone_number, sms.content)
+        idempotency = idempotency_from_request(
+            client, (*request_parts, sms.callback_url) if sms.callback_url else request_parts)
+        [callback_url] = await callback_urls([sms.callback_url], settings)
         guard.admit(client, 1)
-        saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency)
+        saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency,
+                                              callback_url)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
         return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments}, saved)
@@ -76,14 +81,19 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             bulk = BulkRequest.model_validate(data)
         except ValidationError as error:
             return _invalid_items(error)
-        pairs = [(sms.phone_number, sms.content) for sms in bulk.messages]
-        idempotency = idempotency_from_request(client, [f"{p}\x00{c}" for p, c in pairs])
-        guard.admit(client, len(pairs))
-        saved = await services.batcher.submit_many(pairs, idempotency)
-        services.stats.record(BulkReceived(len(pairs)))
+        urls = await callback_urls([sms.callback_url for sms in bulk.messages], settings)
+        items = [(sms.phone_number, sms.content, url)
+                 for sms, url in zip(bulk.messages, urls, strict=True)]
+        idempotency = idempotency_from_request(
+            client, [f"{sms.phone_number}\x00{sms.content}"
+                     + (f"\x00{sms.callback_url}" if sms.callback_url else "")
+                     for sms in bulk.messages])
+        guard.admit(client, len(items))
+        saved = await services.batcher.submit_many(items, idempotency)
+        services.stats.record(BulkReceived(len(items)))
         accepted = [
-            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(content).count}
-            for message_id, (_, content) in zip(saved.message_ids, pairs, strict=True)
+            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count}
+            for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
         ]
         return _accepted({"messages": accepted}, saved)
 

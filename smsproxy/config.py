@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from smsproxy.callbacks import check_url
+from smsproxy.errors import InvalidMessage
 from smsproxy.logs import LOG_LEVELS
 from smsproxy.stores import POSTGRES_SCHEMES
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
-SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret", "api_keys"})
+SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret", "api_keys", "callback_secret"})
 LOG_FORMATS = ("json", "console")
 
 
@@ -65,6 +67,11 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idempotency_ttl: float = 86_400.0
+    callback_url: str | None = None
+    callback_secret: str | None = None
+    callback_max_age: float = 86_400.0
+    callback_timeout: float = 5.0
+    callback_allow_private: bool = False
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
     log_format: str = "json"
@@ -82,6 +89,9 @@ class Config:
             raise ConfigError("claim_lease", f"must be longer than --provider-timeout "
                               f"({self.provider_timeout:g} s), so that a lease outlasts an "
                               f"attempt (got {self.claim_lease:g})")
+        if self.callback_url and not self.callback_secret:
+            raise ConfigError("callback_url", "needs --callback-secret: callbacks are signed, "
+                                              "so that a receiver can tell them from forgeries")
         if self.provider != "memory" and not self.webhook_secret and not self.webhook_insecure:
             raise ConfigError(
                 "webhook_secret",
@@ -187,6 +197,14 @@ def _parse_switch(name: str) -> Callable[[str], bool]:
 
 
 _SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _is_callback_url(url: str) -> bool:
+    try:
+        check_url(url)
+    except InvalidMessage:
+        return False
+    return True
 
 
 def _switch(name: str, help: str) -> Option:
@@ -307,6 +325,17 @@ OPTIONS: Sequence[Option] = (
             "head", _positive, "must be more than 0"),
     _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",
             lambda ttl: ttl >= 86_400, "must be at least 86400 (24 hours)"),
+    _option("callback_url", str, "default URL that each message's status events are POSTed "
+            "to (a message's own callback_url wins)", _is_callback_url,
+            "must be an http or https URL with a host"),
+    _option("callback_secret", str, "HMAC secret that signs status callbacks; callbacks "
+            "are sent only when it is set", bool, "must not be empty"),
+    _option("callback_max_age", float, "seconds a callback is retried after its event",
+            _positive, "must be a positive number of seconds"),
+    _option("callback_timeout", float, "seconds a callback receiver has to answer",
+            _positive, "must be a positive number of seconds"),
+    _switch("callback_allow_private", "let callbacks reach loopback, private and link-local "
+            "addresses (tests, or a receiver on the same network)"),
     _option("sim_latency", float, "simulator: seconds per provider call", _not_negative,
             "must be 0 or more"),
     _option("sim_failure_rate", float, "simulator: share of provider calls that fail",

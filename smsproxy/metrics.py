@@ -18,6 +18,8 @@ from smsproxy.models import (
     BatchFailed,
     BatchSucceeded,
     BulkReceived,
+    CallbackAttempted,
+    CallbackBacklog,
     ClaimsTaken,
     HttpServed,
     MessagesAccepted,
@@ -91,6 +93,14 @@ class Metrics:
         self.http_requests = Counter("smsproxy_http_requests", "HTTP requests served, by route, "
                                      "method and status code.", ["route", "method", "code"],
                                      registry=registry)
+        self.callbacks = Counter("smsproxy_callback_attempts", "Status callbacks POSTed to the "
+                                 "shop, by outcome (delivered, retry, abandon) and reason.",
+                                 ["outcome", "reason"], registry=registry)
+        self.callbacks_pending = Gauge("smsproxy_callbacks_pending", "Status callbacks not yet "
+                                       "delivered or abandoned.", registry=registry)
+        self.callback_oldest = Gauge("smsproxy_callback_oldest_pending_seconds",
+                                     "Age of the oldest pending status callback's event.",
+                                     registry=registry)
 
     def record(self, record: StatsRecord) -> None:
         match record:
@@ -120,6 +130,11 @@ class Metrics:
             case StoreFailed(operations):
                 for operation in operations:
                     self.store_errors.labels(operation).inc()
+            case CallbackAttempted(outcome, reason):
+                self.callbacks.labels(outcome, reason).inc()
+            case CallbackBacklog(pending, oldest_age):
+                self.callbacks_pending.set(pending)
+                self.callback_oldest.set(oldest_age)
             case HttpServed(counts):
                 for (route, method, status), count in counts.items():
                     self.http_requests.labels(route, method, str(status)).inc(count)

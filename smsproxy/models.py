@@ -15,6 +15,8 @@ __all__ = [
     "BatchOutcome",
     "BatchSucceeded",
     "BulkReceived",
+    "CallbackAttempted",
+    "CallbackBacklog",
     "ClaimsTaken",
     "Event",
     "HttpServed",
@@ -22,6 +24,8 @@ __all__ = [
     "Message",
     "MessagesAccepted",
     "MessagesExpired",
+    "Outgoing",
+    "PendingCallback",
     "Saved",
     "StatsRecord",
     "StatusRecord",
@@ -75,13 +79,19 @@ class Message:
     """Wall-clock seconds since the epoch; the message TTL counts from here."""
     attempts: int = 0
     """Provider attempts made for it before it was (re)loaded from the store."""
+    callback_url: str | None = None
+    """Where its status events are POSTed (None: nowhere)."""
 
 
-def new_messages(items: Sequence[tuple[str, str]], created_at: float) -> tuple[Message, ...]:
-    """Messages for (phone number, content) pairs, with new time-ordered ids."""
+Outgoing = tuple[str, str] | tuple[str, str, str | None]
+"""What a client submits: (phone number, content), and a callback URL if any."""
+
+
+def new_messages(items: Sequence[Outgoing], created_at: float) -> tuple[Message, ...]:
+    """Messages for submitted items, with new time-ordered ids."""
     return tuple(
-        Message(message_id, phone, content, created_at)
-        for message_id, (phone, content) in zip(new_ids(len(items)), items, strict=True)
+        Message(message_id, item[0], item[1], created_at, 0, item[2] if len(item) > 2 else None)
+        for message_id, item in zip(new_ids(len(items)), items, strict=True)
     )
 
 
@@ -122,6 +132,16 @@ class Event:
     @classmethod
     def accepted(cls, message: Message) -> "Event":
         return cls(new_id(), message.id, 1, Status.ACCEPTED, None, None, message.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCallback:
+    """An event to POST to its message's callback URL, claimed for a while."""
+
+    event: Event
+    url: str
+    attempts: int
+    """Attempts made before this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +246,27 @@ class StoreFailed:
     operations: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackAttempted:
+    """One POST of an event to its callback URL, and what came of it."""
+
+    outcome: str
+    """delivered, retry or abandon"""
+    reason: str
+    """2xx, 4xx, 408, 429, 5xx, timeout, connection, refused_address, too_old"""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackBacklog:
+    """Callbacks not yet delivered or abandoned, as last counted."""
+
+    pending: int
+    oldest_age: float
+    """Seconds since the oldest pending one's event (0 when none is pending)."""
+
+
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
     | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed | ClaimsTaken
+    | CallbackAttempted | CallbackBacklog
 )

@@ -2,14 +2,23 @@
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from smsproxy.errors import DuplicateMessage
-from smsproxy.models import Event, Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import StatusChange
+from smsproxy.stores.protocol import CallbackOutcome, StatusChange
 
 __all__ = ["MemoryStore"]
+
+
+@dataclass
+class _Callback:
+    event: Event
+    url: str
+    due: float
+    attempts: int = 0
+    claim_until: float = -1.0
 
 
 class MemoryStore:
@@ -25,6 +34,7 @@ class MemoryStore:
         self._keys: dict[tuple[str, str], tuple[str, tuple[str, ...], float]] = {}
         self._events: list[Event] = []
         self._history: dict[str, list[Event]] = {}
+        self._callbacks: dict[tuple[str, int], _Callback] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -71,6 +81,37 @@ class MemoryStore:
             positioned = replace(event, position=len(self._events) + 1)
             self._events.append(positioned)
             self._history.setdefault(event.message_id, []).append(positioned)
+            url = self._messages[event.message_id].callback_url
+            if url is not None:
+                self._callbacks[(event.message_id, event.sequence)] = _Callback(
+                    positioned, url, due=event.at)
+
+    def claim_callbacks(
+        self, instance: str, now: float, limit: int, lease: float
+    ) -> list[PendingCallback]:
+        first_pending: dict[str, _Callback] = {}
+        for callback in self._callbacks.values():  # in insertion order: sequence order
+            first_pending.setdefault(callback.event.message_id, callback)
+        due = sorted((c for c in first_pending.values()
+                      if c.due <= now and c.claim_until < now), key=lambda c: c.due)[:limit]
+        for callback in due:
+            callback.claim_until = now + lease
+        return [PendingCallback(c.event, c.url, c.attempts) for c in due]
+
+    def settle_callback(
+        self, message_id: str, sequence: int, outcome: CallbackOutcome, attempts: int,
+        retry_at: float, error: str | None,
+    ) -> None:
+        key = (message_id, sequence)
+        if outcome != "retry":
+            self._callbacks.pop(key, None)
+        elif key in self._callbacks:
+            callback = self._callbacks[key]
+            callback.attempts, callback.due, callback.claim_until = attempts, retry_at, -1.0
+
+    def callback_backlog(self) -> tuple[int, float | None]:
+        oldest = min((c.event.at for c in self._callbacks.values()), default=None)
+        return len(self._callbacks), oldest
 
     def events_of(self, message_id: str) -> list[Event]:
         return list(self._history.get(message_id, ()))

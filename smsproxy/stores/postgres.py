@@ -27,11 +27,12 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
-from smsproxy.models import Event, Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
     Backlog,
+    CallbackOutcome,
     Claimed,
     StatusChange,
     event_from_row,
@@ -114,6 +115,21 @@ INSERT INTO smsproxy_events (event_id, message_id, sequence, status, previous_st
                              reason, at)
     SELECT gen_random_uuid()::text, id, 2, status, 'ACCEPTED', reason, updated_at
     FROM smsproxy_messages WHERE status != 'ACCEPTED' ORDER BY updated_at;
+""",
+    # Status callbacks: a message's URL, and each event's delivery to it, claimed by
+    # one instance at a time (a lease, as for batches).
+    5: """
+ALTER TABLE smsproxy_messages ADD COLUMN callback_url text;
+ALTER TABLE smsproxy_events
+    ADD COLUMN callback_url      text,
+    ADD COLUMN callback_state    text,
+    ADD COLUMN callback_attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN callback_due      double precision,
+    ADD COLUMN callback_error    text,
+    ADD COLUMN claimed_by        text,
+    ADD COLUMN claim_until       double precision;
+CREATE INDEX smsproxy_events_callbacks_due ON smsproxy_events (callback_due)
+    WHERE callback_state = 'pending';
 """,
 }
 
@@ -267,17 +283,20 @@ class PostgresStore:
         (Ids are made here, so that path is for tests and bugs, not for traffic.)"""
         if not messages:
             return
-        columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts)
-                             for m in messages), strict=True))
+        columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
+                              m.callback_url) for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
-            " created_at, status, attempts, updated_at)"
-            " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s"
-            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[])"
-            " AS rows (id, phone_number, content, created_at, attempts)"
-            " ON CONFLICT (id) DO NOTHING RETURNING id, created_at),"
+            " created_at, status, attempts, updated_at, callback_url)"
+            " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
+            " callback_url FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[],"
+            " %s::int[], %s::text[])"
+            " AS rows (id, phone_number, content, created_at, attempts, callback_url)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
-            " status, at) SELECT gen_random_uuid()::text, id, 1, 'ACCEPTED', created_at"
+            " status, at, callback_url, callback_state, callback_due)"
+            " SELECT gen_random_uuid()::text, id, 1, 'ACCEPTED', created_at, callback_url,"
+            " CASE WHEN callback_url IS NOT NULL THEN 'pending' END, created_at"
             " FROM inserted)"
             " SELECT id FROM inserted",
             (time.time(), *(list(column) for column in columns)),
@@ -340,9 +359,49 @@ class PostgresStore:
             return
         columns = list(zip(*(event_row(event) for event in events), strict=True))
         self._conn.execute(
-            f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}) SELECT * FROM unnest("
-            f"%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],"
-            f" %s::float8[])", [list(column) for column in columns])
+            f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}, callback_url, callback_state,"
+            f" callback_due) SELECT rows.*, m.callback_url, CASE WHEN m.callback_url"
+            f" IS NOT NULL THEN 'pending' END, rows.at FROM unnest(%s::text[], %s::text[],"
+            f" %s::int[], %s::text[], %s::text[], %s::text[], %s::float8[])"
+            f" AS rows ({EVENT_COLUMNS}) JOIN smsproxy_messages AS m ON m.id = rows.message_id",
+            [list(column) for column in columns])
+
+    def claim_callbacks(
+        self, instance: str, now: float, limit: int, lease: float
+    ) -> list[PendingCallback]:
+        rows = self._conn.execute(
+            f"WITH due AS (SELECT e.id FROM smsproxy_events AS e"
+            f" WHERE e.callback_state = 'pending' AND e.callback_due <= %(now)s"
+            f" AND (e.claim_until IS NULL OR e.claim_until < %(now)s)"
+            f" AND NOT EXISTS (SELECT 1 FROM smsproxy_events AS p"
+            f" WHERE p.message_id = e.message_id AND p.sequence < e.sequence"
+            f" AND p.callback_state = 'pending')"
+            f" ORDER BY e.callback_due LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED)"
+            f" UPDATE smsproxy_events AS e SET claimed_by = %(me)s,"
+            f" claim_until = %(now)s + %(lease)s FROM due WHERE e.id = due.id"
+            f" RETURNING {', '.join(f'e.{c.strip()}' for c in EVENT_COLUMNS.split(','))},"
+            f" e.position, e.callback_url, e.callback_attempts",
+            {"now": now, "limit": limit, "me": instance, "lease": lease},
+        ).fetchall()
+        return [PendingCallback(event_from_row(row[:8]), row[8], row[9]) for row in rows]
+
+    def settle_callback(
+        self, message_id: str, sequence: int, outcome: CallbackOutcome, attempts: int,
+        retry_at: float, error: str | None,
+    ) -> None:
+        self._conn.execute(
+            "UPDATE smsproxy_events SET callback_state = %s, callback_attempts = %s,"
+            " callback_due = %s, callback_error = %s, claimed_by = NULL, claim_until = NULL"
+            " WHERE message_id = %s AND sequence = %s",
+            ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
+             message_id, sequence))
+
+    def callback_backlog(self) -> tuple[int, float | None]:
+        row = self._conn.execute(
+            "SELECT count(*), min(at) FROM smsproxy_events WHERE callback_state = 'pending'"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), row[1]
 
     def events_of(self, message_id: str) -> list[Event]:
         rows = self._conn.execute(

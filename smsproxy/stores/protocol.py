@@ -9,14 +9,15 @@ from a worker thread by the repository actor, one transaction at a time.
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from smsproxy.models import Event, Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
 
 __all__ = [
     "EVENT_COLUMNS",
     "Backlog",
+    "CallbackOutcome",
     "Claimed",
     "MessageStore",
     "SharedQueue",
@@ -28,6 +29,8 @@ __all__ = [
 
 StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
+
+CallbackOutcome = Literal["delivered", "abandoned", "retry"]
 
 EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
 """An event's columns in the SQL stores, in :class:`Event`'s order."""
@@ -96,6 +99,26 @@ class MessageStore(Protocol):
     def feed(self, after: int, limit: int) -> list[Event]:
         """Every message's events in the order they committed: up to ``limit`` of them
         past ``position`` ``after``. A position, once seen, is never filled later."""
+        ...
+
+    def claim_callbacks(
+        self, instance: str, now: float, limit: int, lease: float
+    ) -> list[PendingCallback]:
+        """Up to ``limit`` callbacks due at ``now``, oldest due first, each its message's
+        earliest undelivered event (so a message's events go out in order), claimed
+        by ``instance`` until ``now + lease``."""
+        ...
+
+    def settle_callback(
+        self, message_id: str, sequence: int, outcome: CallbackOutcome, attempts: int,
+        retry_at: float, error: str | None,
+    ) -> None:
+        """Record an attempt: the event is delivered, abandoned, or due again at
+        ``retry_at``; its claim ends either way."""
+        ...
+
+    def callback_backlog(self) -> tuple[int, float | None]:
+        """(callbacks not yet delivered or abandoned, the time of the oldest one's event)."""
         ...
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TextIO
 
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
-from smsproxy.models import Event, Idempotency, Message, StatusRecord
+from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
+    CallbackOutcome,
     StatusChange,
     event_from_row,
     event_row,
@@ -106,6 +107,17 @@ INSERT INTO events (event_id, message_id, sequence, status, previous_status, rea
     SELECT lower(hex(randomblob(16))), id, 2, status, 'ACCEPTED', reason, updated_at
     FROM messages WHERE status != 'ACCEPTED' ORDER BY seq;
 """,
+    # Status callbacks: a message's URL, and each event's delivery to it.
+    5: """
+ALTER TABLE messages ADD COLUMN callback_url TEXT;
+ALTER TABLE events ADD COLUMN callback_url TEXT;
+ALTER TABLE events ADD COLUMN callback_state TEXT;
+ALTER TABLE events ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN callback_due REAL;
+ALTER TABLE events ADD COLUMN callback_error TEXT;
+ALTER TABLE events ADD COLUMN claim_until REAL;
+CREATE INDEX events_callbacks_due ON events (callback_due) WHERE callback_state = 'pending';
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -182,7 +194,8 @@ class SqliteStore:
         an insert of several statements needs a savepoint around them.
         """
         now = time.time()
-        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now) for m in messages]
+        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url)
+                for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -190,8 +203,8 @@ class SqliteStore:
                 for chunk in chunks:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                        " attempts, updated_at) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?)"] * len(chunk)),
+                        " attempts, updated_at, callback_url) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self.append_events([Event.accepted(message) for message in messages])
@@ -283,14 +296,49 @@ class SqliteStore:
         return found
 
     def append_events(self, events: Sequence[Event]) -> None:
+        """Each event is a callback to deliver when its message has a callback URL."""
         rows = [event_row(event) for event in events]
         for start in range(0, len(rows), _ROWS_PER_INSERT // 2):
             chunk = rows[start : start + _ROWS_PER_INSERT // 2]
             self._db.execute(
-                f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-                + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_state,"
+                f" callback_due) SELECT rows.*, m.callback_url, CASE WHEN m.callback_url"
+                f" IS NOT NULL THEN 'pending' END, rows.column7"
+                f" FROM (VALUES {','.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(chunk))}) AS rows"
+                f" JOIN messages AS m ON m.id = rows.column2",
                 [value for row in chunk for value in row],
             )
+
+    def claim_callbacks(
+        self, instance: str, now: float, limit: int, lease: float
+    ) -> list[PendingCallback]:
+        rows = self._db.execute(
+            f"SELECT {_prefixed('e', EVENT_COLUMNS)}, e.position, e.callback_url,"
+            f" e.callback_attempts FROM events AS e WHERE e.callback_state = 'pending'"
+            f" AND e.callback_due <= :now AND (e.claim_until IS NULL OR e.claim_until < :now)"
+            f" AND NOT EXISTS (SELECT 1 FROM events AS p WHERE p.message_id = e.message_id"
+            f" AND p.sequence < e.sequence AND p.callback_state = 'pending')"
+            f" ORDER BY e.callback_due LIMIT :limit", {"now": now, "limit": limit},
+        ).fetchall()
+        self._db.executemany(
+            "UPDATE events SET claim_until = ? WHERE message_id = ? AND sequence = ?",
+            [(now + lease, row[1], row[2]) for row in rows])
+        return [PendingCallback(event_from_row(row[:8]), row[8], row[9]) for row in rows]
+
+    def settle_callback(
+        self, message_id: str, sequence: int, outcome: CallbackOutcome, attempts: int,
+        retry_at: float, error: str | None,
+    ) -> None:
+        self._db.execute(
+            "UPDATE events SET callback_state = ?, callback_attempts = ?, callback_due = ?,"
+            " callback_error = ?, claim_until = NULL WHERE message_id = ? AND sequence = ?",
+            ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
+             message_id, sequence))
+
+    def callback_backlog(self) -> tuple[int, float | None]:
+        count, oldest = self._db.execute(
+            "SELECT count(*), min(at) FROM events WHERE callback_state = 'pending'").fetchone()
+        return int(count), oldest
 
     def events_of(self, message_id: str) -> list[Event]:
         rows = self._db.execute(
@@ -348,6 +396,10 @@ class SqliteStore:
     def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the lock
+
+
+def _prefixed(table: str, columns: str) -> str:
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
 
 
 def _hold_lock(database: Path) -> TextIO:
