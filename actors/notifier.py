@@ -17,7 +17,7 @@ makes the service unready: this actor only counts and logs.
 
 import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -100,6 +100,8 @@ class _Notifier:
         self.in_flight = 0
         self.origins: defaultdict[tuple[str, str, int], trio.CapacityLimiter] = defaultdict(
             lambda: trio.CapacityLimiter(settings.per_origin))
+        self.queued: Counter[tuple[str, str, int]] = Counter()
+        """Callbacks waiting for their receiver's turn, by receiver."""
 
     async def serve(self) -> None:
         next_count = -math.inf
@@ -124,9 +126,26 @@ class _Notifier:
             self.senders.start_soon(self.deliver, callback)
 
     async def deliver(self, callback: PendingCallback) -> None:
+        receiver = origin(callback.url)
+        limiter = self.origins[receiver]
         try:
-            async with self.origins[origin(callback.url)]:
+            if limiter.available_tokens == 0 and self.queued[receiver] >= limiter.total_tokens:
+                # Enough wait for this receiver already: give the claim back rather than
+                # hold a slot that another receiver's callbacks could use.
+                with suppress(StoreError, ActorError):
+                    await self.repository.settle_callback(
+                        callback.event.message_id, callback.event.sequence, "retry",
+                        callback.attempts, self.clock() + self.settings.poll * 5, None)
+                return
+            self.queued[receiver] += 1
+            try:
+                await limiter.acquire()
+            finally:
+                self.queued[receiver] -= 1
+            try:
                 decision = await self.attempt(callback)
+            finally:
+                limiter.release()
             await self.settle(callback, decision)
         finally:
             self.in_flight -= 1

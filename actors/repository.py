@@ -7,6 +7,7 @@ store is driven from a worker thread, so the event loop never waits on disk.
 """
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -257,9 +258,11 @@ async def run(
     open_store: Callable[[], MessageStore],
     *,
     on_store_error: Callable[[StoreFailed], None] = lambda _: None,
+    clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[RepositoryHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Open the store, serve requests until the handle is closed, then close the store.
+    ``clock`` (wall clock seconds) dates the events of status changes.
 
     A store that takes concurrent transactions (PostgreSQL) is opened twice: saves
     commit on a connection of their own, so that a POST never waits behind claims
@@ -279,7 +282,7 @@ async def run(
             stores.append(await trio.to_thread.run_sync(open_store))
         for notice in stores[0].notices:
             log.warning("store_notice", notice=notice)
-        lanes = [_Lane(store, health, on_store_error) for store in stores]
+        lanes = [_Lane(Repository(store, clock), health, on_store_error) for store in stores]
         async with inbox, trio.open_nursery() as nursery:
             task_status.started(RepositoryHandle(mailbox, closed))
             if len(lanes) == 1:
@@ -306,9 +309,9 @@ async def run(
 class _Lane:
     """One store connection, serving its requests in groups, one transaction each."""
 
-    def __init__(self, store: MessageStore, health: "_StoreHealth",
+    def __init__(self, repository: Repository, health: "_StoreHealth",
                  on_store_error: Callable[[StoreFailed], None]) -> None:
-        self._repository = Repository(store)
+        self._repository = repository
         self._health = health
         self._on_store_error = on_store_error
 

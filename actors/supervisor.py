@@ -65,6 +65,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
         async with trio.open_nursery() as repository_layer:
             repo = await repository_layer.start(partial(
                 repository.run, store_factory(config.store), on_store_error=counts.record,
+                clock=wall_clock,
             ))
             async with trio.open_nursery() as updater_layer:
                 updater_layer.start_soon(updater.report_errors, errors_out, counts)

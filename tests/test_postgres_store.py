@@ -326,7 +326,8 @@ async def test_a_save_does_not_wait_behind_a_blocked_status_report(nursery, post
 
         nursery.start_soon(report)
         with trio.fail_after(5):
-            while not blocker.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type"
+            while not blocker.execute(  # noqa: ASYNC110 - polling the database, not a task
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type"
                                       " = 'Lock' AND datname = current_database()").fetchall():
                 await trio.sleep(0.01)  # until the report waits for the row lock
         with trio.fail_after(5):

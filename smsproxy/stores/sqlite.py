@@ -156,6 +156,9 @@ class SqliteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache
             self._migrate()
+            # One process per file (the lock above): a claim found now is a dead one's.
+            self._db.execute("UPDATE events SET claim_until = NULL"
+                             " WHERE callback_state = 'pending' AND claim_until IS NOT NULL")
         except (sqlite3.Error, StoreError) as error:
             self._release_lock()
             if isinstance(error, StoreError):

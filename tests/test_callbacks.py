@@ -1,0 +1,277 @@
+"""Status callbacks to the shop: the rules (URLs, addresses, answers, schedule, signing),
+pending callbacks in every store, and the notifier on trio's MockClock."""
+
+import itertools
+import json
+import random
+import time
+from functools import partial
+
+import pytest
+import trio
+
+from actors import notifier, repository, stats
+from actors._callback_http import Unreachable
+from smsproxy.callbacks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    RetrySchedule,
+    check_url,
+    decide,
+    origin,
+    payload,
+    refused_address,
+    safe_url,
+)
+from smsproxy.errors import InvalidMessage
+from smsproxy.models import Message, new_ids
+from smsproxy.signing import verify
+from smsproxy.statuses import Status
+from smsproxy.stores import MemoryStore
+
+PHONE = "+4912345678"
+SECRET = "shop-secret"
+
+
+# --- the rules ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["https://shop.example/hooks/sms", "http://shop.example:8080/x?t=1"])
+def test_http_and_https_urls_with_a_host_are_taken(url):
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("ftp://shop.example/x", "http or https"), ("javascript:alert(1)", "http or https"),
+    ("https:///path", "no host"), ("https://user:pw@shop.example/", "credentials"),
+    ("https://shop.example:99999/", "not a URL"), ("https://shop.example/" + "x" * 2100, "longer"),
+])
+def test_other_urls_are_refused_saying_why(url, why):
+    with pytest.raises(InvalidMessage, match=why):
+        check_url(url)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.0.0.1", "192.168.1.9",
+                                     "172.16.0.1", "::1", "fe80::1%eth0", "0.0.0.0", "224.0.0.1",
+                                     "::ffff:127.0.0.1", "fd00::1"])
+def test_addresses_a_callback_must_not_reach(address):
+    assert refused_address(["93.184.216.34", address]) is not None
+
+
+def test_public_addresses_are_fine():
+    assert refused_address(["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]) is None
+
+
+def test_the_origin_bounds_one_receiver_and_logs_drop_the_query():
+    assert origin("https://Shop.example/a") == ("https", "shop.example", 443)
+    assert origin("http://shop.example:81/a") == ("http", "shop.example", 81)
+    assert safe_url("https://shop.example/hook?token=secret#x") == "https://shop.example/hook"
+
+
+@pytest.mark.parametrize(("status", "outcome", "reason"), [
+    (200, "delivered", "2xx"), (204, "delivered", "2xx"), (408, "retry", "408"),
+    (429, "retry", "429"), (500, "retry", "5xx"), (503, "retry", "5xx"),
+    (400, "abandon", "4xx"), (404, "abandon", "4xx"), (410, "abandon", "4xx"),
+    (301, "abandon", "3xx"),
+])
+def test_what_an_answer_means(status, outcome, reason):
+    decision = decide(status)
+    assert (decision.outcome, decision.reason) == (outcome, reason)
+
+
+def test_retry_after_is_read_in_seconds():
+    assert decide(429, "30").retry_after == 30.0
+    assert decide(503, "Wed, 21 Oct 2026 07:28:00 GMT").retry_after is None
+    assert decide(429, "-5").retry_after is None
+
+
+def test_the_schedule_backs_off_with_jitter_and_gives_up_at_the_max_age():
+    schedule = RetrySchedule(initial=1.0, maximum=3600.0, max_age=86_400.0)
+    rng = random.Random(7)
+    delays = [schedule.next_attempt(n, 0.0, 0.0, rng=rng) for n in (1, 2, 3, 10, 20)]
+    assert delays[0] is not None and 0.5 <= delays[0] <= 1.0
+    assert delays[1] is not None and 1.0 <= delays[1] <= 2.0
+    assert delays[2] is not None and 2.0 <= delays[2] <= 4.0
+    assert delays[3] is not None and 256.0 <= delays[3] <= 512.0
+    assert delays[4] is not None and 1800.0 <= delays[4] <= 3600.0  # capped
+    assert schedule.next_attempt(30, 86_000.0, 0.0, rng=rng) is None  # past the day
+    assert schedule.next_attempt(1, 0.0, 0.0, retry_after=120.0, rng=rng) == 120.0
+
+
+def test_the_payload_is_the_documented_one():
+    from smsproxy.models import Event
+
+    event = Event("e-1", "m-1", 3, Status.DELIVERED, Status.CONFIRMED, None, 1_795_860_000.123)
+    assert json.loads(payload(event)) == {
+        "event_id": "e-1", "message_id": "m-1", "status": "DELIVERED",
+        "previous_status": "CONFIRMED", "reason": None, "at": "2026-11-28T10:00:00.123Z",
+        "sequence": 3}
+
+
+# --- pending callbacks in the store ----------------------------------------------------
+
+def hooked(count: int, url: str = "https://shop.example/hook") -> list[Message]:
+    return [Message(i, PHONE, "x", 1_764_180_000.0 + n, 0, url)
+            for n, i in enumerate(new_ids(count))]
+
+
+async def test_a_message_s_events_wait_their_turn_in_the_store(repo):
+    [message] = hooked(1)
+    [plain] = [Message(i, PHONE, "y", 1_764_180_000.0) for i in new_ids(1)]
+    await repo.save(message, plain)
+    await repo.apply_in_order([(message.id, Status.CONFIRMED), (message.id, Status.DELIVERED),
+                               (plain.id, Status.CONFIRMED)])
+    now = time.time() + 10
+    [first] = await repo.claim_callbacks("a", now, 10, 30)
+    assert (first.event.sequence, first.url, first.attempts) == (1, message.callback_url, 0)
+    assert await repo.claim_callbacks("b", now, 10, 30) == []  # held, and the rest wait
+    await repo.settle_callback(message.id, 1, "retry", 1, now + 5, "5xx")
+    assert await repo.claim_callbacks("a", now + 1, 10, 30) == []  # not due yet
+    [again] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    assert (again.event.sequence, again.attempts) == (1, 1)
+    await repo.settle_callback(message.id, 1, "delivered", 2, -1, None)
+    [second] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    assert second.event.status is Status.CONFIRMED
+    assert (await repo.callback_backlog())[0] == 2
+    await repo.settle_callback(message.id, 2, "abandoned", 1, -1, "4xx")
+    [third] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    assert third.event.status is Status.DELIVERED
+    pending, _ = await repo.callback_backlog()
+    assert pending == 1  # the plain message has no callbacks at all
+
+
+async def test_a_lapsed_claim_is_taken_again(repo):
+    [message] = hooked(1)
+    await repo.save(message)
+    now = time.time() + 10
+    assert len(await repo.claim_callbacks("dead", now, 10, 30)) == 1
+    assert await repo.claim_callbacks("live", now + 29, 10, 30) == []
+    [taken] = await repo.claim_callbacks("live", now + 31, 10, 30)
+    assert taken.event.sequence == 1
+
+
+# --- the notifier ------------------------------------------------------------------------
+
+class Receiver:
+    """Answers callbacks as scripted, per URL; records what arrived, and when."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[object]] = {}
+        self.received: list[tuple[float, str, dict, dict[str, str]]] = []
+        self.latency: dict[str, float] = {}
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+        await trio.sleep(self.latency.get(url, 0.0))
+        self.received.append((trio.current_time(), url, json.loads(body), headers))
+        answers = self.script.get(url) or [200]
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, tuple) else (answer, None)  # type: ignore[return-value]
+
+    def statuses(self, url: str | None = None) -> list[tuple[str, int]]:
+        return [(body["status"], body["sequence"]) for _, u, body, _ in self.received
+                if url is None or u == url]
+
+
+@pytest.fixture
+async def setup(nursery):
+    async def start(max_age: float = 86_400.0):
+        store = MemoryStore()
+        repo = await nursery.start(partial(repository.run, lambda: store,
+                                           clock=trio.current_time))
+        counts = await nursery.start(stats.run)
+        receiver = Receiver()
+        settings = notifier.NotifierSettings(
+            secret=SECRET, schedule=RetrySchedule(max_age=max_age), timeout=5.0)
+        await nursery.start(partial(notifier.run, repo, counts, receiver, settings,
+                                    clock=trio.current_time))
+        return repo, receiver, counts
+
+    return start
+
+
+async def save_hooked(repo, url: str = "https://shop.example/hook", at: float = 0.0) -> Message:
+    [message_id] = new_ids(1)
+    message = Message(message_id, PHONE, "x", at or trio.current_time(), 0, url)
+    await repo.save(message)
+    return message
+
+
+async def test_events_arrive_signed_and_in_order(setup, autojump_clock):
+    repo, receiver, _ = await setup()
+    message = await save_hooked(repo)
+    await repo.update(message.id, Status.CONFIRMED)
+    await repo.update(message.id, Status.DELIVERED)
+    await trio.sleep(5)
+    assert receiver.statuses() == [("ACCEPTED", 1), ("CONFIRMED", 2), ("DELIVERED", 3)]
+    for at, _, body, headers in receiver.received:
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        assert verify(raw, SECRET, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER],
+                      now=at) is None
+    assert len({body["event_id"] for _, _, body, _ in receiver.received}) == 3
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_and_the_order_holds(
+    setup, autojump_clock
+):
+    repo, receiver, _ = await setup()
+    url = "https://shop.example/hook"
+    receiver.script[url] = [503, Unreachable("timeout", "slow"), 500, 200]
+    message = await save_hooked(repo, url)
+    await repo.update(message.id, Status.CONFIRMED)
+    await trio.sleep(60)
+    times = [at for at, *_ in receiver.received]
+    assert receiver.statuses() == [("ACCEPTED", 1)] * 4 + [("CONFIRMED", 2)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert 0.5 <= gaps[0] <= 1.5 and 1.0 <= gaps[1] <= 2.5 and 2.0 <= gaps[2] <= 4.5
+
+
+async def test_another_4xx_gives_up_at_once_and_the_next_event_goes(setup, autojump_clock):
+    repo, receiver, counts = await setup()
+    url = "https://shop.example/hook"
+    receiver.script[url] = [410, 200]
+    message = await save_hooked(repo, url)
+    await repo.update(message.id, Status.CONFIRMED)
+    await trio.sleep(10)
+    assert receiver.statuses() == [("ACCEPTED", 1), ("CONFIRMED", 2)]
+    snapshot = await counts.snapshot()
+    assert (snapshot.callbacks_abandoned, snapshot.callbacks_delivered) == (1, 1)
+
+
+async def test_429_waits_for_its_retry_after(setup, autojump_clock):
+    repo, receiver, _ = await setup()
+    url = "https://shop.example/hook"
+    receiver.script[url] = [(429, "30"), 200]
+    await save_hooked(repo, url)
+    await trio.sleep(60)
+    first, second = (at for at, *_ in receiver.received)
+    assert 30 <= second - first <= 31
+
+
+async def test_an_event_is_given_up_after_the_max_age(setup, autojump_clock):
+    repo, receiver, counts = await setup(max_age=60)
+    url = "https://shop.example/hook"
+    receiver.script[url] = [503]
+    await save_hooked(repo, url)
+    await trio.sleep(600)
+    attempts = len(receiver.received)
+    assert 4 <= attempts <= 8  # 1, 2, 4, 8, 16, 32 s apart at most, within a minute
+    assert receiver.received[-1][0] <= 60 + 1
+    assert (await counts.snapshot()).callbacks_abandoned == 1
+    await trio.sleep(600)
+    assert len(receiver.received) == attempts
+
+
+async def test_a_slow_receiver_does_not_delay_another(setup, autojump_clock):
+    repo, receiver, _ = await setup()
+    slow, fast = "https://slow.example/hook", "https://fast.example/hook"
+    receiver.latency[slow] = 5.0
+    for _ in range(100):  # more than the notifier sends at once, in all
+        await save_hooked(repo, slow)
+    started = trio.current_time()
+    await save_hooked(repo, fast)
+    await trio.sleep(1)
+    [(arrived, *_)] = [r for r in receiver.received if r[1] == fast]
+    assert arrived - started < 1
+    await trio.sleep(200)
+    assert len(receiver.statuses(slow)) == 100  # 4 at once, 5 s each
