@@ -11,6 +11,9 @@ nesting from the inside, so every actor outlives the actors that call it:
 3. the provider delivers the status reports it holds, the updater applies them;
 4. the repository closes the store, and the stats actor stops.
 
+The notifier (status callbacks, with ``--callback-secret``) runs beside the batcher
+and stops when shutdown begins: what it held is sent again after a restart.
+
 At start, before HTTP opens, every message still ACCEPTED in the store is queued
 again: a 202 from a previous run is a promise this run keeps. (On PostgreSQL the
 table itself is the queue of every instance: there is nothing to queue again.)
