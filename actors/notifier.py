@@ -98,10 +98,11 @@ class _Notifier:
         self.clock = clock
         self.senders: trio.Nursery
         self.in_flight = 0
-        self.origins: defaultdict[tuple[str, str, int], trio.CapacityLimiter] = defaultdict(
+        self.origins: defaultdict[str, trio.CapacityLimiter] = defaultdict(
             lambda: trio.CapacityLimiter(settings.per_origin))
-        self.queued: Counter[tuple[str, str, int]] = Counter()
-        """Callbacks waiting for their receiver's turn, by receiver."""
+        self.outstanding: Counter[str] = Counter()
+        """Callbacks claimed and not yet settled, by receiver."""
+        self.wake = trio.Event()
 
     async def serve(self) -> None:
         next_count = -math.inf
@@ -110,15 +111,22 @@ class _Notifier:
             if trio.current_time() >= next_count:
                 await self.count()
                 next_count = trio.current_time() + self.settings.backlog_every
-            await trio.sleep(self.settings.poll)
+            self.wake = trio.Event()
+            with trio.move_on_after(self.settings.poll):
+                await self.wake.wait()
 
     async def claim(self) -> None:
         room = self.settings.in_flight - self.in_flight
         if room <= 0:
             return
+        # A receiver with twice its share on the way gets no more until some return:
+        # its callbacks would only wait here, holding slots (and claims) others could use.
+        full = [receiver for receiver, count in self.outstanding.items()
+                if count >= 2 * self.settings.per_origin]
         try:
             due = await self.repository.claim_callbacks(
-                self.settings.instance, self.clock(), room, self.settings.lease)
+                self.settings.instance, self.clock(), room, self.settings.lease,
+                2 * self.settings.per_origin, full)
         except (StoreError, ActorError):
             return  # the repository logged it; the next look tries again
         for callback in due:
@@ -127,28 +135,17 @@ class _Notifier:
 
     async def deliver(self, callback: PendingCallback) -> None:
         receiver = origin(callback.url)
-        limiter = self.origins[receiver]
+        self.outstanding[receiver] += 1
         try:
-            if limiter.available_tokens == 0 and self.queued[receiver] >= limiter.total_tokens:
-                # Enough wait for this receiver already: give the claim back rather than
-                # hold a slot that another receiver's callbacks could use.
-                with suppress(StoreError, ActorError):
-                    await self.repository.settle_callback(
-                        callback.event.message_id, callback.event.sequence, "retry",
-                        callback.attempts, self.clock() + self.settings.poll * 5, None)
-                return
-            self.queued[receiver] += 1
-            try:
-                await limiter.acquire()
-            finally:
-                self.queued[receiver] -= 1
-            try:
+            async with self.origins[receiver]:
                 decision = await self.attempt(callback)
-            finally:
-                limiter.release()
             await self.settle(callback, decision)
         finally:
             self.in_flight -= 1
+            self.outstanding[receiver] -= 1
+            if not self.outstanding[receiver]:
+                del self.outstanding[receiver], self.origins[receiver]
+            self.wake.set()  # the message's next event may be due now
 
     async def attempt(self, callback: PendingCallback) -> Decision:
         body = payload(callback.event)

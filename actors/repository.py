@@ -153,10 +153,12 @@ class RepositoryHandle:
         """Every message's events past position ``after``, in commit order."""
         return await self._mailbox.call(Feed(after, limit))
 
-    async def claim_callbacks(self, instance: str, now: float, limit: int,
-                              lease: float) -> list[PendingCallback]:
+    async def claim_callbacks(self, instance: str, now: float, limit: int, lease: float,
+                              per_origin: int, skip_origins: Sequence[str] = (),
+                              ) -> list[PendingCallback]:
         """Callbacks due now, each its message's earliest undelivered event, claimed."""
-        return await self._callbacks("claim_callbacks", instance, now, limit, lease)  # type: ignore[no-any-return]
+        return await self._callbacks("claim_callbacks", instance, now, limit, lease,  # type: ignore[no-any-return]
+                                     per_origin, tuple(skip_origins))
 
     async def settle_callback(self, message_id: str, sequence: int, outcome: CallbackOutcome,
                               attempts: int, retry_at: float, error: str | None) -> None:

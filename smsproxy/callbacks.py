@@ -45,11 +45,11 @@ def check_url(url: str) -> str:
     return url
 
 
-def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port): the unit that one slow receiver may hold up."""
+def origin(url: str) -> str:
+    """scheme://host:port, the unit that one slow receiver may hold up."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def safe_url(url: str) -> str:

@@ -62,8 +62,8 @@ def test_public_addresses_are_fine():
 
 
 def test_the_origin_bounds_one_receiver_and_logs_drop_the_query():
-    assert origin("https://Shop.example/a") == ("https", "shop.example", 443)
-    assert origin("http://shop.example:81/a") == ("http", "shop.example", 81)
+    assert origin("https://Shop.example/a") == "https://shop.example:443"
+    assert origin("http://shop.example:81/a") == "http://shop.example:81"
     assert safe_url("https://shop.example/hook?token=secret#x") == "https://shop.example/hook"
 
 
@@ -121,19 +121,19 @@ async def test_a_message_s_events_wait_their_turn_in_the_store(repo):
     await repo.apply_in_order([(message.id, Status.CONFIRMED), (message.id, Status.DELIVERED),
                                (plain.id, Status.CONFIRMED)])
     now = time.time() + 10
-    [first] = await repo.claim_callbacks("a", now, 10, 30)
+    [first] = await repo.claim_callbacks("a", now, 10, 30, 10)
     assert (first.event.sequence, first.url, first.attempts) == (1, message.callback_url, 0)
-    assert await repo.claim_callbacks("b", now, 10, 30) == []  # held, and the rest wait
+    assert await repo.claim_callbacks("b", now, 10, 30, 10) == []  # held, and the rest wait
     await repo.settle_callback(message.id, 1, "retry", 1, now + 5, "5xx")
-    assert await repo.claim_callbacks("a", now + 1, 10, 30) == []  # not due yet
-    [again] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    assert await repo.claim_callbacks("a", now + 1, 10, 30, 10) == []  # not due yet
+    [again] = await repo.claim_callbacks("a", now + 5, 10, 30, 10)
     assert (again.event.sequence, again.attempts) == (1, 1)
     await repo.settle_callback(message.id, 1, "delivered", 2, -1, None)
-    [second] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    [second] = await repo.claim_callbacks("a", now + 5, 10, 30, 10)
     assert second.event.status is Status.CONFIRMED
     assert (await repo.callback_backlog())[0] == 2
     await repo.settle_callback(message.id, 2, "abandoned", 1, -1, "4xx")
-    [third] = await repo.claim_callbacks("a", now + 5, 10, 30)
+    [third] = await repo.claim_callbacks("a", now + 5, 10, 30, 10)
     assert third.event.status is Status.DELIVERED
     pending, _ = await repo.callback_backlog()
     assert pending == 1  # the plain message has no callbacks at all
@@ -143,9 +143,9 @@ async def test_a_lapsed_claim_is_taken_again(repo):
     [message] = hooked(1)
     await repo.save(message)
     now = time.time() + 10
-    assert len(await repo.claim_callbacks("dead", now, 10, 30)) == 1
-    assert await repo.claim_callbacks("live", now + 29, 10, 30) == []
-    [taken] = await repo.claim_callbacks("live", now + 31, 10, 30)
+    assert len(await repo.claim_callbacks("dead", now, 10, 30, 10)) == 1
+    assert await repo.claim_callbacks("live", now + 29, 10, 30, 10) == []
+    [taken] = await repo.claim_callbacks("live", now + 31, 10, 30, 10)
     assert taken.event.sequence == 1
 
 
@@ -275,3 +275,18 @@ async def test_a_slow_receiver_does_not_delay_another(setup, autojump_clock):
     assert arrived - started < 1
     await trio.sleep(200)
     assert len(receiver.statuses(slow)) == 100  # 4 at once, 5 s each
+
+
+async def test_one_receiver_cannot_fill_a_claim_and_a_busy_one_is_skipped(repo):
+    slow = hooked(6, "https://slow.example/hook")
+    [fast] = hooked(1, "https://fast.example/hook")
+    await repo.save(*slow, fast)
+    now = time.time() + 10
+    first = await repo.claim_callbacks("a", now, 5, 30, 2)
+    assert sorted(c.url for c in first) == ["https://fast.example/hook",
+                                            "https://slow.example/hook",
+                                            "https://slow.example/hook"]
+    second = await repo.claim_callbacks("a", now, 5, 30, 2, ["https://slow.example:443"])
+    assert second == []  # the fast one is claimed; the slow ones are skipped
+    third = await repo.claim_callbacks("a", now, 5, 30, 10)
+    assert len(third) == 4 and {c.url for c in third} == {"https://slow.example/hook"}

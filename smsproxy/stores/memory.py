@@ -1,9 +1,11 @@
 """The memory store: dictionaries in the process, for tests and demos."""
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage
 from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
@@ -87,13 +89,21 @@ class MemoryStore:
                     positioned, url, due=event.at)
 
     def claim_callbacks(
-        self, instance: str, now: float, limit: int, lease: float
+        self, instance: str, now: float, limit: int, lease: float, per_origin: int,
+        skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
         first_pending: dict[str, _Callback] = {}
         for callback in self._callbacks.values():  # in insertion order: sequence order
             first_pending.setdefault(callback.event.message_id, callback)
-        due = sorted((c for c in first_pending.values()
-                      if c.due <= now and c.claim_until < now), key=lambda c: c.due)[:limit]
+        skip = set(skip_origins)
+        taken: Counter[str] = Counter()
+        due: list[_Callback] = []
+        for callback in sorted(first_pending.values(), key=lambda c: c.due):
+            receiver = origin(callback.url)
+            if (callback.due <= now and callback.claim_until < now and receiver not in skip
+                    and taken[receiver] < per_origin and len(due) < limit):
+                taken[receiver] += 1
+                due.append(callback)
         for callback in due:
             callback.claim_until = now + lease
         return [PendingCallback(c.event, c.url, c.attempts) for c in due]

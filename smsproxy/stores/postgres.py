@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
+from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
@@ -119,9 +120,10 @@ INSERT INTO smsproxy_events (event_id, message_id, sequence, status, previous_st
     # Status callbacks: a message's URL, and each event's delivery to it, claimed by
     # one instance at a time (a lease, as for batches).
     5: """
-ALTER TABLE smsproxy_messages ADD COLUMN callback_url text;
+ALTER TABLE smsproxy_messages ADD COLUMN callback_url text, ADD COLUMN callback_origin text;
 ALTER TABLE smsproxy_events
     ADD COLUMN callback_url      text,
+    ADD COLUMN callback_origin   text,
     ADD COLUMN callback_state    text,
     ADD COLUMN callback_attempts integer NOT NULL DEFAULT 0,
     ADD COLUMN callback_due      double precision,
@@ -138,6 +140,8 @@ SCHEMA_VERSION = max(_MIGRATIONS)
 MIGRATION_LOCK = 0x736D7370  # "smsp": any fixed number all instances agree on
 CLAIM_LOCK = MIGRATION_LOCK + 1
 FEED_LOCK = MIGRATION_LOCK + 2
+_CANDIDATES = 4
+"""Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
 PLACE_AT_ONCE = 10_000
 """Events given feed positions per feed() call, at most."""
 CLAIM_RETRY = 0.05
@@ -284,19 +288,23 @@ class PostgresStore:
         if not messages:
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
-                              m.callback_url) for m in messages), strict=True))
+                              m.callback_url, origin(m.callback_url) if m.callback_url else None)
+                             for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
-            " created_at, status, attempts, updated_at, callback_url)"
+            " created_at, status, attempts, updated_at, callback_url, callback_origin)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
-            " callback_url FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[],"
-            " %s::int[], %s::text[])"
-            " AS rows (id, phone_number, content, created_at, attempts, callback_url)"
-            " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url),"
+            " callback_url, callback_origin FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::float8[], %s::int[], %s::text[], %s::text[])"
+            " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
+            " callback_origin)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
+            " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
-            " status, at, callback_url, callback_state, callback_due)"
+            " status, at, callback_url, callback_origin, callback_state, callback_due)"
             " SELECT gen_random_uuid()::text, id, 1, 'ACCEPTED', created_at, callback_url,"
-            " CASE WHEN callback_url IS NOT NULL THEN 'pending' END, created_at"
+            " callback_origin, CASE WHEN callback_url IS NOT NULL THEN 'pending' END,"
+            " created_at"
             " FROM inserted)"
             " SELECT id FROM inserted",
             (time.time(), *(list(column) for column in columns)),
@@ -359,29 +367,38 @@ class PostgresStore:
             return
         columns = list(zip(*(event_row(event) for event in events), strict=True))
         self._conn.execute(
-            f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}, callback_url, callback_state,"
-            f" callback_due) SELECT rows.*, m.callback_url, CASE WHEN m.callback_url"
-            f" IS NOT NULL THEN 'pending' END, rows.at FROM unnest(%s::text[], %s::text[],"
+            f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}, callback_url, callback_origin,"
+            f" callback_state, callback_due) SELECT rows.*, m.callback_url,"
+            f" m.callback_origin, CASE WHEN m.callback_url IS NOT NULL THEN 'pending' END,"
+            f" rows.at FROM unnest(%s::text[], %s::text[],"
             f" %s::int[], %s::text[], %s::text[], %s::text[], %s::float8[])"
             f" AS rows ({EVENT_COLUMNS}) JOIN smsproxy_messages AS m ON m.id = rows.message_id",
             [list(column) for column in columns])
 
     def claim_callbacks(
-        self, instance: str, now: float, limit: int, lease: float
+        self, instance: str, now: float, limit: int, lease: float, per_origin: int,
+        skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
         rows = self._conn.execute(
-            f"WITH due AS (SELECT e.id FROM smsproxy_events AS e"
+            f"WITH candidates AS (SELECT e.id, e.callback_origin, e.callback_due"
+            f" FROM smsproxy_events AS e"
             f" WHERE e.callback_state = 'pending' AND e.callback_due <= %(now)s"
             f" AND (e.claim_until IS NULL OR e.claim_until < %(now)s)"
             f" AND NOT EXISTS (SELECT 1 FROM smsproxy_events AS p"
             f" WHERE p.message_id = e.message_id AND p.sequence < e.sequence"
             f" AND p.callback_state = 'pending')"
-            f" ORDER BY e.callback_due LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED)"
+            f" AND NOT (e.callback_origin = ANY(%(skip)s))"
+            f" ORDER BY e.callback_due LIMIT %(candidates)s FOR UPDATE OF e SKIP LOCKED),"
+            f" due AS (SELECT id FROM (SELECT id, callback_due, row_number() OVER (PARTITION"
+            f" BY callback_origin ORDER BY callback_due) AS turn FROM candidates) AS ranked"
+            f" WHERE turn <= %(per_origin)s ORDER BY callback_due LIMIT %(limit)s)"
             f" UPDATE smsproxy_events AS e SET claimed_by = %(me)s,"
             f" claim_until = %(now)s + %(lease)s FROM due WHERE e.id = due.id"
             f" RETURNING {', '.join(f'e.{c.strip()}' for c in EVENT_COLUMNS.split(','))},"
             f" e.position, e.callback_url, e.callback_attempts",
-            {"now": now, "limit": limit, "me": instance, "lease": lease},
+            {"now": now, "limit": limit, "me": instance, "lease": lease,
+             "skip": list(skip_origins), "candidates": _CANDIDATES * limit,
+             "per_origin": per_origin},
         ).fetchall()
         return [PendingCallback(event_from_row(row[:8]), row[8], row[9]) for row in rows]
 

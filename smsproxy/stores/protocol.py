@@ -102,11 +102,14 @@ class MessageStore(Protocol):
         ...
 
     def claim_callbacks(
-        self, instance: str, now: float, limit: int, lease: float
+        self, instance: str, now: float, limit: int, lease: float, per_origin: int,
+        skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
         """Up to ``limit`` callbacks due at ``now``, oldest due first, each its message's
         earliest undelivered event (so a message's events go out in order), claimed
-        by ``instance`` until ``now + lease``."""
+        by ``instance`` until ``now + lease``: at most ``per_origin`` for one receiver
+        (``origin()``), and none for those in ``skip_origins``, which have enough on
+        their way."""
         ...
 
     def settle_callback(

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
 from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
 from smsproxy.statuses import Status
@@ -110,7 +111,9 @@ INSERT INTO events (event_id, message_id, sequence, status, previous_status, rea
     # Status callbacks: a message's URL, and each event's delivery to it.
     5: """
 ALTER TABLE messages ADD COLUMN callback_url TEXT;
+ALTER TABLE messages ADD COLUMN callback_origin TEXT;
 ALTER TABLE events ADD COLUMN callback_url TEXT;
+ALTER TABLE events ADD COLUMN callback_origin TEXT;
 ALTER TABLE events ADD COLUMN callback_state TEXT;
 ALTER TABLE events ADD COLUMN callback_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN callback_due REAL;
@@ -134,6 +137,9 @@ _CHUNK = 500
 
 _ROWS_PER_INSERT = 500
 """Rows per multi-row INSERT: one statement (one step) for many rows."""
+
+_CANDIDATES = 4
+"""Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
 
 _STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
@@ -197,8 +203,8 @@ class SqliteStore:
         an insert of several statements needs a savepoint around them.
         """
         now = time.time()
-        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url)
-                for m in messages]
+        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
+                 origin(m.callback_url) if m.callback_url else None) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -206,8 +212,8 @@ class SqliteStore:
                 for chunk in chunks:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                        " attempts, updated_at, callback_url) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?)"] * len(chunk)),
+                        " attempts, updated_at, callback_url, callback_origin) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self.append_events([Event.accepted(message) for message in messages])
@@ -304,24 +310,31 @@ class SqliteStore:
         for start in range(0, len(rows), _ROWS_PER_INSERT // 2):
             chunk = rows[start : start + _ROWS_PER_INSERT // 2]
             self._db.execute(
-                f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_state,"
-                f" callback_due) SELECT rows.*, m.callback_url, CASE WHEN m.callback_url"
-                f" IS NOT NULL THEN 'pending' END, rows.column7"
+                f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_origin,"
+                f" callback_state, callback_due) SELECT rows.*, m.callback_url,"
+                f" m.callback_origin, CASE WHEN m.callback_url IS NOT NULL THEN 'pending' END,"
+                f" rows.column7"
                 f" FROM (VALUES {','.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(chunk))}) AS rows"
                 f" JOIN messages AS m ON m.id = rows.column2",
                 [value for row in chunk for value in row],
             )
 
     def claim_callbacks(
-        self, instance: str, now: float, limit: int, lease: float
+        self, instance: str, now: float, limit: int, lease: float, per_origin: int,
+        skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
+        skip = ",".join("?" * len(skip_origins))
         rows = self._db.execute(
-            f"SELECT {_prefixed('e', EVENT_COLUMNS)}, e.position, e.callback_url,"
-            f" e.callback_attempts FROM events AS e WHERE e.callback_state = 'pending'"
-            f" AND e.callback_due <= :now AND (e.claim_until IS NULL OR e.claim_until < :now)"
+            f"SELECT * FROM (SELECT {_prefixed('e', EVENT_COLUMNS)}, e.position,"
+            f" e.callback_url, e.callback_attempts, e.callback_due, row_number() OVER"
+            f" (PARTITION BY e.callback_origin ORDER BY e.callback_due) AS turn"
+            f" FROM events AS e WHERE e.callback_state = 'pending'"
+            f" AND e.callback_due <= ? AND (e.claim_until IS NULL OR e.claim_until < ?)"
             f" AND NOT EXISTS (SELECT 1 FROM events AS p WHERE p.message_id = e.message_id"
             f" AND p.sequence < e.sequence AND p.callback_state = 'pending')"
-            f" ORDER BY e.callback_due LIMIT :limit", {"now": now, "limit": limit},
+            f" AND e.callback_origin NOT IN ({skip})"
+            f" ORDER BY e.callback_due LIMIT ?) WHERE turn <= ? ORDER BY callback_due LIMIT ?",
+            [now, now, *skip_origins, _CANDIDATES * limit, per_origin, limit],
         ).fetchall()
         self._db.executemany(
             "UPDATE events SET claim_until = ? WHERE message_id = ? AND sequence = ?",
