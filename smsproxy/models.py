@@ -130,8 +130,10 @@ class Event:
     """Its place in the feed of every event (set by the store; None until it has one)."""
 
     @classmethod
-    def accepted(cls, message: Message) -> "Event":
-        return cls(new_id(), message.id, 1, Status.ACCEPTED, None, None, message.created_at)
+    def accepted(cls, messages: Sequence[Message]) -> list["Event"]:
+        """The first event of each message (its ids made in one go: a bulk's worth)."""
+        return [cls(event_id, message.id, 1, Status.ACCEPTED, None, None, message.created_at)
+                for event_id, message in zip(new_ids(len(messages)), messages, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from smsproxy.errors import (
     RepositoryError,
     UnknownMessage,
 )
-from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, new_id
+from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, new_ids
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.stores import MessageStore
 
@@ -118,7 +118,7 @@ class Repository:
         now = self._clock()
         state = self.store.current(dict.fromkeys(message_id for message_id, _ in updates))
         refused: list[tuple[str, Status, RepositoryError]] = []
-        events: list[Event] = []
+        steps: list[tuple[str, int, Status, Status]] = []
         for message_id, status in updates:
             if message_id not in state:
                 refused.append((message_id, status, UnknownMessage(message_id)))
@@ -127,10 +127,12 @@ class Repository:
             if stored in FINAL_STATUSES:
                 refused.append((message_id, status, FinalStatusLocked(message_id, stored)))
             elif status is not stored:
-                events.append(Event(new_id(), message_id, sequence + 1, status, stored,
-                                    reason, now))
+                steps.append((message_id, sequence + 1, status, stored))
                 state[message_id] = (status, sequence + 1)
-        if events:
+        if steps:
+            events = [Event(event_id, message_id, sequence, status, previous, reason, now)
+                      for event_id, (message_id, sequence, status, previous)
+                      in zip(new_ids(len(steps)), steps, strict=True)]
             last = {event.message_id: event.status for event in events}
             # The rows are held since current(): nothing can have made them final.
             self.store.set_statuses_unless(

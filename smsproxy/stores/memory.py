@@ -53,7 +53,7 @@ class MemoryStore:
         for message in messages:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)
-        self.append_events([Event.accepted(message) for message in messages])
+        self.append_events(Event.accepted(messages))
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         return self._records.get(message_id)

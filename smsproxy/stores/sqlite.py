@@ -203,8 +203,9 @@ class SqliteStore:
         an insert of several statements needs a savepoint around them.
         """
         now = time.time()
+        origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin(m.callback_url) if m.callback_url else None) for m in messages]
+                 origin_of[m.id]) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -216,7 +217,10 @@ class SqliteStore:
                         + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
-                self.append_events([Event.accepted(message) for message in messages])
+                self._insert_events(
+                    (*event_row(event), message.callback_url, origin_of[message.id],
+                     "pending" if message.callback_url else None, event.at)
+                    for event, message in zip(Event.accepted(messages), messages, strict=True))
         except sqlite3.IntegrityError:
             raise DuplicateMessage(
                 first_duplicate(messages, self.statuses(m.id for m in messages))) from None
@@ -303,6 +307,19 @@ class SqliteStore:
                 f" FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             found.update((i, (_STATUS[status], sequence)) for i, status, sequence in rows)
         return found
+
+    def _insert_events(self, rows: Iterable[tuple[object, ...]]) -> None:
+        """Rows of ``EVENT_COLUMNS`` and the callback's URL, origin, state and due time,
+        as one statement per few hundred."""
+        values = list(rows)
+        for start in range(0, len(values), _ROWS_PER_INSERT // 2):
+            chunk = values[start : start + _ROWS_PER_INSERT // 2]
+            self._db.execute(
+                f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_origin,"
+                f" callback_state, callback_due) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
 
     def append_events(self, events: Sequence[Event]) -> None:
         """Each event is a callback to deliver when its message has a callback URL."""
