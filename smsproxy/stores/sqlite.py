@@ -196,11 +196,9 @@ class SqliteStore:
             raise StoreError(f"SQLite: {error}") from error
 
     def insert(self, messages: Sequence[Message]) -> None:
-        """All or none: an id that exists already, or comes twice, raises
-        DuplicateMessage, and this call's rows that went in before it are taken back.
-
-        A single statement undoes itself when it fails (SQLite's ABORT), so only
-        an insert of several statements needs a savepoint around them.
+        """All or none, each with its ACCEPTED event: an id that exists already, or
+        comes twice, raises DuplicateMessage, and this call's rows that went in before
+        it (messages and events) are taken back, by the savepoint around them.
         """
         now = time.time()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
