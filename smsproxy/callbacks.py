@@ -62,7 +62,7 @@ def refused_address(addresses: Iterable[str]) -> str | None:
     """The first address a callback must not reach (loopback, private, link-local,
     multicast, reserved, unspecified), or None when every one is public."""
     for text in addresses:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
+        address = ipaddress.ip_address(text)  # a scope (fe80::1%eth0) is taken too
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         if (address.is_private or address.is_loopback or address.is_link_local
@@ -109,7 +109,7 @@ def decide(status: int, retry_after: str | None = None) -> Decision:
     if status in (408, 429) or status >= 500:
         reason = str(status) if status in (408, 429) else "5xx"
         return Decision("retry", reason, _seconds(retry_after))
-    return Decision("abandon", "4xx" if 400 <= status < 500 else f"{status // 100}xx")
+    return Decision("abandon", f"{status // 100}xx")
 
 
 def _seconds(retry_after: str | None) -> float | None:

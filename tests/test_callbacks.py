@@ -46,8 +46,16 @@ def test_http_and_https_urls_with_a_host_are_taken(url):
     ("https://shop.example:99999/", "not a URL"), ("https://shop.example/" + "x" * 2100, "longer"),
 ])
 def test_other_urls_are_refused_saying_why(url, why):
-    with pytest.raises(InvalidMessage, match=why):
+    with pytest.raises(InvalidMessage, match=why) as refused:
         check_url(url)
+    assert refused.value.field == "callback_url"
+
+
+def test_a_url_may_be_2048_characters_long_and_no_longer():
+    base = "https://shop.example/"
+    assert check_url(base + "x" * (2048 - len(base)))
+    with pytest.raises(InvalidMessage, match="longer"):
+        check_url(base + "x" * (2049 - len(base)))
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.0.0.1", "192.168.1.9",
@@ -64,6 +72,7 @@ def test_public_addresses_are_fine():
 def test_the_origin_bounds_one_receiver_and_logs_drop_the_query():
     assert origin("https://Shop.example/a") == "https://shop.example:443"
     assert origin("http://shop.example:81/a") == "http://shop.example:81"
+    assert origin("http://shop.example/a") == "http://shop.example:80"
     assert safe_url("https://shop.example/hook?token=secret#x") == "https://shop.example/hook"
 
 
@@ -71,7 +80,8 @@ def test_the_origin_bounds_one_receiver_and_logs_drop_the_query():
     (200, "delivered", "2xx"), (204, "delivered", "2xx"), (408, "retry", "408"),
     (429, "retry", "429"), (500, "retry", "5xx"), (503, "retry", "5xx"),
     (400, "abandon", "4xx"), (404, "abandon", "4xx"), (410, "abandon", "4xx"),
-    (301, "abandon", "3xx"),
+    (301, "abandon", "3xx"), (300, "abandon", "3xx"), (499, "abandon", "4xx"),
+    (299, "delivered", "2xx"), (407, "abandon", "4xx"),
 ])
 def test_what_an_answer_means(status, outcome, reason):
     decision = decide(status)
@@ -82,6 +92,7 @@ def test_retry_after_is_read_in_seconds():
     assert decide(429, "30").retry_after == 30.0
     assert decide(503, "Wed, 21 Oct 2026 07:28:00 GMT").retry_after is None
     assert decide(429, "-5").retry_after is None
+    assert decide(429, "0").retry_after == 0.0
 
 
 def test_the_schedule_backs_off_with_jitter_and_gives_up_at_the_max_age():
@@ -95,6 +106,18 @@ def test_the_schedule_backs_off_with_jitter_and_gives_up_at_the_max_age():
     assert delays[4] is not None and 1800.0 <= delays[4] <= 3600.0  # capped
     assert schedule.next_attempt(30, 86_000.0, 0.0, rng=rng) is None  # past the day
     assert schedule.next_attempt(1, 0.0, 0.0, retry_after=120.0, rng=rng) == 120.0
+    last = RetrySchedule(initial=1.0, maximum=100.0, max_age=100.0)
+    assert last.next_attempt(1, 0.0, 0.0, retry_after=100.0, rng=rng) == 100.0  # just in time
+
+
+def test_callbacks_are_json_and_signed_over_timestamp_and_body():
+    from smsproxy.callbacks import signed_headers
+
+    headers = signed_headers(b'{"a":1}', SECRET, 1_795_860_000.9)
+    assert headers["Content-Type"] == "application/json"
+    assert headers[TIMESTAMP_HEADER] == "1795860000"
+    assert verify(b'{"a":1}', SECRET, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER],
+                  now=1_795_860_000.0) is None
 
 
 def test_the_payload_is_the_documented_one():

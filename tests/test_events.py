@@ -61,6 +61,16 @@ async def test_delivered_before_confirmed_shows_what_was_applied(repo):
         (1, Status.ACCEPTED, None), (2, Status.DELIVERED, Status.ACCEPTED)]
 
 
+async def test_an_unknown_id_in_a_report_does_not_stop_the_others(repo):
+    [message] = messages(1)
+    await repo.save(message)
+    refused = await repo.apply_in_order([(str(uuid.uuid4()), Status.CONFIRMED),
+                                         (message.id, Status.CONFIRMED)])
+    assert [type(error).__name__ for _, _, error in refused] == ["UnknownMessage"]
+    assert [e.status for e in await repo.history(message.id)] == [
+        Status.ACCEPTED, Status.CONFIRMED]
+
+
 async def test_a_repeated_status_is_no_event_and_no_error(repo):
     [message] = messages(1)
     await repo.save(message)
