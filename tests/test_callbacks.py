@@ -43,6 +43,7 @@ def test_http_and_https_urls_with_a_host_are_taken(url):
 @pytest.mark.parametrize(("url", "why"), [
     ("ftp://shop.example/x", "http or https"), ("javascript:alert(1)", "http or https"),
     ("https:///path", "no host"), ("https://user:pw@shop.example/", "credentials"),
+    ("https://user@shop.example/", "credentials"),
     ("https://shop.example:99999/", "not a URL"), ("https://shop.example/" + "x" * 2100, "longer"),
 ])
 def test_other_urls_are_refused_saying_why(url, why):
@@ -63,6 +64,10 @@ def test_a_url_may_be_2048_characters_long_and_no_longer():
                                      "::ffff:127.0.0.1", "fd00::1"])
 def test_addresses_a_callback_must_not_reach(address):
     assert refused_address(["93.184.216.34", address]) is not None
+
+
+def test_the_refused_address_is_named():
+    assert refused_address(["93.184.216.34", "10.0.0.1"]) == "10.0.0.1"
 
 
 def test_public_addresses_are_fine():
