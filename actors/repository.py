@@ -20,7 +20,9 @@ from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnu
 from smsproxy.models import (
     Event,
     Idempotency,
+    ListedMessage,
     Message,
+    MessageQuery,
     PendingCallback,
     Saved,
     StatusRecord,
@@ -32,7 +34,8 @@ from smsproxy.stores import MessageStore
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, SharedQueue
 
 __all__ = [
-    "AddAttempts", "ApplyInOrder", "Callbacks", "Dispatch", "Feed", "ForgetIdempotency", "Get",
+    "AddAttempts", "ApplyInOrder", "Callbacks", "Dispatch", "Feed", "Find", "ForgetIdempotency",
+    "Get",
     "History", "ListAccepted",
     "Ping", "RepositoryHandle", "Save", "SharedQueueHandle", "StillAccepted", "UpdateMany",
     "run",
@@ -97,6 +100,11 @@ class History(Call[list[Event]]):
 
 
 @dataclass(frozen=True, slots=True)
+class Find(Call[list[ListedMessage]]):
+    query: MessageQuery
+
+
+@dataclass(frozen=True, slots=True)
 class Feed(Call[list[Event]]):
     after: int
     limit: int
@@ -122,7 +130,7 @@ class Ping(Call[None]):
 
 Request = (
     Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Ping | Dispatch | History | Feed | Callbacks
+    | ForgetIdempotency | Ping | Dispatch | History | Feed | Callbacks | Find
 )
 
 
@@ -148,6 +156,10 @@ class RepositoryHandle:
     async def history(self, message_id: str) -> list[Event]:
         """The message's events, oldest first (none for an unknown id)."""
         return await self._mailbox.call(History(message_id))
+
+    async def find(self, query: MessageQuery) -> list[ListedMessage]:
+        """Messages matching ``query``, newest first."""
+        return await self._mailbox.call(Find(query))
 
     async def feed(self, after: int, limit: int) -> list[Event]:
         """Every message's events past position ``after``, in commit order."""
@@ -372,7 +384,7 @@ _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
     ForgetIdempotency: "forget_idempotency", Ping: "ping", Dispatch: "dispatch",
-    History: "history", Feed: "feed", Callbacks: "callbacks",
+    History: "history", Feed: "feed", Callbacks: "callbacks", Find: "find",
 }
 
 
@@ -425,6 +437,8 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.history(message_id)
         case Feed(after, limit):
             return repository.feed(after, limit)
+        case Find(query):
+            return repository.find(query)
         case Callbacks(operation, arguments):
             return getattr(repository.store, operation)(*arguments)
         case Ping():

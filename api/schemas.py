@@ -1,6 +1,8 @@
 """Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -29,8 +31,11 @@ __all__ = [
     "FeedQuery",
     "Health",
     "InvalidItem",
+    "ListedSms",
     "MessageEvent",
     "MessageHistory",
+    "MessagePage",
+    "MessageQueryParams",
     "Readiness",
     "SmsAccepted",
     "SmsRequest",
@@ -38,6 +43,8 @@ __all__ = [
     "StatsBody",
     "StatusReport",
     "describe_validation_error",
+    "make_cursor",
+    "parse_cursor",
 ]
 
 
@@ -169,6 +176,57 @@ class FeedQuery(BaseModel):
     after: int = Field(0, ge=0, description="a cursor from an earlier page's next; 0 "
                                             "for the beginning")
     limit: int = Field(100, ge=1, le=1000)
+
+
+class MessageQueryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status | None = Field(None, description="only messages in this status")
+    since: datetime | None = Field(None, description="accepted at or after (RFC 3339)")
+    until: datetime | None = Field(None, description="accepted before (RFC 3339)")
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: str | None = Field(None, description="the previous page's next")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _zoned(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone offset (Z, or +01:00)")
+        return value
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cursor(value)  # raises ValueError when it is not one of ours
+        return value
+
+
+def make_cursor(accepted_at: float, message_id: str) -> str:
+    return f"{accepted_at!r}~{message_id}"
+
+
+def parse_cursor(cursor: str) -> tuple[float, str]:
+    at, _, message_id = cursor.partition("~")
+    try:
+        return float(at), str(uuid.UUID(message_id))
+    except ValueError:
+        raise ValueError("not a cursor from an earlier page") from None
+
+
+class ListedSms(BaseModel):
+    id: str
+    status: Status
+    reason: str | None
+    accepted_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class MessagePage(BaseModel):
+    """Newest first; ``next`` is the cursor of the following page (null: no more)."""
+
+    messages: list[ListedSms]
+    next: str | None
 
 
 class ErrorBody(BaseModel):

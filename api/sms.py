@@ -25,14 +25,20 @@ from api.schemas import (
     ErrorBody,
     EventPage,
     FeedQuery,
+    ListedSms,
     MessageEvent,
     MessageHistory,
+    MessagePage,
+    MessageQueryParams,
     SmsAccepted,
     SmsRequest,
     SmsStatus,
     describe_validation_error,
+    make_cursor,
+    parse_cursor,
 )
-from smsproxy.models import BulkReceived, Saved
+from smsproxy.callbacks import rfc3339
+from smsproxy.models import BulkReceived, MessageQuery, Saved
 from smsproxy.segments import count_segments
 
 __all__ = ["sms_routes"]
@@ -111,6 +117,34 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         record = await services.repository.get(canonical)
         status = SmsStatus(id=record.id, status=record.status, reason=record.reason)
         return json_response(status.model_dump(exclude_none=True), 200)
+
+    @routes.get("/sms")
+    @document_querystring(MessageQueryParams)
+    @document_response(MessagePage, 200)
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    async def find_sms() -> Response:
+        """Messages for support staff, newest first, by status and time, a page at a
+        time: pass a page's ``next`` as ``cursor`` for the following one."""
+        guard.client()
+        try:
+            params = MessageQueryParams.model_validate(request.args.to_dict())
+        except ValidationError as error:
+            return error_response(400, describe_validation_error(error))
+        query = MessageQuery(
+            status=params.status,
+            since=params.since.timestamp() if params.since else None,
+            until=params.until.timestamp() if params.until else None,
+            before=parse_cursor(params.cursor) if params.cursor else None,
+            limit=params.limit)
+        found = await services.repository.find(query)
+        listed = [ListedSms(id=m.id, status=m.status, reason=m.reason,
+                            accepted_at=rfc3339(m.accepted_at), updated_at=rfc3339(m.updated_at))
+                  for m in found]
+        last = found[-1] if len(found) == query.limit else None
+        page = MessagePage(messages=listed,
+                           next=make_cursor(last.accepted_at, last.id) if last else None)
+        return json_response(page.model_dump(mode="json"), 200)
 
     @routes.get("/sms/<message_id>/events")
     @document_response(MessageHistory, 200)

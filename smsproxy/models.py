@@ -21,7 +21,9 @@ __all__ = [
     "Event",
     "HttpServed",
     "Idempotency",
+    "ListedMessage",
     "Message",
+    "MessageQuery",
     "MessagesAccepted",
     "MessagesExpired",
     "Outgoing",
@@ -144,6 +146,29 @@ class PendingCallback:
     url: str
     attempts: int
     """Attempts made before this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListedMessage:
+    """A message as support staff find it: its status, and when it came and changed."""
+
+    id: str
+    status: Status
+    reason: str | None
+    accepted_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """Messages of one status (None: any), accepted in [since, until), newest first,
+    older than ``before`` (the last one of the previous page: accepted_at, id)."""
+
+    status: Status | None = None
+    since: float | None = None
+    until: float | None = None
+    before: tuple[float, str] | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)

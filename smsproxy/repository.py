@@ -19,7 +19,16 @@ from smsproxy.errors import (
     RepositoryError,
     UnknownMessage,
 )
-from smsproxy.models import Event, Idempotency, Message, Saved, StatusRecord, new_ids
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    ListedMessage,
+    Message,
+    MessageQuery,
+    Saved,
+    StatusRecord,
+    new_ids,
+)
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.stores import MessageStore
 
@@ -140,6 +149,15 @@ class Repository:
                 FINAL_STATUSES)
             self.store.append_events(events)
         return refused
+
+    def find(self, query: MessageQuery) -> list[ListedMessage]:
+        """Newest first. Without a status, the newest of each status, merged: every
+        read is a range of the (status, time) index, never a scan of the table."""
+        statuses = [query.status] if query.status is not None else list(Status)
+        found = [m for status in statuses if status is not Status.NOT_FOUND
+                 for m in self.store.find(query, status)]
+        found.sort(key=lambda m: (m.accepted_at, m.id), reverse=True)
+        return found[: query.limit]
 
     def history(self, message_id: str) -> list[Event]:
         return self.store.events_of(message_id)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from api import create_app
-from smsproxy.models import Message, new_ids
+from smsproxy.models import Message, MessageQuery, new_ids
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import PostgresStore
@@ -287,3 +287,73 @@ def test_postgres_can_serve_the_feed_while_a_store_is_fresh(postgres_url):
     with psycopg.connect(postgres_url) as db:
         assert db.execute("SELECT count(*) FROM smsproxy_events").fetchone() == (0,)
     store.close()
+
+
+# --- finding messages --------------------------------------------------------------------
+
+async def test_support_staff_find_messages_by_status_newest_first_page_by_page(repo):
+    saved = [Message(i, PHONE, "x", 1_764_180_000.0 + n) for n, i in enumerate(new_ids(30))]
+    await repo.save(*saved)
+    failed = saved[::3]
+    await repo.update_many({m.id: Status.FAILED for m in failed}, reason="expired")
+    pages, before = [], None
+    while True:
+        page = await repo.find(MessageQuery(Status.FAILED, before=before, limit=4))
+        pages.append(page)
+        if len(page) < 4:
+            break
+        before = (page[-1].accepted_at, page[-1].id)
+    found = [m for page in pages for m in page]
+    assert [m.id for m in found] == [m.id for m in reversed(failed)]
+    assert {(m.status, m.reason) for m in found} == {(Status.FAILED, "expired")}
+    window = await repo.find(MessageQuery(Status.ACCEPTED, since=1_764_180_010.0,
+                                          until=1_764_180_020.0))
+    assert [m.accepted_at for m in window] == [
+        1_764_180_000.0 + n for n in range(19, 9, -1) if n % 3]
+    anything = await repo.find(MessageQuery(limit=5))
+    assert [m.id for m in anything] == [m.id for m in reversed(saved[-5:])]
+
+
+def test_finding_messages_reads_the_status_index(tmp_path, postgres_url):
+    sqlite = SqliteStore(tmp_path / "find.db")
+    with sqlite.transaction():
+        plan = sqlite._db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE status = 'FAILED'"
+            " AND created_at >= 0 ORDER BY created_at DESC, id DESC LIMIT 100").fetchall()
+    sqlite.close()
+    assert "messages_by_status" in str(plan)
+    assert "TEMP B-TREE" not in str(plan)
+    postgres = PostgresStore(postgres_url)
+    with postgres.transaction():
+        postgres._conn.execute("SET LOCAL enable_seqscan = off")  # an empty table
+        lines = postgres._conn.execute(
+            "EXPLAIN SELECT id FROM smsproxy_messages WHERE status = 'FAILED'"
+            " ORDER BY created_at DESC, id DESC LIMIT 100").fetchall()
+    postgres.close()
+    assert "smsproxy_messages_by_status" in str(lines)
+    assert "Sort" not in str(lines)
+
+
+@pytest.mark.parametrize("path", ["/sms?status=LOST", "/sms?since=yesterday",
+                                  "/sms?since=2026-11-28T10:00:00", "/sms?limit=0",
+                                  "/sms?cursor=abc", "/sms?sort=asc"])
+async def test_http_refuses_bad_searches(client, path):
+    response = await client.get(path)
+    assert response.status_code == 400
+    assert "error" in await response.get_json()
+
+
+async def test_http_search_pages_with_a_cursor(client, pipeline):
+    ids = []
+    for n in range(3):
+        response = await client.post("/sms", data=json.dumps({"phone_number": PHONE,
+                                                              "content": f"m{n}"}),
+                                     headers={"Content-Type": "application/json"})
+        ids.append((await response.get_json())["id"])
+    first = await (await client.get("/sms?status=ACCEPTED&limit=2")).get_json()
+    assert [m["id"] for m in first["messages"]] == ids[:0:-1]
+    rest = await (await client.get(f"/sms?status=ACCEPTED&limit=2&cursor={first['next']}")
+                  ).get_json()
+    assert rest == {"messages": [rest["messages"][0]], "next": None}
+    assert rest["messages"][0]["id"] == ids[0]
+    assert rest["messages"][0]["accepted_at"].endswith("Z")

@@ -1,5 +1,6 @@
 """The memory store: dictionaries in the process, for tests and demos."""
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -7,11 +8,25 @@ from dataclasses import dataclass, replace
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage
-from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    ListedMessage,
+    Message,
+    MessageQuery,
+    PendingCallback,
+    StatusRecord,
+)
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import CallbackOutcome, StatusChange
 
 __all__ = ["MemoryStore"]
+
+
+def _matches(query: MessageQuery, accepted_at: float, message_id: str) -> bool:
+    return ((query.since is None or accepted_at >= query.since)
+            and (query.until is None or accepted_at < query.until)
+            and (query.before is None or (accepted_at, message_id) < query.before))
 
 
 @dataclass
@@ -35,6 +50,7 @@ class MemoryStore:
         self._records: dict[str, StatusRecord] = {}
         self._keys: dict[tuple[str, str], tuple[str, tuple[str, ...], float]] = {}
         self._events: list[Event] = []
+        self._updated: dict[str, float] = {}
         self._history: dict[str, list[Event]] = {}
         self._callbacks: dict[tuple[str, int], _Callback] = {}
 
@@ -53,10 +69,21 @@ class MemoryStore:
         for message in messages:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)
+            self._updated[message.id] = message.created_at
         self.append_events(Event.accepted(messages))
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         return self._records.get(message_id)
+
+    def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
+        found = []
+        for message_id, record in self._records.items():
+            message = self._messages[message_id]
+            if record.status is status and _matches(query, message.created_at, message_id):
+                found.append(ListedMessage(message_id, status, record.reason,
+                                           message.created_at, self._updated[message_id]))
+        found.sort(key=lambda m: (m.accepted_at, m.id), reverse=True)
+        return found[: query.limit]
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         records = self._records
@@ -70,6 +97,7 @@ class MemoryStore:
             record = self._records.get(message_id)
             if record is not None and record.status not in protected:
                 self._records[message_id] = StatusRecord(message_id, status, reason)
+                self._updated[message_id] = time.time()
                 changed.add(message_id)
         return changed
 

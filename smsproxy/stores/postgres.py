@@ -28,7 +28,15 @@ from psycopg.rows import TupleRow
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
-from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    ListedMessage,
+    Message,
+    MessageQuery,
+    PendingCallback,
+    StatusRecord,
+)
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
@@ -38,6 +46,7 @@ from smsproxy.stores.protocol import (
     StatusChange,
     event_from_row,
     event_row,
+    find_conditions,
     first_duplicate,
 )
 
@@ -132,6 +141,10 @@ ALTER TABLE smsproxy_events
     ADD COLUMN claim_until       double precision;
 CREATE INDEX smsproxy_events_callbacks_due ON smsproxy_events (callback_due)
     WHERE callback_state = 'pending';
+""",
+    # Finding messages by status, newest first (GET /sms?status=...).
+    6: """
+CREATE INDEX smsproxy_messages_by_status ON smsproxy_messages (status, created_at, id);
 """,
 }
 
@@ -323,6 +336,15 @@ class PostgresStore:
             "SELECT status, reason FROM smsproxy_messages WHERE id = %s", (message_id,)
         ).fetchone()
         return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
+
+    def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
+        conditions, values = find_conditions(query, "%s")
+        rows = self._conn.execute(
+            f"SELECT id, status, reason, created_at, updated_at FROM smsproxy_messages"
+            f" WHERE status = %s{conditions} ORDER BY created_at DESC, id DESC LIMIT %s",
+            [status.value, *values, query.limit])
+        return [ListedMessage(i, Status(s), reason, at, updated) for i, s, reason, at, updated
+                in rows]
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         rows = self._conn.execute(

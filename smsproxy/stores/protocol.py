@@ -11,7 +11,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    ListedMessage,
+    Message,
+    MessageQuery,
+    PendingCallback,
+    StatusRecord,
+)
 from smsproxy.statuses import Status
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "StatusChange",
     "event_from_row",
     "event_row",
+    "find_conditions",
     "first_duplicate",
 ]
 
@@ -41,6 +50,23 @@ def event_from_row(row: Sequence[Any]) -> Event:
     event_id, message_id, sequence, status, previous, reason, at, position = row
     return Event(event_id, message_id, sequence, Status(status),
                  Status(previous) if previous else None, reason, at, position)
+
+
+def find_conditions(query: MessageQuery, placeholder: str) -> tuple[str, list[Any]]:
+    """The SQL conditions of a query beyond its status, and their values."""
+    conditions = ""
+    values: list[Any] = []
+    if query.since is not None:
+        conditions += f" AND created_at >= {placeholder}"
+        values.append(query.since)
+    if query.until is not None:
+        conditions += f" AND created_at < {placeholder}"
+        values.append(query.until)
+    if query.before is not None:
+        conditions += (f" AND (created_at < {placeholder} OR (created_at = {placeholder}"
+                       f" AND id < {placeholder}))")
+        values += [query.before[0], query.before[0], query.before[1]]
+    return conditions, values
 
 
 def event_row(event: Event) -> tuple[Any, ...]:
@@ -68,6 +94,11 @@ class MessageStore(Protocol):
         ...
 
     def lookup(self, message_id: str) -> StatusRecord | None: ...
+
+    def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
+        """Messages of ``status`` that match the rest of ``query`` (its status is
+        the caller's), newest first, from an index on (status, accepted time)."""
+        ...
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         """The current status of each id that exists; unknown ids are left out."""

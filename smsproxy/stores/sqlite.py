@@ -25,7 +25,15 @@ from typing import TextIO
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
-from smsproxy.models import Event, Idempotency, Message, PendingCallback, StatusRecord
+from smsproxy.models import (
+    Event,
+    Idempotency,
+    ListedMessage,
+    Message,
+    MessageQuery,
+    PendingCallback,
+    StatusRecord,
+)
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
@@ -33,6 +41,7 @@ from smsproxy.stores.protocol import (
     StatusChange,
     event_from_row,
     event_row,
+    find_conditions,
     first_duplicate,
 )
 
@@ -120,6 +129,10 @@ ALTER TABLE events ADD COLUMN callback_due REAL;
 ALTER TABLE events ADD COLUMN callback_error TEXT;
 ALTER TABLE events ADD COLUMN claim_until REAL;
 CREATE INDEX events_callbacks_due ON events (callback_due) WHERE callback_state = 'pending';
+""",
+    # Finding messages by status, newest first (GET /sms?status=...).
+    6: """
+CREATE INDEX messages_by_status ON messages (status, created_at, id);
 """,
 }
 
@@ -240,6 +253,15 @@ class SqliteStore:
             "SELECT status, reason FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
         return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
+
+    def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
+        conditions, values = find_conditions(query, "?")
+        rows = self._db.execute(
+            f"SELECT id, status, reason, created_at, updated_at FROM messages"
+            f" WHERE status = ?{conditions} ORDER BY created_at DESC, id DESC LIMIT ?",
+            [status.value, *values, query.limit])
+        return [ListedMessage(i, Status(s), reason, at, updated) for i, s, reason, at, updated
+                in rows]
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         ids = list(message_ids)
