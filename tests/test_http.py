@@ -179,7 +179,8 @@ async def test_unknown_path_is_404_json(client):
 
 
 @pytest.mark.parametrize(("method", "path"), [("PUT", "/sms"), ("DELETE", "/sms/x"),
-                                              ("POST", "/stats"), ("GET", "/sms")])
+                                              ("POST", "/stats"), ("DELETE", "/sms"),
+                                              ("PATCH", "/events")])
 async def test_wrong_method_is_405_json_with_allow(client, method, path):
     response = await client.open(path, method=method)
     assert response.status_code == 405
