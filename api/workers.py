@@ -43,8 +43,12 @@ log = structlog.get_logger("smsproxy.workers")
 FRESH_SECONDS = 5.0
 """A worker's file older than this is a dead worker's: its gauges no longer count."""
 
-_MAX_GAUGES = frozenset({"smsproxy_queue_depth"})
+_MAX_GAUGES = frozenset({"smsproxy_queue_depth", "smsproxy_callbacks_pending",
+                         "smsproxy_callback_oldest_pending_seconds"})
 """Gauges every worker reads from the shared store: the same figure, not to be summed."""
+
+_SHARED_READINGS = frozenset({"callbacks_pending"})
+"""The same in /stats."""
 
 
 def run_workers(config: Config) -> int:
@@ -134,6 +138,8 @@ def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[S
                     by_attempt[int(attempt)] += count
             elif name == "last_error":
                 last_error = value or last_error
+            elif name in _SHARED_READINGS:
+                totals[name] = max(totals[name], value)
             else:
                 totals[name] += value
         if age <= FRESH_SECONDS:

@@ -46,3 +46,14 @@ def test_snapshots_are_summed_and_a_dead_worker_keeps_its_totals_but_not_its_gau
     assert merged.success_by_attempt == {1: 4}
     assert merged.provider_calls_saved == 400 - 4
     assert in_flight == 2  # the dead worker's batches are not in flight any more
+
+
+def test_the_callback_backlog_each_worker_reads_from_the_store_is_not_summed():
+    one = snapshot_file(0.5, 0, callbacks_pending=30, callbacks_delivered=5)
+    two = snapshot_file(0.5, 0, callbacks_pending=31, callbacks_delivered=7)
+    merged, _ = merge_snapshots([one, two])
+    assert (merged.callbacks_pending, merged.callbacks_delivered) == (31, 12)
+    gauge = ("# HELP smsproxy_callbacks_pending Pending.\n# TYPE smsproxy_callbacks_pending"
+             " gauge\nsmsproxy_callbacks_pending {}\n")
+    assert "smsproxy_callbacks_pending 31.0" in merge_expositions(
+        [gauge.format(30.0), gauge.format(31.0)]).decode()
