@@ -46,8 +46,10 @@ from smsproxy.stores.protocol import (
     StatusChange,
     event_from_row,
     event_row,
-    find_conditions,
+    find_statement,
     first_duplicate,
+    listed_messages,
+    prefixed,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -338,13 +340,8 @@ class PostgresStore:
         return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
-        conditions, values = find_conditions(query, "%s")
-        rows = self._conn.execute(
-            f"SELECT id, status, reason, created_at, updated_at FROM smsproxy_messages"
-            f" WHERE status = %s{conditions} ORDER BY created_at DESC, id DESC LIMIT %s",
-            [status.value, *values, query.limit])
-        return [ListedMessage(i, Status(s), reason, at, updated) for i, s, reason, at, updated
-                in rows]
+        statement, values = find_statement(query, status, "smsproxy_messages", "%s")
+        return listed_messages(self._conn.execute(statement, values))
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         rows = self._conn.execute(
@@ -416,7 +413,7 @@ class PostgresStore:
             f" WHERE turn <= %(per_origin)s ORDER BY callback_due LIMIT %(limit)s)"
             f" UPDATE smsproxy_events AS e SET claimed_by = %(me)s,"
             f" claim_until = %(now)s + %(lease)s FROM due WHERE e.id = due.id"
-            f" RETURNING {', '.join(f'e.{c.strip()}' for c in EVENT_COLUMNS.split(','))},"
+            f" RETURNING {prefixed('e', EVENT_COLUMNS)},"
             f" e.position, e.callback_url, e.callback_attempts",
             {"now": now, "limit": limit, "me": instance, "lease": lease,
              "skip": list(skip_origins), "candidates": _CANDIDATES * limit,

@@ -32,8 +32,10 @@ __all__ = [
     "StatusChange",
     "event_from_row",
     "event_row",
-    "find_conditions",
+    "find_statement",
     "first_duplicate",
+    "listed_messages",
+    "prefixed",
 ]
 
 StatusChange = tuple[str, Status, str | None]
@@ -52,10 +54,12 @@ def event_from_row(row: Sequence[Any]) -> Event:
                  Status(previous) if previous else None, reason, at, position)
 
 
-def find_conditions(query: MessageQuery, placeholder: str) -> tuple[str, list[Any]]:
-    """The SQL conditions of a query beyond its status, and their values."""
+def find_statement(
+    query: MessageQuery, status: Status, table: str, placeholder: str
+) -> tuple[str, list[Any]]:
+    """``MessageStore.find`` in SQL for either engine: the statement and its values."""
     conditions = ""
-    values: list[Any] = []
+    values: list[Any] = [status.value]
     if query.since is not None:
         conditions += f" AND created_at >= {placeholder}"
         values.append(query.since)
@@ -66,7 +70,21 @@ def find_conditions(query: MessageQuery, placeholder: str) -> tuple[str, list[An
         conditions += (f" AND (created_at < {placeholder} OR (created_at = {placeholder}"
                        f" AND id < {placeholder}))")
         values += [query.before[0], query.before[0], query.before[1]]
-    return conditions, values
+    statement = (f"SELECT id, status, reason, created_at, updated_at FROM {table}"
+                 f" WHERE status = {placeholder}{conditions}"
+                 f" ORDER BY created_at DESC, id DESC LIMIT {placeholder}")
+    return statement, [*values, query.limit]
+
+
+def listed_messages(rows: Iterable[Sequence[Any]]) -> list[ListedMessage]:
+    """The rows of ``find_statement`` as messages."""
+    return [ListedMessage(i, Status(status), reason, at, updated)
+            for i, status, reason, at, updated in rows]
+
+
+def prefixed(table: str, columns: str) -> str:
+    """``a, b`` as ``t.a, t.b``: columns of one table in a join."""
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
 
 
 def event_row(event: Event) -> tuple[Any, ...]:

@@ -41,8 +41,10 @@ from smsproxy.stores.protocol import (
     StatusChange,
     event_from_row,
     event_row,
-    find_conditions,
+    find_statement,
     first_duplicate,
+    listed_messages,
+    prefixed,
 )
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
@@ -255,13 +257,8 @@ class SqliteStore:
         return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
-        conditions, values = find_conditions(query, "?")
-        rows = self._db.execute(
-            f"SELECT id, status, reason, created_at, updated_at FROM messages"
-            f" WHERE status = ?{conditions} ORDER BY created_at DESC, id DESC LIMIT ?",
-            [status.value, *values, query.limit])
-        return [ListedMessage(i, Status(s), reason, at, updated) for i, s, reason, at, updated
-                in rows]
+        statement, values = find_statement(query, status, "messages", "?")
+        return listed_messages(self._db.execute(statement, values))
 
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         ids = list(message_ids)
@@ -362,7 +359,7 @@ class SqliteStore:
     ) -> list[PendingCallback]:
         skip = ",".join("?" * len(skip_origins))
         rows = self._db.execute(
-            f"SELECT * FROM (SELECT {_prefixed('e', EVENT_COLUMNS)}, e.position,"
+            f"SELECT * FROM (SELECT {prefixed('e', EVENT_COLUMNS)}, e.position,"
             f" e.callback_url, e.callback_attempts, e.callback_due, row_number() OVER"
             f" (PARTITION BY e.callback_origin ORDER BY e.callback_due) AS turn"
             f" FROM events AS e WHERE e.callback_state = 'pending'"
@@ -449,10 +446,6 @@ class SqliteStore:
     def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the lock
-
-
-def _prefixed(table: str, columns: str) -> str:
-    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
 
 
 def _hold_lock(database: Path) -> TextIO:
