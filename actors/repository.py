@@ -121,6 +121,13 @@ class Callbacks(Call[Any]):
 @dataclass(frozen=True, slots=True)
 class ForgetIdempotency(Call[int]):
     before: float
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purge(Call[int]):
+    before: float
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +137,7 @@ class Ping(Call[None]):
 
 Request = (
     Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Ping | Dispatch | History | Feed | Callbacks | Find
+    | ForgetIdempotency | Purge | Ping | Dispatch | History | Feed | Callbacks | Find
 )
 
 
@@ -212,9 +219,15 @@ class RepositoryHandle:
         """Every message still ACCEPTED, oldest first: what a restart must send again."""
         return await self._mailbox.call(ListAccepted())
 
-    async def forget_idempotency(self, before: float) -> int:
-        """Drop idempotency keys remembered before ``before`` (wall clock)."""
-        return await self._mailbox.call(ForgetIdempotency(before))
+    async def forget_idempotency(self, before: float, limit: int) -> int:
+        """Drop up to ``limit`` idempotency keys remembered before ``before`` (wall
+        clock); how many."""
+        return await self._mailbox.call(ForgetIdempotency(before, limit))
+
+    async def purge(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` final messages accepted before ``before`` (wall clock),
+        with their history; how many."""
+        return await self._mailbox.call(Purge(before, limit))
 
     async def ping(self) -> None:
         """Returns once the store answered a transaction; raises when it cannot."""
@@ -383,7 +396,7 @@ def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:
 _OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
-    ForgetIdempotency: "forget_idempotency", Ping: "ping", Dispatch: "dispatch",
+    ForgetIdempotency: "forget_idempotency", Purge: "purge", Ping: "ping", Dispatch: "dispatch",
     History: "history", Feed: "feed", Callbacks: "callbacks", Find: "find",
 }
 
@@ -429,8 +442,10 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.still_accepted(message_ids)
         case ListAccepted():
             return repository.accepted()
-        case ForgetIdempotency(before):
-            return repository.forget_idempotency(before)
+        case ForgetIdempotency(before, limit):
+            return repository.store.forget_idempotency(before, limit)
+        case Purge(before, limit):
+            return repository.store.purge(before, limit)
         case Dispatch(operation, arguments):
             return getattr(_shared_queue(repository.store), operation)(*arguments)
         case History(message_id):

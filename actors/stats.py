@@ -21,6 +21,7 @@ from smsproxy.models import (
     ClaimsTaken,
     MessagesAccepted,
     MessagesExpired,
+    MessagesPurged,
     StatsRecord,
     StoreFailed,
     UpdateRejected,
@@ -45,6 +46,8 @@ class Snapshot:
     """Messages in the failed rounds above; one message counts once per round it failed."""
     messages_expired: int = 0
     """Messages the proxy made FAILED because they outlived the message TTL."""
+    messages_purged: int = 0
+    """Final messages deleted with their history after ``--retention``."""
     messages_delivered: int = 0
     updates_applied: int = 0
     updates_rejected: int = 0
@@ -115,6 +118,8 @@ class _Counters:
                 n["messages_accepted"] += count
             case MessagesExpired(count):
                 n["messages_expired"] += count
+            case MessagesPurged(count):
+                n["messages_purged"] += count
             case UpdatesApplied(count, delivered):
                 n["updates_applied"] += count
                 n["messages_delivered"] += delivered

@@ -21,7 +21,7 @@ table itself is the queue of every instance: there is nothing to queue again.)
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -38,7 +38,7 @@ from smsproxy.batching import BatchingRules
 from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.errors import StoreError
-from smsproxy.models import UpdateRejected
+from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.stores import store_factory
 
@@ -95,7 +95,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                         batches = own_queue
                     housekeeping = trio.CancelScope()
                     batcher_layer.start_soon(
-                        _forget_old_idempotency_keys, repo, config, wall_clock, housekeeping
+                        _keep_house, repo, counts, config, wall_clock, housekeeping
                     )
                     notifying = trio.CancelScope()
                     if config.callback_secret:
@@ -142,26 +142,51 @@ async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHa
     log.info("recovered", messages=len(waiting))
 
 
-async def _forget_old_idempotency_keys(
+async def _keep_house(
     repo: repository.RepositoryHandle,
+    counts: stats.StatsHandle,
     config: Config,
     wall_clock: WallClock,
     scope: trio.CancelScope,
 ) -> None:
-    """Housekeeping: once an hour, drop idempotency keys older than their TTL."""
+    """Housekeeping: delete the final messages older than ``--retention`` (with their
+    history) and the idempotency keys older than their TTL, a few hundred rows per
+    transaction, so that the POSTs in between never wait behind a long delete."""
+    interval = max(0.1, min(HOUSEKEEPING_INTERVAL, config.retention / 10))
     with scope:
         while True:
             try:
-                forgotten = await repo.forget_idempotency(wall_clock() - config.idempotency_ttl)
+                purged = await _in_batches(repo.purge, wall_clock() - config.retention)
+                counts.record(MessagesPurged(purged))
+                forgotten = await _in_batches(repo.forget_idempotency,
+                                              wall_clock() - config.idempotency_ttl)
             except (StoreError, ActorError) as error:
                 # The repository logged the store's failure; the next round tries again.
                 log.warning("housekeeping_failed", error=str(error))
             else:
-                log.info("idempotency_keys_forgotten", count=forgotten)
-            await trio.sleep(HOUSEKEEPING_INTERVAL)
+                if purged or forgotten:
+                    log.info("housekeeping_done", messages_purged=purged,
+                             idempotency_keys_forgotten=forgotten)
+            await trio.sleep(interval)
 
 
-HOUSEKEEPING_INTERVAL = 3600.0
+async def _in_batches(delete: Callable[[float, int], Awaitable[int]], before: float) -> int:
+    """Call ``delete`` until it deletes less than a batch; how many it deleted."""
+    total = 0
+    while True:
+        deleted = await delete(before, HOUSEKEEPING_BATCH)
+        total += deleted
+        if deleted < HOUSEKEEPING_BATCH:
+            return total
+        await trio.sleep(HOUSEKEEPING_PAUSE)
+
+
+HOUSEKEEPING_INTERVAL = 60.0
+"""Seconds between rounds at most (a tenth of --retention when that is shorter)."""
+HOUSEKEEPING_BATCH = 200
+"""Rows deleted per transaction."""
+HOUSEKEEPING_PAUSE = 0.005
+"""Seconds between two batches of a round: room for the transactions of POSTs."""
 
 
 async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, config: Config,

@@ -248,6 +248,7 @@ class StatsBody(BaseModel):
     messages_sent: int
     messages_parked: int
     messages_expired: int
+    messages_purged: int
     messages_delivered: int
     attempts: int
     provider_calls_saved: int

@@ -67,6 +67,7 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idempotency_ttl: float = 86_400.0
+    retention: float = 30 * 86_400.0
     callback_url: str | None = None
     callback_secret: str | None = None
     callback_max_age: float = 86_400.0
@@ -325,6 +326,9 @@ OPTIONS: Sequence[Option] = (
             "head", _positive, "must be more than 0"),
     _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",
             lambda ttl: ttl >= 86_400, "must be at least 86400 (24 hours)"),
+    _option("retention", float, "seconds final messages and their history are kept after "
+            "they were accepted; then GET /sms/<id> answers NOT_FOUND", _positive,
+            "must be more than 0"),
     _option("callback_url", str, "default URL that each message's status events are POSTed "
             "to (a message's own callback_url wins)", _is_callback_url,
             "must be an http or https URL with a host"),

@@ -24,6 +24,7 @@ from smsproxy.models import (
     HttpServed,
     MessagesAccepted,
     MessagesExpired,
+    MessagesPurged,
     StatsRecord,
     StoreFailed,
     UpdateRejected,
@@ -49,6 +50,9 @@ class Metrics:
                  registry=registry).info({"instance": instance})
         self.accepted = Counter("smsproxy_messages_accepted", "Messages accepted (202).",
                                 registry=registry)
+        self.purged = Counter("smsproxy_messages_purged",
+                              "Final messages deleted with their history after --retention.",
+                              registry=registry)
         self.expired = Counter("smsproxy_messages_expired",
                                "Messages failed because they outlived the message TTL.",
                                registry=registry)
@@ -117,6 +121,8 @@ class Metrics:
                 self.accepted.inc(count)
             case MessagesExpired(count):
                 self.expired.inc(count)
+            case MessagesPurged(count):
+                self.purged.inc(count)
             case UpdatesApplied(count, delivered):
                 self.updates_applied.inc(count)
                 self.delivered.inc(delivered)

@@ -26,6 +26,7 @@ __all__ = [
     "MessageQuery",
     "MessagesAccepted",
     "MessagesExpired",
+    "MessagesPurged",
     "Outgoing",
     "PendingCallback",
     "Saved",
@@ -238,6 +239,13 @@ class MessagesExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagesPurged:
+    """Final messages deleted, with their history, after the retention window."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class UpdatesApplied:
     count: int
     delivered: int = 0
@@ -294,6 +302,6 @@ class CallbackBacklog:
 
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
-    | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed | ClaimsTaken
-    | CallbackAttempted | CallbackBacklog
+    | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
+    | ClaimsTaken | CallbackAttempted | CallbackBacklog
 )

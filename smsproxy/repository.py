@@ -99,9 +99,6 @@ class Repository:
         except RepositoryError as error:
             return error
 
-    def forget_idempotency(self, before: float) -> int:
-        return self.store.forget_idempotency(before)
-
     def get(self, message_id: str) -> StatusRecord:
         record = self.store.lookup(message_id)
         return record if record is not None else StatusRecord(message_id, Status.NOT_FOUND)

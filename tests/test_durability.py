@@ -115,3 +115,31 @@ async def test_sigterm_with_a_hung_provider_exits_after_the_grace_period(tmp_pat
         await assert_all_delivered(restarted, ids)
     finally:
         restarted.stop()
+
+
+async def test_after_the_retention_window_a_message_and_its_history_are_gone(tmp_path):
+    """Within the window the feed carries every event across a restart; after it the
+    message answers NOT_FOUND, its events leave the feed, and the purge is counted."""
+    args = ("--store", "sqlite:///messages.db", "--batch-size", "1", "--retention", "10")
+    first = await ServiceProcess.launch(tmp_path, *args, name="first")
+    try:
+        [message_id] = await post_many(first, 1)
+        await assert_all_delivered(first, [message_id])
+    finally:
+        first.stop()
+    restarted = await ServiceProcess.launch(tmp_path, *args, name="second")
+    try:
+        async with restarted.client() as client:
+            feed = (await client.get("/events", params={"limit": 10})).json()
+            assert [e["status"] for e in feed["events"]] == ["ACCEPTED", "CONFIRMED", "DELIVERED"]
+            with trio.fail_after(25):
+                while (await client.get(f"/sms/{message_id}")).json()["status"] != "NOT_FOUND":
+                    await trio.sleep(0.2)
+            assert (await client.get(f"/sms/{message_id}/events")).json()["events"] == []
+            assert (await client.get("/events")).json()["events"] == []
+            assert (await client.get("/stats")).json()["messages_purged"] == 1
+            assert "smsproxy_messages_purged_total 1.0" in (await client.get("/metrics")).text
+        assert restarted.event("housekeeping_done")["messages_purged"] == 1
+        assert restarted.error_events() == []
+    finally:
+        restarted.stop()

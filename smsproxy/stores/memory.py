@@ -18,9 +18,11 @@ from smsproxy.models import (
     StatusRecord,
 )
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import CallbackOutcome, StatusChange
+from smsproxy.stores.protocol import PURGEABLE, CallbackOutcome, StatusChange
 
 __all__ = ["MemoryStore"]
+
+_PURGEABLE = frozenset(Status(status) for status in PURGEABLE)
 
 
 def _matches(query: MessageQuery, accepted_at: float, message_id: str) -> bool:
@@ -49,7 +51,8 @@ class MemoryStore:
         self._messages: dict[str, Message] = {}
         self._records: dict[str, StatusRecord] = {}
         self._keys: dict[tuple[str, str], tuple[str, tuple[str, ...], float]] = {}
-        self._events: list[Event] = []
+        self._events: dict[int, Event] = {}  # by position
+        self._last_position = 0
         self._updated: dict[str, float] = {}
         self._history: dict[str, list[Event]] = {}
         self._callbacks: dict[tuple[str, int], _Callback] = {}
@@ -108,8 +111,9 @@ class MemoryStore:
 
     def append_events(self, events: Sequence[Event]) -> None:
         for event in events:
-            positioned = replace(event, position=len(self._events) + 1)
-            self._events.append(positioned)
+            self._last_position += 1
+            positioned = replace(event, position=self._last_position)
+            self._events[self._last_position] = positioned
             self._history.setdefault(event.message_id, []).append(positioned)
             url = self._messages[event.message_id].callback_url
             if url is not None:
@@ -155,7 +159,13 @@ class MemoryStore:
         return list(self._history.get(message_id, ()))
 
     def feed(self, after: int, limit: int) -> list[Event]:
-        return self._events[max(0, after) : max(0, after) + limit]
+        found: list[Event] = []
+        for position in range(max(0, after) + 1, self._last_position + 1):
+            if len(found) == limit:
+                break
+            if position in self._events:
+                found.append(self._events[position])
+        return found
 
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
         for message_id in message_ids:
@@ -178,11 +188,24 @@ class MemoryStore:
         entry = (idempotency.fingerprint, tuple(message_ids), at)
         self._keys[(idempotency.scope, idempotency.key)] = entry
 
-    def forget_idempotency(self, before: float) -> int:
-        old = [k for k, (_, _, at) in self._keys.items() if at < before]
+    def forget_idempotency(self, before: float, limit: int) -> int:
+        old = [k for k, (_, _, at) in self._keys.items() if at < before][:limit]
         for k in old:
             del self._keys[k]
         return len(old)
+
+    def purge(self, before: float, limit: int) -> int:
+        unsettled = {message_id for message_id, _ in self._callbacks}
+        doomed = [i for i, record in self._records.items()
+                  if record.status in _PURGEABLE and self._messages[i].created_at < before
+                  and i not in unsettled][:limit]
+        for message_id in doomed:
+            for event in self._history.pop(message_id, ()):
+                if event.position is not None:  # always: stored events are positioned
+                    del self._events[event.position]
+            del self._messages[message_id], self._records[message_id]
+            del self._updated[message_id]
+        return len(doomed)
 
     def check(self) -> None:
         pass

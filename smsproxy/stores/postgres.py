@@ -40,6 +40,7 @@ from smsproxy.models import (
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
+    PURGEABLE,
     Backlog,
     CallbackOutcome,
     Claimed,
@@ -492,10 +493,27 @@ class PostgresStore:
              ",".join(message_ids), at),
         )
 
-    def forget_idempotency(self, before: float) -> int:
+    def forget_idempotency(self, before: float, limit: int) -> int:
         row = self._conn.execute(
-            "WITH forgotten AS (DELETE FROM smsproxy_idempotency_keys WHERE created_at < %s"
-            " RETURNING 1) SELECT count(*) FROM forgotten", (before,),
+            "WITH old AS (SELECT scope, key FROM smsproxy_idempotency_keys"
+            " WHERE created_at < %s LIMIT %s FOR UPDATE SKIP LOCKED),"
+            " forgotten AS (DELETE FROM smsproxy_idempotency_keys k USING old"
+            " WHERE k.scope = old.scope AND k.key = old.key RETURNING 1)"
+            " SELECT count(*) FROM forgotten", (before, limit),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def purge(self, before: float, limit: int) -> int:
+        row = self._conn.execute(
+            "WITH doomed AS (SELECT id FROM smsproxy_messages m WHERE status = ANY(%s)"
+            " AND created_at < %s AND NOT EXISTS (SELECT 1 FROM smsproxy_events e"
+            " WHERE e.message_id = m.id AND e.callback_state = 'pending')"
+            " LIMIT %s FOR UPDATE SKIP LOCKED),"
+            " history AS (DELETE FROM smsproxy_events e USING doomed"
+            " WHERE e.message_id = doomed.id),"
+            " purged AS (DELETE FROM smsproxy_messages m USING doomed"
+            " WHERE m.id = doomed.id RETURNING 1)"
+            " SELECT count(*) FROM purged", (list(PURGEABLE), before, limit),
         ).fetchone()
         return int(row[0]) if row else 0
 

@@ -24,6 +24,7 @@ from smsproxy.statuses import Status
 
 __all__ = [
     "EVENT_COLUMNS",
+    "PURGEABLE",
     "Backlog",
     "CallbackOutcome",
     "Claimed",
@@ -42,6 +43,10 @@ StatusChange = tuple[str, Status, str | None]
 """(message id, new status, reason)"""
 
 CallbackOutcome = Literal["delivered", "abandoned", "retry"]
+
+PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
+"""Statuses of messages that retention deletes: the provider took them, or they failed.
+(A CONFIRMED message older than the retention window will hear no more news.)"""
 
 EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
 """An event's columns in the SQL stores, in :class:`Event`'s order."""
@@ -187,8 +192,14 @@ class MessageStore(Protocol):
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
     ) -> None: ...
 
-    def forget_idempotency(self, before: float) -> int:
-        """Drop keys remembered before ``before``; how many were dropped."""
+    def forget_idempotency(self, before: float, limit: int) -> int:
+        """Drop up to ``limit`` keys remembered before ``before``; how many were dropped."""
+        ...
+
+    def purge(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` messages accepted before ``before`` that the provider
+        has taken (``PURGEABLE``) and whose callbacks are settled, with their events;
+        how many. ``lookup`` answers None for them from then on."""
         ...
 
     def check(self) -> None:

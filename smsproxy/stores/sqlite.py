@@ -37,6 +37,7 @@ from smsproxy.models import (
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
+    PURGEABLE,
     CallbackOutcome,
     StatusChange,
     event_from_row,
@@ -155,6 +156,8 @@ _ROWS_PER_INSERT = 500
 
 _CANDIDATES = 4
 """Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
+
+_PURGEABLE = ", ".join(f"'{status}'" for status in PURGEABLE)
 
 _STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
@@ -432,9 +435,23 @@ class SqliteStore:
              ",".join(message_ids), at),
         )
 
-    def forget_idempotency(self, before: float) -> int:
-        cursor = self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (before,))
+    def forget_idempotency(self, before: float, limit: int) -> int:
+        cursor = self._db.execute(
+            "DELETE FROM idempotency_keys WHERE (scope, key) IN (SELECT scope, key"
+            " FROM idempotency_keys WHERE created_at < ? LIMIT ?)", (before, limit))
         return cursor.rowcount
+
+    def purge(self, before: float, limit: int) -> int:
+        ids = [row[0] for row in self._db.execute(
+            f"SELECT id FROM messages WHERE status IN ({_PURGEABLE}) AND created_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = messages.id"
+            " AND callback_state = 'pending') LIMIT ?", (before, limit))]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"DELETE FROM events WHERE message_id IN ({marks})", chunk)
+            self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+        return len(ids)
 
     def check(self) -> None:
         self._db.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
