@@ -152,12 +152,17 @@ async def _keep_house(
     """Housekeeping: delete the final messages older than ``--retention`` (with their
     history) and the idempotency keys older than their TTL, a few hundred rows per
     transaction, so that the POSTs in between never wait behind a long delete."""
+
+    async def purge(before: float, limit: int) -> int:
+        purged = await repo.purge(before, limit)
+        counts.record(MessagesPurged(purged))
+        return purged
+
     interval = max(0.1, min(HOUSEKEEPING_INTERVAL, config.retention / 10))
     with scope:
         while True:
             try:
-                purged = await _in_batches(repo.purge, wall_clock() - config.retention)
-                counts.record(MessagesPurged(purged))
+                purged = await _in_batches(purge, wall_clock() - config.retention)
                 forgotten = await _in_batches(repo.forget_idempotency,
                                               wall_clock() - config.idempotency_ttl)
             except (StoreError, ActorError) as error:
