@@ -21,10 +21,10 @@ from _harness import BENCH, smsproxy_server, stats, wrk_run
 
 sys.path.insert(0, str(BENCH.parent))
 
-from smsproxy.models import Message, new_ids  # noqa: E402
-from smsproxy.repository import Repository  # noqa: E402
-from smsproxy.statuses import Status  # noqa: E402
-from smsproxy.stores.sqlite import SqliteStore  # noqa: E402
+from smsproxy.models import Message, new_ids
+from smsproxy.repository import Repository
+from smsproxy.statuses import Status
+from smsproxy.stores.sqlite import SqliteStore
 
 DAY = 86_400
 

@@ -133,8 +133,7 @@ async def test_after_the_retention_window_a_message_and_its_history_are_gone(tmp
             feed = (await client.get("/events", params={"limit": 10})).json()
             assert [e["status"] for e in feed["events"]] == ["ACCEPTED", "CONFIRMED", "DELIVERED"]
             with trio.fail_after(25):
-                while (await client.get(f"/sms/{message_id}")).json()["status"] != "NOT_FOUND":
-                    await trio.sleep(0.2)
+                await wait_for_status(client, message_id, "NOT_FOUND")
             assert (await client.get(f"/sms/{message_id}/events")).json()["events"] == []
             assert (await client.get("/events")).json()["events"] == []
             assert (await client.get("/stats")).json()["messages_purged"] == 1
