@@ -202,7 +202,8 @@ async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, 
                                       allow_private=config.callback_allow_private)
     settings = notifier.NotifierSettings(
         secret=config.callback_secret or "", instance=config.effective_instance_name,
-        schedule=RetrySchedule(max_age=config.callback_max_age),
+        schedule=RetrySchedule(maximum=config.callback_retry_max,
+                               max_age=config.callback_max_age),
         timeout=config.callback_timeout)
     try:
         with scope:

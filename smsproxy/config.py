@@ -72,6 +72,7 @@ class Config:
     callback_secret: str | None = None
     callback_max_age: float = 86_400.0
     callback_timeout: float = 5.0
+    callback_retry_max: float = 3600.0
     callback_allow_private: bool = False
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
@@ -338,6 +339,9 @@ OPTIONS: Sequence[Option] = (
             _positive, "must be a positive number of seconds"),
     _option("callback_timeout", float, "seconds a callback receiver has to answer",
             _positive, "must be a positive number of seconds"),
+    _option("callback_retry_max", float, "seconds between two tries of a callback at most "
+            "(the pause doubles from 1 s up to this)", lambda s: s >= 1,
+            "must be at least 1 second"),
     _switch("callback_allow_private", "let callbacks reach loopback, private and link-local "
             "addresses (tests, or a receiver on the same network)"),
     _option("sim_latency", float, "simulator: seconds per provider call", _not_negative,

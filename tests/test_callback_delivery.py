@@ -2,6 +2,7 @@
 and a proxy killed with SIGKILL while callbacks wait; the address guard over HTTP."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -48,32 +49,48 @@ def received(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+async def post_with_callbacks(proxy: ServiceProcess, url: str, count: int) -> list[str]:
+    ids = []
+    async with proxy.client() as client:
+        for n in range(count):
+            answer = await client.post("/sms", json={"phone_number": PHONE, "content": f"m{n}",
+                                                     "callback_url": url})
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+    return ids
+
+
+OUTAGE = 60.0
+"""Seconds the receiver is down: callbacks fail, pile up, and survive a kill -9."""
+
+
 async def test_callbacks_survive_a_receiver_outage_and_a_kill_9(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook?token=abc"
     log = tmp_path / "received.jsonl"
     options = ("--store", f"sqlite:///{tmp_path / 'proxy.db'}", "--callback-secret", SECRET,
-               "--callback-allow-private", "--callback-timeout", "1", "--max-delay", "0.1")
-    proxy = await ServiceProcess.launch(tmp_path, *options)
+               "--callback-allow-private", "--callback-timeout", "1", "--max-delay", "0.1",
+               "--callback-retry-max", "4")
+    outage_ends = trio.current_time() + OUTAGE
+    proxy = await ServiceProcess.launch(tmp_path, *options, name="first")
     receiver = None
     try:
+        ids = await post_with_callbacks(proxy, url, 20)
+        await trio.sleep(OUTAGE / 2)  # delivered by the simulator; the callbacks fail
         async with proxy.client() as client:
-            ids = []
-            for n in range(20):
-                answer = await client.post("/sms", json={"phone_number": PHONE,
-                                                         "content": f"m{n}",
-                                                         "callback_url": url})
-                assert answer.status_code == 202, answer.text
-                ids.append(answer.json()["id"])
-        await trio.sleep(2)  # sent and delivered by the simulator; the receiver is down
+            metrics = (await client.get("/metrics")).text
+        [failed] = re.findall(r'^smsproxy_callback_attempts_total\{outcome="retry",'
+                              r'reason="connection"\} (\S+)$', metrics, re.MULTILINE)
+        assert float(failed) >= 20  # each message's first event, tried at least once
         assert received(log) == []
         proxy.stop()  # SIGKILL, with every callback still pending
-        proxy = await ServiceProcess.launch(tmp_path, *options)
-        await trio.sleep(1)
+        proxy = await ServiceProcess.launch(tmp_path, *options, name="second")
+        ids += await post_with_callbacks(proxy, url, 10)
+        await trio.sleep_until(outage_ends)
         receiver = start_receiver(port, log)
-        with trio.fail_after(60):
-            while True:  # every event (20 messages, 3 each) at least once
-                if len({json.loads(r["body"])["event_id"] for r in received(log)}) == 60:
+        with trio.fail_after(30):  # within a few --callback-retry-max of its return
+            while True:  # every event (30 messages, 3 each) at least once
+                if len({json.loads(r["body"])["event_id"] for r in received(log)}) == 90:
                     break
                 await trio.sleep(0.2)
     finally:
