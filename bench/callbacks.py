@@ -32,7 +32,10 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        at = datetime.fromisoformat(json.loads(body)["at"].replace("Z", "+00:00"))
+        try:
+            at = datetime.fromisoformat(json.loads(body)["at"].replace("Z", "+00:00"))
+        except ValueError:  # cut off by a proxy stopped at the end of its round
+            return
         _Receiver.latencies.append(time.time() - at.timestamp())
         self.send_response(204)
         self.send_header("Content-Length", "0")
@@ -42,9 +45,14 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a proxy stopped at the end of its round resets its connections
+
+
 @contextmanager
 def receiver() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server = _QuietServer(("127.0.0.1", 0), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -362,15 +362,17 @@ class SqliteStore:
     ) -> list[PendingCallback]:
         skip = ",".join("?" * len(skip_origins))
         rows = self._db.execute(
-            f"SELECT * FROM (SELECT {prefixed('e', EVENT_COLUMNS)}, e.position,"
-            f" e.callback_url, e.callback_attempts, e.callback_due, row_number() OVER"
-            f" (PARTITION BY e.callback_origin ORDER BY e.callback_due) AS turn"
-            f" FROM events AS e WHERE e.callback_state = 'pending'"
+            # The candidates first (a LIMIT on the due index), then their turns per
+            # receiver: a window over every pending event would sort the whole backlog.
+            f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY callback_origin"
+            f" ORDER BY callback_due) AS turn FROM (SELECT {prefixed('e', EVENT_COLUMNS)},"
+            f" e.position, e.callback_url, e.callback_attempts, e.callback_due,"
+            f" e.callback_origin FROM events AS e WHERE e.callback_state = 'pending'"
             f" AND e.callback_due <= ? AND (e.claim_until IS NULL OR e.claim_until < ?)"
             f" AND NOT EXISTS (SELECT 1 FROM events AS p WHERE p.message_id = e.message_id"
             f" AND p.sequence < e.sequence AND p.callback_state = 'pending')"
             f" AND e.callback_origin NOT IN ({skip})"
-            f" ORDER BY e.callback_due LIMIT ?) WHERE turn <= ? ORDER BY callback_due LIMIT ?",
+            f" ORDER BY e.callback_due LIMIT ?)) WHERE turn <= ? ORDER BY callback_due LIMIT ?",
             [now, now, *skip_origins, _CANDIDATES * limit, per_origin, limit],
         ).fetchall()
         self._db.executemany(
