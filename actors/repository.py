@@ -390,10 +390,10 @@ class _StoreHealth:
 
 def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:
     """The distinct operations of a group, by name, for the log and the metric label."""
-    return tuple(sorted({_OPERATION_NAMES[type(e.request)] for e in group}))
+    return tuple(sorted({OPERATION_NAMES[type(e.request)] for e in group}))
 
 
-_OPERATION_NAMES: dict[type, str] = {
+OPERATION_NAMES: dict[type, str] = {
     Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
     AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
     ForgetIdempotency: "forget_idempotency", Purge: "purge", Ping: "ping", Dispatch: "dispatch",

@@ -7,6 +7,7 @@ actor cannot slow down senders, let alone a POST.
 """
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -167,12 +168,14 @@ class StatsHandle:
 
 
 async def run(
-    *, instance: str = "",
+    *, instance: str = "", max_attempts: int = 3, store_operations: Iterable[str] = (),
     task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """``max_attempts`` and ``store_operations``: the label values the metrics start
+    at zero (see :class:`~smsproxy.metrics.Metrics`)."""
     mailbox, inbox = Mailbox[Request].open("stats")
     counters = _Counters()
-    metrics = Metrics(instance)
+    metrics = Metrics(instance, max_attempts, store_operations)
     async with inbox:
         task_status.started(StatsHandle(mailbox))
         async for envelope in inbox:

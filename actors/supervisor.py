@@ -64,7 +64,10 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
     """Every actor, started and ready; on exit, the orderly shutdown above."""
     errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
     async with trio.open_nursery() as outer:
-        counts = await outer.start(partial(stats.run, instance=config.effective_instance_name))
+        counts = await outer.start(partial(
+            stats.run, instance=config.effective_instance_name,
+            max_attempts=config.max_attempts, store_operations=repository.OPERATION_NAMES.values(),
+        ))
         async with trio.open_nursery() as repository_layer:
             repo = await repository_layer.start(partial(
                 repository.run, store_factory(config.store), on_store_error=counts.record,

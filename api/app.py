@@ -5,7 +5,9 @@ they parse, call a handle, and shape the answer. Tests hand in handles of actors
 they started themselves.
 """
 
-from quart import Response, request
+import time
+
+from quart import Response, g, request
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
@@ -49,12 +51,17 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     http_counts = HttpCounts(services.stats)
     app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))
 
+    @app.before_request
+    async def note_arrival() -> None:
+        g.arrived = time.perf_counter()
+
     @app.after_request
     async def count_request(response: Response) -> Response:
         # The route's rule, not the path: unknown paths must not grow the label set.
         url_rule = request.url_rule
         rule = url_rule.rule if url_rule else "unmatched"
-        http_counts.count(rule, request.method, response.status_code)
+        seconds = time.perf_counter() - g.get("arrived", time.perf_counter())
+        http_counts.count(rule, request.method, response.status_code, seconds)
         return response
 
     return app

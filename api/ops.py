@@ -1,6 +1,6 @@
 """What operations watch: ``/stats``, ``/metrics``, ``/healthz`` and ``/readyz``."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
@@ -36,18 +36,21 @@ class HttpCounts:
     def __init__(self, stats: StatsHandle) -> None:
         self._stats = stats
         self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._durations: defaultdict[tuple[str, str], list[float]] = defaultdict(list)
         self._unsent = 0
 
-    def count(self, route: str, method: str, status: int) -> None:
+    def count(self, route: str, method: str, status: int, seconds: float) -> None:
         self._counts[(route, method, status)] += 1
+        self._durations[(route, method)].append(seconds)
         self._unsent += 1
         if self._unsent >= self.FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
         if self._counts:
-            self._stats.record(HttpServed(dict(self._counts)))
+            self._stats.record(HttpServed(dict(self._counts), dict(self._durations)))
             self._counts.clear()
+            self._durations = defaultdict(list)
             self._unsent = 0
 
 

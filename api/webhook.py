@@ -15,6 +15,7 @@ from api.common import (
 )
 from api.errors import error_response
 from api.schemas import ErrorBody, StatusReport
+from smsproxy.models import WebhookRefused
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 __all__ = ["webhook_routes"]
@@ -46,6 +47,7 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
             )
             if problem:
                 log.warning("webhook_refused", reason=problem)
+                services.stats.record(WebhookRefused(problem.replace(" ", "_")))
                 return error_response(401, problem)
         updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
         if updates:

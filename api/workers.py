@@ -44,8 +44,11 @@ FRESH_SECONDS = 5.0
 """A worker's file older than this is a dead worker's: its gauges no longer count."""
 
 _MAX_GAUGES = frozenset({"smsproxy_queue_depth", "smsproxy_callbacks_pending",
-                         "smsproxy_callback_oldest_pending_seconds"})
-"""Gauges every worker reads from the shared store: the same figure, not to be summed."""
+                         "smsproxy_callback_oldest_pending_seconds", "process_max_fds"})
+"""Gauges every worker reads from the shared store (or the same limit): the same figure,
+not to be summed."""
+_MIN_GAUGES = frozenset({"process_start_time_seconds"})
+"""The set started when its first worker did."""
 
 _SHARED_READINGS = frozenset({"callbacks_pending"})
 """The same in /stats."""
@@ -169,6 +172,8 @@ class _Merged(Collector):
                     key = (merged.name, sample.name, tuple(sorted(sample.labels.items())))
                     if family.name in _MAX_GAUGES:
                         values[key] = max(values.get(key, sample.value), sample.value)
+                    elif family.name in _MIN_GAUGES:
+                        values[key] = min(values.get(key, sample.value), sample.value)
                     else:
                         values[key] = values.get(key, 0.0) + sample.value
         for (family_name, sample_name, labels), value in values.items():

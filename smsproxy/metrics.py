@@ -3,12 +3,15 @@
 ``docs/operations.md`` says what each one means and what to do when it moves.
 """
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -29,9 +32,10 @@ from smsproxy.models import (
     StoreFailed,
     UpdateRejected,
     UpdatesApplied,
+    WebhookRefused,
 )
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "WEBHOOK_REFUSALS", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,11 +44,29 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 _BATCH_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 _LATENCIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_HTTP_LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+_UPDATE_REFUSALS = ("unknown_status", "unknown_message", "final_status", "other")
+_CALLBACK_OUTCOMES = (
+    [("delivered", "2xx")]
+    + [(outcome, reason) for outcome in ("retry", "abandon")
+       for reason in ("408", "429", "5xx", "timeout", "connection")]
+    + [("abandon", reason) for reason in ("3xx", "4xx", "refused_address")]
+)
+WEBHOOK_REFUSALS = ("missing_signature", "malformed_timestamp", "stale_signature",
+                    "wrong_signature")
+"""Why a provider report was refused (``smsproxy.signing.verify``'s answers)."""
 
 
 class Metrics:
-    def __init__(self, instance: str = "") -> None:
+    """Every labelled counter starts with each of its known label values at zero, so
+    that ``increase()`` sees its first increment. ``max_attempts`` and
+    ``store_operations`` are those label values for batches and store errors."""
+
+    def __init__(self, instance: str = "", max_attempts: int = 3,
+                 store_operations: Iterable[str] = ()) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=registry)
         if instance:
             Info("smsproxy_instance", "This instance's name (--instance-name).",
                  registry=registry).info({"instance": instance})
@@ -105,6 +127,29 @@ class Metrics:
         self.callback_oldest = Gauge("smsproxy_callback_oldest_pending_seconds",
                                      "Age of the oldest pending status callback's event.",
                                      registry=registry)
+        self.http_seconds = Histogram("smsproxy_http_request_duration_seconds",
+                                      "Time from a request's arrival at the app to its answer, "
+                                      "by route and method.", ["route", "method"],
+                                      buckets=_HTTP_LATENCIES, registry=registry)
+        self.webhook_refused = Counter("smsproxy_webhook_refused", "Provider status reports "
+                                       "refused for their signature, by reason.", ["reason"],
+                                       registry=registry)
+        self._start_at_zero(max(1, max_attempts), store_operations)
+
+    def _start_at_zero(self, max_attempts: int, store_operations: Iterable[str]) -> None:
+        for attempts in range(1, max_attempts + 1):
+            for outcome in ("sent", "failed"):
+                self.batches.labels(outcome, str(attempts))
+        for outcome in ("ok", "error"):
+            self.attempt_seconds.labels(outcome)
+        for operation in store_operations:
+            self.store_errors.labels(operation)
+        for kind in _UPDATE_REFUSALS:
+            self.updates_rejected.labels(kind)
+        for outcome, reason in _CALLBACK_OUTCOMES:
+            self.callbacks.labels(outcome, reason)
+        for reason in WEBHOOK_REFUSALS:
+            self.webhook_refused.labels(reason)
 
     def record(self, record: StatsRecord) -> None:
         match record:
@@ -141,9 +186,15 @@ class Metrics:
             case CallbackBacklog(pending, oldest_age):
                 self.callbacks_pending.set(pending)
                 self.callback_oldest.set(oldest_age)
-            case HttpServed(counts):
+            case HttpServed(counts, durations):
                 for (route, method, status), count in counts.items():
                     self.http_requests.labels(route, method, str(status)).inc(count)
+                for (route, method), times in durations.items():
+                    histogram = self.http_seconds.labels(route, method)
+                    for duration in times:
+                        histogram.observe(duration)
+            case WebhookRefused(reason):
+                self.webhook_refused.labels(reason).inc()
 
     def exposition(self, queue_depth: int, in_flight: int, calls_saved: int) -> bytes:
         self.queue_depth.set(queue_depth)

@@ -4,7 +4,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smsproxy.statuses import Status
 
@@ -35,6 +35,7 @@ __all__ = [
     "StoreFailed",
     "UpdateRejected",
     "UpdatesApplied",
+    "WebhookRefused",
     "new_id",
     "new_ids",
     "new_messages",
@@ -261,9 +262,18 @@ class BulkReceived:
 
 @dataclass(frozen=True, slots=True)
 class HttpServed:
-    """HTTP answers since the last such record: (route, method, status) -> count."""
+    """HTTP answers since the last such record: (route, method, status) -> count, and
+    (route, method) -> the seconds each took."""
 
     counts: Mapping[tuple[str, str, int], int]
+    durations: Mapping[tuple[str, str], Sequence[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRefused:
+    """A provider status report refused for its signature (one of WEBHOOK_REFUSALS)."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,5 +313,5 @@ class CallbackBacklog:
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
     | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
-    | ClaimsTaken | CallbackAttempted | CallbackBacklog
+    | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused
 )

@@ -10,11 +10,13 @@ import pytest
 import trio
 import trio.testing
 from openapi_spec_validator import validate
+from prometheus_client import generate_latest
 
 from actors import updater
 from api import create_app
 from smsproxy.errors import StoreError
 from smsproxy.logs import configure_logging
+from smsproxy.metrics import Metrics
 from smsproxy.stores import MemoryStore
 from tests.fakes import ScriptedProvider
 
@@ -78,6 +80,34 @@ async def test_unknown_paths_share_one_route_label(pipeline):
     text = await scrape(client)
     assert metric(text, "smsproxy_http_requests_total",
                   '{code="404",method="GET",route="unmatched"}') == 3
+
+
+def test_labelled_counters_start_at_zero_for_every_known_label_value():
+    text = generate_latest(Metrics(max_attempts=2, store_operations=["save"]).registry).decode()
+    for series in ('smsproxy_batches_total{attempts="2",outcome="failed"}',
+                   'smsproxy_batches_total{attempts="1",outcome="sent"}',
+                   'smsproxy_status_updates_rejected_total{reason="final_status"}',
+                   'smsproxy_store_errors_total{operation="save"}',
+                   'smsproxy_callback_attempts_total{outcome="retry",reason="5xx"}',
+                   'smsproxy_callback_attempts_total{outcome="abandon",reason="4xx"}',
+                   'smsproxy_webhook_refused_total{reason="wrong_signature"}'):
+        assert f"{series} 0.0\n" in text, series
+    assert 'smsproxy_batches_total{attempts="3"' not in text
+    assert re.search(r"^process_cpu_seconds_total \d", text, re.MULTILINE)
+
+
+async def test_every_answer_is_timed_by_route_and_method(pipeline):
+    client = create_app(pipeline.services).test_client()
+    for _ in range(3):
+        await client.get("/healthz")
+    await client.post("/sms", json={"phone_number": PHONE, "content": "hi"})
+    text = await scrape(client)
+    labels = '{method="GET",route="/healthz"}'
+    assert metric(text, "smsproxy_http_request_duration_seconds_count", labels) == 3
+    assert metric(text, "smsproxy_http_request_duration_seconds_bucket",
+                  '{le="5.0",method="GET",route="/healthz"}') == 3
+    assert metric(text, "smsproxy_http_request_duration_seconds_count",
+                  '{method="POST",route="/sms"}') == 1
 
 
 async def test_queue_depth_and_in_flight_are_gauges(start_pipeline):

@@ -70,6 +70,9 @@ async def test_bad_signature_is_401_and_changes_nothing(app, pipeline, make_head
     assert (await response.get_json())["error"] == reason
     await pipeline.updater.flush()
     assert (await pipeline.repository.get(a)).status is Status.ACCEPTED
+    metrics = (await (await app.test_client().get("/metrics")).get_data()).decode()
+    label = reason.replace(" ", "_")
+    assert f'smsproxy_webhook_refused_total{{reason="{label}"}} 1.0' in metrics
 
 
 async def test_unknown_status_and_id_are_reported_and_the_rest_applied(app, pipeline):

@@ -57,3 +57,15 @@ def test_the_callback_backlog_each_worker_reads_from_the_store_is_not_summed():
              " gauge\nsmsproxy_callbacks_pending {}\n")
     assert "smsproxy_callbacks_pending 31.0" in merge_expositions(
         [gauge.format(30.0), gauge.format(31.0)]).decode()
+
+
+def test_the_set_started_with_its_first_worker_and_shares_one_descriptor_limit():
+    text = ("# HELP process_start_time_seconds Start.\n# TYPE process_start_time_seconds gauge\n"
+            "process_start_time_seconds {}\n# HELP process_max_fds Limit.\n"
+            "# TYPE process_max_fds gauge\nprocess_max_fds 1024.0\n"
+            "# HELP process_open_fds Open.\n# TYPE process_open_fds gauge\n"
+            "process_open_fds 10.0\n")
+    merged = merge_expositions([text.format(100.0), text.format(90.0)]).decode()
+    assert "process_start_time_seconds 90.0" in merged
+    assert "process_max_fds 1024.0" in merged
+    assert "process_open_fds 20.0" in merged
