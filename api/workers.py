@@ -44,7 +44,8 @@ FRESH_SECONDS = 5.0
 """A worker's file older than this is a dead worker's: its gauges no longer count."""
 
 _MAX_GAUGES = frozenset({"smsproxy_queue_depth", "smsproxy_callbacks_pending",
-                         "smsproxy_callback_oldest_pending_seconds", "process_max_fds"})
+                         "smsproxy_callback_oldest_pending_seconds", "smsproxy_queue_capacity",
+                         "process_max_fds"})
 """Gauges every worker reads from the shared store (or the same limit): the same figure,
 not to be summed."""
 _MIN_GAUGES = frozenset({"process_start_time_seconds"})

@@ -64,7 +64,7 @@ class Metrics:
     ``store_operations`` are those label values for batches and store errors."""
 
     def __init__(self, instance: str = "", max_attempts: int = 3,
-                 store_operations: Iterable[str] = ()) -> None:
+                 store_operations: Iterable[str] = (), max_queue: int = 100_000) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)
         if instance:
@@ -104,6 +104,9 @@ class Metrics:
         self.queue_depth = Gauge("smsproxy_queue_depth",
                                  "Messages accepted but not yet taken by the provider.",
                                  registry=registry)
+        Gauge("smsproxy_queue_capacity", "Unsent messages at which POST answers 503 "
+              "(--max-queue): alert on the queue depth against it.",
+              registry=registry).set(max_queue)
         self.in_flight = Gauge("smsproxy_batches_in_flight", "Batches being sent right now.",
                                registry=registry)
         self.updates_applied = Counter("smsproxy_status_updates_applied",
