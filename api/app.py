@@ -12,6 +12,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from api.common import ApiSettings, Services
+from api.docs import docs_routes
 from api.errors import register_error_handlers
 from api.guard import Guard
 from api.openapi import SmsProxyOpenAPI
@@ -37,6 +38,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
         info={"title": "smsproxy", "version": __version__,
               "description": "A batching, retrying, status-tracking proxy for a paid SMS "
                              "provider. Every error is {\"error\": \"...\"}."},
+        swagger_ui_path=None,  # api.docs serves it, without a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
         openapi_provider_class=SmsProxyOpenAPI,
@@ -48,6 +50,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     guard = Guard(settings.api_keys, _buckets(settings), settings.monotonic)
     app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
+    app.register_blueprint(docs_routes())
     http_counts = HttpCounts(services.stats)
     app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))
 
