@@ -7,6 +7,7 @@ they started themselves.
 
 import time
 
+import structlog
 from quart import Response, g, request
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
@@ -23,6 +24,8 @@ from smsproxy import __version__
 from smsproxy.ratelimit import TokenBuckets
 
 __all__ = ["ApiSettings", "Services", "create_app"]
+
+log = structlog.get_logger("smsproxy.http")
 
 
 def create_app(services: Services, settings: ApiSettings | None = None) -> QuartTrio:
@@ -65,6 +68,10 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
         rule = url_rule.rule if url_rule else "unmatched"
         seconds = time.perf_counter() - g.get("arrived", time.perf_counter())
         http_counts.count(rule, request.method, response.status_code, seconds)
+        if settings.access_log:
+            log.info("http_request", route=rule, method=request.method,
+                     status=response.status_code, duration_ms=round(seconds * 1000, 3),
+                     client=request.remote_addr)
         return response
 
     return app

@@ -59,6 +59,8 @@ class ApiSettings:
     callback_url: str | None = None
     """The default callback URL (--callback-url), for messages that name none."""
     callback_allow_private: bool = False
+    access_log: bool = False
+    """One ``http_request`` event per request (--access-log)."""
 
 
 async def read_body(limit: int) -> bytes:

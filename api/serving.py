@@ -6,6 +6,7 @@ serves it; on the way out, HTTP stops first and the supervisor stops the actors.
 """
 
 import gc
+import logging
 import resource
 import signal
 from functools import partial
@@ -116,7 +117,10 @@ def hypercorn_config(
     # hypercorn binds with SO_REUSEPORT when it is told of several workers; its own
     # worker processes are not used (api.workers starts smsproxy's).
     config.workers = 2 if reuse_port else 1
-    config.accesslog = None
+    config.accesslog = None  # --access-log is the app's, with the route and the duration
+    # A logger object, not "-": hypercorn would give "-" a plain-text stderr handler of
+    # its own. This one propagates to the root logger, which smsproxy.logs renders.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = grace
     # Longer than common clients' idle pools (httpx: 5 s), so that a client rarely
     # reuses a connection the server is closing at that very moment.
@@ -218,6 +222,7 @@ def _api_settings(config: Config) -> ApiSettings:
         callbacks=bool(config.callback_secret),
         callback_url=config.callback_url,
         callback_allow_private=config.callback_allow_private,
+        access_log=config.access_log,
     )
 
 

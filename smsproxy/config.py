@@ -76,6 +76,7 @@ class Config:
     callback_allow_private: bool = False
     sim_latency: float = 0.0
     sim_failure_rate: float = 0.0
+    access_log: bool = False
     log_format: str = "json"
     log_level: str = "info"
 
@@ -348,6 +349,8 @@ OPTIONS: Sequence[Option] = (
             "must be 0 or more"),
     _option("sim_failure_rate", float, "simulator: share of provider calls that fail",
             lambda r: 0 <= r <= 1, "must be between 0 and 1"),
+    _switch("access_log", "log one event per request: route, method, status, duration and "
+            "client address (never the body)"),
     _option("log_format", str, "json or console", lambda f: f in LOG_FORMATS,
             f"must be one of {', '.join(LOG_FORMATS)}"),
     _option("log_level", str, "debug (one event per message), info, warning or error",

@@ -19,6 +19,7 @@ __all__ = [
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _debug = False
+_standard_handler: logging.Handler | None = None
 
 
 def debug_enabled() -> bool:
@@ -53,26 +54,65 @@ class _CurrentStdout:
 def configure_logging(
     log_format: str = "json", level: str = "info", stream: TextIO | None = None
 ) -> None:
+    """structlog's events, and those of libraries that log through the standard
+    ``logging`` module (hypercorn, psycopg), as one stream in one format. The console
+    format has colours only when the stream is a terminal, never in a file."""
     global _debug
     _debug = level == "debug"
+    out = stream or _CurrentStdout()
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
+        structlog.dev.ConsoleRenderer(colors=_is_terminal(out))
         if log_format == "console"
         else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        redact_personal_data,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            redact_personal_data,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
-        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStdout()),  # type: ignore[arg-type]
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(out),  # type: ignore[arg-type]
         # Not cached: a cached logger would keep writing to the stream of its first use.
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(out, shared, renderer, numeric_level)
+
+
+def _route_standard_logging(
+    out: Any, shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor,
+    level: int,
+) -> None:
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[_name_the_library, structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    renderer],
+        foreign_pre_chain=shared,
+    ))
+    root = logging.getLogger()
+    global _standard_handler
+    if _standard_handler is not None:
+        root.removeHandler(_standard_handler)
+    _standard_handler = handler
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _name_the_library(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A library's line: its logger's name beside the message (the event)."""
+    record = event.get("_record")
+    if record is not None:
+        event["logger"] = record.name
+    return event
+
+
+def _is_terminal(stream: Any) -> bool:
+    target = sys.stdout if isinstance(stream, _CurrentStdout) else stream
+    isatty = getattr(target, "isatty", None)
+    return bool(isatty and isatty())
