@@ -5,7 +5,9 @@ they parse, call a handle, and shape the answer. Tests hand in handles of actors
 they started themselves.
 """
 
+import re
 import time
+from functools import cache
 
 import structlog
 from quart import Response, g, request
@@ -18,7 +20,7 @@ from api.errors import register_error_handlers
 from api.guard import Guard
 from api.openapi import SmsProxyOpenAPI
 from api.ops import HttpCounts, ops_routes
-from api.sms import sms_routes
+from api.sms import MessageIdConverter, sms_routes
 from api.webhook import webhook_routes
 from smsproxy import __version__
 from smsproxy.ratelimit import TokenBuckets
@@ -50,6 +52,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     # return finished responses, so the wrapper is only a cost on every answer.
     app.make_response = plain_make_response  # type: ignore[method-assign]
     register_error_handlers(app)
+    app.url_map.converters["message_id"] = MessageIdConverter
     guard = Guard(settings.api_keys, _buckets(settings), settings.monotonic)
     app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
@@ -65,7 +68,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     async def count_request(response: Response) -> Response:
         # The route's rule, not the path: unknown paths must not grow the label set.
         url_rule = request.url_rule
-        rule = url_rule.rule if url_rule else "unmatched"
+        rule = _route_label(url_rule.rule) if url_rule else "unmatched"
         seconds = time.perf_counter() - g.get("arrived", time.perf_counter())
         http_counts.count(rule, request.method, response.status_code, seconds)
         if settings.access_log:
@@ -75,6 +78,12 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
         return response
 
     return app
+
+
+@cache
+def _route_label(rule: str) -> str:
+    """The rule without its converters: ``/sms/<message_id>``."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"<\1>", rule)
 
 
 def _buckets(settings: ApiSettings) -> TokenBuckets | None:

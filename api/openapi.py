@@ -1,8 +1,18 @@
-"""The OpenAPI document: quart-schema's, plus the answers it cannot express from models."""
+"""The OpenAPI document: quart-schema's, made exact where models cannot say it.
+
+quart-schema derives the document from the request and response models; this adds
+what lives outside them: bodies are required, message ids are UUIDs, the /sms routes
+take a bearer key (when ``--api-keys`` is set), the headers a client sends
+(``Idempotency-Key``) and reads (``Retry-After``, ``Idempotent-Replayed``), and the
+answers that have no model.
+"""
 
 from typing import Any
 
 from quart_schema import OpenAPIProvider
+
+from api.guard import MAX_IDEMPOTENCY_KEY
+from api.schemas import UUID_PATTERN
 
 __all__ = ["SmsProxyOpenAPI"]
 
@@ -15,15 +25,81 @@ _EXTRA_RESPONSES: dict[tuple[str, str], dict[int, Any]] = {
         }
     },
     ("/provider/status", "post"): {
-        204: {"description": "Handed to the updater; unknown ids and statuses are logged."}
+        204: {"description": "Committed; unknown ids and statuses are logged and skipped."}
     },
+}
+
+_GUARDED = ("/sms", "/events")
+"""Paths (and those under them) that take an API key when keys are set."""
+
+_SUBMISSIONS = {("/sms", "post"), ("/sms/bulk", "post")}
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A key of the client's choosing: a retried request with the same key and "
+                   "body gets the first answer again (with Idempotent-Replayed: true) instead "
+                   "of new messages; the same key with another body is a 422. Remembered "
+                   "for --idempotency-ttl (24 h).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+               "pattern": "^[\\x20-\\x7e]+$"},
+}
+
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "Present, as true, when this is the stored answer to an earlier "
+                       "request with the same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+
+_BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "One of the server's --api-keys. Without --api-keys the routes are open.",
+}
+
+_MESSAGE_ID = {
+    "type": "string",
+    "format": "uuid",
+    "pattern": f"^{UUID_PATTERN}$",
+    "description": "An id as POST /sms answered it. Anything else is answered 400.",
 }
 
 
 class SmsProxyOpenAPI(OpenAPIProvider):
     def schema(self) -> dict[str, Any]:
         document = super().schema()
-        for (path, method), responses in _EXTRA_RESPONSES.items():
-            operation = document["paths"][path][method]
-            operation.setdefault("responses", {}).update(responses)
+        document.setdefault("components", {}).setdefault("securitySchemes", {})[
+            "bearer"] = _BEARER
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                _make_exact(path, method, operation)
         return document
+
+
+def _make_exact(path: str, method: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    responses.update(_EXTRA_RESPONSES.get((path, method), {}))
+    if "requestBody" in operation:
+        operation["requestBody"]["required"] = True
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path" and parameter["name"] == "message_id":
+            parameter["schema"] = _MESSAGE_ID
+    if path in _GUARDED or path.startswith("/sms/"):
+        # Either a bearer key or none: which one the server wants is its configuration.
+        operation["security"] = [{"bearer": []}, {}]
+    if (path, method) in _SUBMISSIONS:
+        operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
+        responses[202].setdefault("headers", {}).update(_REPLAYED)
+    for status in (429, 503):
+        if status in responses:
+            responses[status].setdefault("headers", {}).update(_RETRY_AFTER)

@@ -1,6 +1,6 @@
 """Request and response bodies. Validation rules come from :mod:`smsproxy.validation`."""
 
-import uuid
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -170,12 +170,21 @@ class EventPage(BaseModel):
     next: str
 
 
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+"""A message id as POST answers it (RFC 4122's hyphenated form, OpenAPI's format uuid)."""
+CURSOR_PATTERN = rf"^[0-9]+(\.[0-9]+)?~{UUID_PATTERN}$"
+"""``GET /sms``'s cursor: the accepted time and the id of a page's last message."""
+
+
 class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     after: int = Field(0, ge=0, description="a cursor from an earlier page's next; 0 "
                                             "for the beginning")
     limit: int = Field(100, ge=1, le=1000)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 class MessageQueryParams(BaseModel):
@@ -185,21 +194,21 @@ class MessageQueryParams(BaseModel):
     since: datetime | None = Field(None, description="accepted at or after (RFC 3339)")
     until: datetime | None = Field(None, description="accepted before (RFC 3339)")
     limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = Field(None, description="the previous page's next")
+    cursor: str | None = Field(None, description="the previous page's next",
+                               pattern=CURSOR_PATTERN)
 
-    @field_validator("since", "until")
+    @field_validator("since", "until", mode="before")
     @classmethod
-    def _zoned(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("needs a time zone offset (Z, or +01:00)")
+    def _rfc3339(cls, value: object) -> object:
+        # pydantic alone would also take a number of seconds, or a time without a zone.
+        if value is not None and not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
         return value
 
-    @field_validator("cursor")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_cursor(value)  # raises ValueError when it is not one of ours
-        return value
+
+def parse_message_id(text: str) -> str | None:
+    """The id in its canonical (lower-case) form, or None when it is not one."""
+    return text.lower() if re.fullmatch(UUID_PATTERN, text) else None
 
 
 def make_cursor(accepted_at: float, message_id: str) -> str:
@@ -207,11 +216,10 @@ def make_cursor(accepted_at: float, message_id: str) -> str:
 
 
 def parse_cursor(cursor: str) -> tuple[float, str]:
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise ValueError("not a cursor from an earlier page")
     at, _, message_id = cursor.partition("~")
-    try:
-        return float(at), str(uuid.UUID(message_id))
-    except ValueError:
-        raise ValueError("not a cursor from an earlier page") from None
+    return float(at), message_id.lower()
 
 
 class ListedSms(BaseModel):

@@ -1,12 +1,12 @@
 """``POST /sms``, ``GET /sms/<id>``, its history and the event feed: the shop's side."""
 
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, document_request, document_response
+from werkzeug.routing import BaseConverter
 
 from api.callback_urls import callback_urls
 from api.common import (
@@ -36,17 +36,27 @@ from api.schemas import (
     describe_validation_error,
     make_cursor,
     parse_cursor,
+    parse_message_id,
 )
 from smsproxy.callbacks import rfc3339
 from smsproxy.models import BulkReceived, MessageQuery, Saved
 from smsproxy.segments import count_segments
 
-__all__ = ["sms_routes"]
+__all__ = ["MessageIdConverter", "sms_routes"]
 
 T = TypeVar("T", bound=Callable[..., Any])
 
 
+class MessageIdConverter(BaseConverter):
+    """One path segment, but not ``bulk``: that is a route of its own, which answers
+    POST only (so GET /sms/bulk is a 405 that names POST). Any other malformed id
+    still reaches its route, which answers 400 naming it."""
+
+    regex = r"(?!bulk$)[^/]+"
+
+
 def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Blueprint:
+    """The message routes; their app must know ``MessageIdConverter`` as ``message_id``."""
     routes = Blueprint("sms", __name__)
 
     @routes.post("/sms")
@@ -103,16 +113,15 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         ]
         return _accepted({"messages": accepted}, saved)
 
-    @routes.get("/sms/<message_id>")
+    @routes.get("/sms/<message_id:message_id>")
     @document_response(SmsStatus, 200)
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 401)
     async def sms_status(message_id: str) -> Response:
         """The message's status; NOT_FOUND for an id never accepted."""
         guard.client()  # a 401 without a valid key, when keys are set
-        try:
-            canonical = str(uuid.UUID(message_id))
-        except ValueError:
+        canonical = parse_message_id(message_id)
+        if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
         record = await services.repository.get(canonical)
         status = SmsStatus(id=record.id, status=record.status, reason=record.reason)
@@ -146,16 +155,15 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
                            next=make_cursor(last.accepted_at, last.id) if last else None)
         return json_response(page.model_dump(mode="json"), 200)
 
-    @routes.get("/sms/<message_id>/events")
+    @routes.get("/sms/<message_id:message_id>/events")
     @document_response(MessageHistory, 200)
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 401)
     async def sms_events(message_id: str) -> Response:
         """The message's status history, oldest first (empty for an id never accepted)."""
         guard.client()
-        try:
-            canonical = str(uuid.UUID(message_id))
-        except ValueError:
+        canonical = parse_message_id(message_id)
+        if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
         events = await services.repository.history(canonical)
         history = MessageHistory(events=[MessageEvent.of(event) for event in events])

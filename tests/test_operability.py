@@ -169,7 +169,7 @@ async def test_openapi_document_is_valid_and_lists_every_route(pipeline):
     document = await (await app.test_client().get("/openapi.json")).get_json()
     validate(document)
     routes = {
-        (rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+        (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
         for rule in app.url_map.iter_rules()
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if rule.endpoint not in {"static", "openapi"}
@@ -238,3 +238,36 @@ async def test_dashboard_and_runbook_match_the_metrics(pipeline):
     runbook = (ROOT / "docs" / "operations.md").read_text()
     undocumented = {f for f in families if not re.search(rf"`{f}[`{{]", runbook)}
     assert undocumented == set()
+
+
+async def test_the_openapi_document_states_what_the_models_cannot(pipeline):
+    app = create_app(pipeline.services)
+    document = await (await app.test_client().get("/openapi.json")).get_json()
+    paths = document["paths"]
+    for path in ("/sms", "/sms/bulk", "/provider/status"):
+        assert paths[path]["post"]["requestBody"]["required"] is True, path
+    for path in ("/sms/{message_id}", "/sms/{message_id}/events"):
+        [parameter] = paths[path]["get"]["parameters"]
+        assert parameter["schema"]["format"] == "uuid"
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert paths["/sms"]["post"]["security"] == [{"bearer": []}, {}]
+    assert "security" not in paths["/provider/status"]["post"]  # signed, not keyed
+    submit = paths["/sms"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in submit["parameters"]}
+    assert "Idempotent-Replayed" in submit["responses"]["202"]["headers"]
+    assert "Retry-After" in submit["responses"]["429"]["headers"]
+    assert "Retry-After" in submit["responses"]["503"]["headers"]
+    assert "Retry-After" in paths["/provider/status"]["post"]["responses"]["503"]["headers"]
+
+
+async def test_options_and_allow_are_true_to_the_routes(pipeline):
+    client = create_app(pipeline.services).test_client()
+    options = await client.options("/sms/bulk")
+    assert set(options.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    wrong_method = await client.get("/sms/bulk")
+    assert wrong_method.status_code == 405
+    assert "GET" not in wrong_method.headers["Allow"]
+    malformed = await client.get("/sms/not-a-uuid")  # a malformed id is still a 400
+    assert malformed.status_code == 400
+    assert "not a message id" in (await malformed.get_json())["error"]
+    assert (await client.get("/sms/bulk/events")).status_code == 400
