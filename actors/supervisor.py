@@ -180,22 +180,26 @@ async def _keep_house(
 
 
 async def _in_batches(delete: Callable[[float, int], Awaitable[int]], before: float) -> int:
-    """Call ``delete`` until it deletes less than a batch; how many it deleted."""
+    """Call ``delete`` until it deletes less than a batch; how many it deleted. Between
+    two batches it rests ``HOUSEKEEPING_REST`` times as long as the last one took, so
+    that deleting holds the store a bounded share of the time on any machine."""
     total = 0
     while True:
+        started = trio.current_time()
         deleted = await delete(before, HOUSEKEEPING_BATCH)
         total += deleted
         if deleted < HOUSEKEEPING_BATCH:
             return total
-        await trio.sleep(HOUSEKEEPING_PAUSE)
+        await trio.sleep(max(0.001, HOUSEKEEPING_REST * (trio.current_time() - started)))
 
 
 HOUSEKEEPING_INTERVAL = 60.0
 """Seconds between rounds at most (a tenth of --retention when that is shorter)."""
-HOUSEKEEPING_BATCH = 200
-"""Rows deleted per transaction."""
-HOUSEKEEPING_PAUSE = 0.005
-"""Seconds between two batches of a round: room for the transactions of POSTs."""
+HOUSEKEEPING_BATCH = 100
+"""Messages (with their events) or keys deleted per transaction."""
+HOUSEKEEPING_REST = 2.0
+"""Rest after a batch, in multiples of its time (queueing for the store included):
+deletes take at most a third of the store's time while a backlog is worked off."""
 
 
 async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, config: Config,

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import generate_latest
 
+from api import create_app
 from smsproxy.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -55,3 +56,17 @@ def test_every_alert_links_a_runbook_entry():
     for rule in rules():
         anchor = rule["annotations"]["runbook_url"].split("#")[1]
         assert anchor in headings, f"{rule['alert']}: no '### ' heading for #{anchor}"
+
+
+async def test_promtool_finds_nothing_to_fix_in_the_exposition(start_pipeline):
+    pipeline = await start_pipeline()
+    client = create_app(pipeline.services).test_client()
+    await client.post("/sms", json={"phone_number": "+4915112345678", "content": "hi"})
+    await client.get("/sms/not-an-id")
+    exposition = await (await client.get("/metrics")).get_data()
+    path = shutil.which("promtool")
+    assert path, "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    checked = subprocess.run([path, "check", "metrics"], input=exposition,
+                             capture_output=True, timeout=60)
+    assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+    assert b"smsproxy_http_request_duration_seconds_bucket" in exposition

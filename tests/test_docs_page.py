@@ -28,7 +28,9 @@ async def test_docs_render_every_operation_with_no_network(tmp_path):
         ).stdout)
     finally:
         service.stop()
-    rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', page))
-    assert {"/sms", "/sms/bulk", "/sms/{message_id}", "/events",
-            "/provider/status", "/metrics"} <= rendered, rendered
+    rendered = set(re.findall(
+        r'class="opblock-summary-method">(\w+)</span>.*?class="opblock-summary-path" '
+        r'data-path="([^"]+)"', page))
+    assert {("POST", "/sms"), ("GET", "/sms/{message_id}"), ("POST", "/sms/bulk"),
+            ("GET", "/events"), ("POST", "/provider/status")} <= rendered, rendered
     assert 'href="/openapi.json"' in page
