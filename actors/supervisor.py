@@ -154,8 +154,8 @@ async def _keep_house(
     scope: trio.CancelScope,
 ) -> None:
     """Housekeeping: delete the final messages older than ``--retention`` (with their
-    history) and the idempotency keys older than their TTL, a few hundred rows per
-    transaction, so that the POSTs in between never wait behind a long delete."""
+    history) and the idempotency keys older than their TTL, a hundred at a time in
+    short transactions, so that the POSTs in between never wait behind a long delete."""
 
     async def purge(before: float, limit: int) -> int:
         purged = await repo.purge(before, limit)
