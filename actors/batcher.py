@@ -232,7 +232,7 @@ class _Batcher:
     def handle(self, request: Request) -> None:
         match request:
             case _Enqueue(messages, recovered):
-                self.queue.add(messages, trio.current_time())
+                self.queue.add(messages, trio.current_time(), self.clock())
                 if not recovered:
                     self.accepted += len(messages)
                 if debug_enabled():

@@ -15,7 +15,6 @@ run cannot know how those attempts ended.
 import heapq
 import itertools
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from smsproxy.models import Batch, Message, new_id
@@ -68,9 +67,14 @@ class QueueGauge:
 
 
 class BatchQueue:
+    """Messages wait in deadline order: each must leave by its own deadline (its
+    ``deliver_by``, else ``max_delay`` after it was queued). A batch leaves when it is
+    full or when the earliest deadline arrives, and takes the earliest deadlines
+    first, so that the messages that can wait fill the room an urgent one leaves."""
+
     def __init__(self, rules: BatchingRules) -> None:
         self.rules = rules
-        self.pending: deque[tuple[float, Message]] = deque()
+        self._waiting: list[tuple[float, int, Message]] = []  # a heap: (deadline, order, m)
         self._parked: list[tuple[float, int, tuple[Message, ...]]] = []
         self._tiebreak = itertools.count()
         self._rounds: dict[str, int] = {}
@@ -82,9 +86,25 @@ class BatchQueue:
     def parked_count(self) -> int:
         return sum(len(messages) for _, _, messages in self._parked)
 
-    def add(self, messages: tuple[Message, ...], now: float) -> None:
-        self.pending.extend((now, m) for m in messages)
+    @property
+    def waiting(self) -> int:
+        """Messages queued, not yet in a batch (parked ones not counted)."""
+        return len(self._waiting)
+
+    def add(self, messages: tuple[Message, ...], now: float, wall_now: float | None = None
+            ) -> None:
+        """Queue messages at ``now``; ``wall_now`` places their ``deliver_by`` on this
+        clock (without it, it counts from their acceptance as from ``now``)."""
+        for message in messages:
+            heapq.heappush(self._waiting, (self._leave_by(message, now, wall_now),
+                                           next(self._tiebreak), message))
         self._maybe_taken.update(m.id for m in messages if m.attempts)
+
+    def _leave_by(self, message: Message, now: float, wall_now: float | None) -> float:
+        if message.deliver_by is None:
+            return now + self.rules.max_delay
+        reference = message.created_at if wall_now is None else wall_now
+        return now + max(0.0, message.deliver_by - reference)
 
     def was_attempted(self, batch: Batch) -> bool:
         """Whether any of the batch was tried before: then some may have been taken since."""
@@ -93,23 +113,24 @@ class BatchQueue:
     def next_wakeup(self) -> float:
         """When ``take_batches`` or ``take_due_parked`` may have work next."""
         wake = math.inf
-        if self.pending and self.in_flight < self.rules.max_in_flight:
-            wake = -math.inf if self.draining else self.pending[0][0] + self.rules.max_delay
+        if self._waiting and self.in_flight < self.rules.max_in_flight:
+            wake = -math.inf if self.draining else self._waiting[0][0]
         if self._parked and not self.draining:
             wake = min(wake, self._parked[0][0])
         return wake
 
     def take_batches(self, now: float) -> list[Batch]:
-        """Batches to send now: full ones, overdue ones, or anything when draining."""
+        """Batches to send now: full ones, ones whose earliest deadline has come, or
+        anything when draining; each takes the earliest deadlines."""
         batches: list[Batch] = []
         size = self.rules.batch_size
-        while self.pending and self.in_flight < self.rules.max_in_flight:
-            full = len(self.pending) >= size
-            due = now >= self.pending[0][0] + self.rules.max_delay
+        while self._waiting and self.in_flight < self.rules.max_in_flight:
+            full = len(self._waiting) >= size
+            due = now >= self._waiting[0][0]
             if not (full or due or self.draining):
                 break
-            count = min(size, len(self.pending))
-            messages = tuple(self.pending.popleft()[1] for _ in range(count))
+            count = min(size, len(self._waiting))
+            messages = tuple(heapq.heappop(self._waiting)[2] for _ in range(count))
             batches.append(Batch(new_id(), messages))
             self.in_flight += 1
         return batches
@@ -152,13 +173,14 @@ class BatchQueue:
             _, _, messages = heapq.heappop(self._parked)
             expired, alive = self._split_expired(messages, wall_now)
             expired_all.extend(expired)
-            # They were accepted before anything pending now: they go first.
-            self.pending.extendleft((now - self.rules.max_delay, m) for m in reversed(alive))
+            # Overdue: they go first, in the order they were parked.
+            for message in alive:
+                heapq.heappush(self._waiting, (-math.inf, next(self._tiebreak), message))
         return expired_all
 
     def finished(self) -> bool:
         """Draining and nothing left to hand over (parked messages wait for a restart)."""
-        return self.draining and not self.pending and self.in_flight == 0
+        return self.draining and not self._waiting and self.in_flight == 0
 
     def _deadline(self, message: Message) -> float:
         """Wall-clock time at which the message fails, unless it was sent by then."""

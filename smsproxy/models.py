@@ -85,18 +85,29 @@ class Message:
     """Provider attempts made for it before it was (re)loaded from the store."""
     callback_url: str | None = None
     """Where its status events are POSTed (None: nowhere)."""
+    deliver_by: float | None = None
+    """Wall-clock time by which it must leave for the provider (None: ``--max-delay``
+    after it was queued)."""
 
 
-Outgoing = tuple[str, str] | tuple[str, str, str | None]
-"""What a client submits: (phone number, content), and a callback URL if any."""
+Outgoing = (tuple[str, str] | tuple[str, str, str | None]
+            | tuple[str, str, str | None, float | None])
+"""What a client submits: (phone number, content), a callback URL if any, and the
+seconds within which it must leave for the provider, if it says."""
 
 
 def new_messages(items: Sequence[Outgoing], created_at: float) -> tuple[Message, ...]:
     """Messages for submitted items, with new time-ordered ids."""
     return tuple(
-        Message(message_id, item[0], item[1], created_at, 0, item[2] if len(item) > 2 else None)
+        Message(message_id, item[0], item[1], created_at, 0,
+                item[2] if len(item) > 2 else None, _deadline(item, created_at))
         for message_id, item in zip(new_ids(len(items)), items, strict=True)
     )
+
+
+def _deadline(item: Outgoing, created_at: float) -> float | None:
+    within = item[3] if len(item) > 3 else None
+    return None if within is None else created_at + within
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +189,8 @@ class StatusRecord:
     id: str
     status: Status
     reason: str | None = None
+    deliver_by: float | None = None
+    """The message's own deadline to leave for the provider, if it set one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ class MemoryStore:
             seen.add(message.id)
         for message in messages:
             self._messages[message.id] = message
-            self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED)
+            self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED,
+                                                     deliver_by=message.deliver_by)
             self._updated[message.id] = message.created_at
         self.append_events(Event.accepted(messages))
 
@@ -99,7 +100,7 @@ class MemoryStore:
         for message_id, status, reason in changes:
             record = self._records.get(message_id)
             if record is not None and record.status not in protected:
-                self._records[message_id] = StatusRecord(message_id, status, reason)
+                self._records[message_id] = replace(record, status=status, reason=reason)
                 self._updated[message_id] = time.time()
                 changed.add(message_id)
         return changed

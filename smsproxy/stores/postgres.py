@@ -149,6 +149,13 @@ CREATE INDEX smsproxy_events_callbacks_due ON smsproxy_events (callback_due)
     6: """
 CREATE INDEX smsproxy_messages_by_status ON smsproxy_messages (status, created_at, id);
 """,
+    # A message's own deadline to leave for the provider (deliver_within, a class), and
+    # the unsent ones that have one, by it: claims take the earliest deadlines first.
+    7: """
+ALTER TABLE smsproxy_messages ADD COLUMN deliver_by double precision;
+CREATE INDEX smsproxy_messages_unsent_by_deadline ON smsproxy_messages (deliver_by)
+    WHERE status = 'ACCEPTED' AND sent_at IS NULL AND deliver_by IS NOT NULL;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -183,25 +190,36 @@ def _unclaimed_due(now: str) -> str:
 _CLAIM = f"""
 WITH lock AS (
     SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked, {_NOW} AS now
-), due AS (
-    SELECT m.id, m.created_at, m.claimed_by FROM smsproxy_messages AS m, lock
-    WHERE lock.locked AND {_unclaimed_due("lock.now")}
+), plain AS (
+    -- The earliest deadlines: of those without one of their own (--max-delay after
+    -- acceptance, so oldest first) and of those with one, each from its own index.
+    SELECT m.id, m.claimed_by, m.created_at + %(max_delay)s AS leave_by
+    FROM smsproxy_messages AS m, lock
+    WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NULL
     ORDER BY m.created_at LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+), urgent AS (
+    SELECT m.id, m.claimed_by, m.deliver_by AS leave_by
+    FROM smsproxy_messages AS m, lock
+    WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NOT NULL
+    ORDER BY m.deliver_by LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+), due AS (
+    SELECT * FROM plain UNION ALL SELECT * FROM urgent ORDER BY leave_by, id LIMIT %(size)s
 ), summary AS (
-    SELECT count(*) AS waiting, min(created_at) AS oldest FROM due
+    SELECT count(*) AS waiting, min(leave_by) AS earliest FROM due
 ), taken AS (
     UPDATE smsproxy_messages AS m SET claimed_by = %(me)s, claim_until = lock.now + %(lease)s
     FROM due, summary, lock
     WHERE m.id = due.id
-    AND (summary.waiting >= %(size)s OR lock.now >= summary.oldest + %(max_delay)s)
-    RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts,
-        due.claimed_by AS previous
+    AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
+    RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts, m.deliver_by,
+        due.leave_by, due.claimed_by AS previous
 )
-SELECT lock.locked, lock.now, summary.waiting, summary.oldest, taken.*
+SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
 FROM lock, summary LEFT JOIN taken ON true
 """
-"""Claims the due messages when they fill a batch or the oldest is overdue; returns one
-row per message taken, or one row of nulls after the figures that said why not."""
+"""Claims the due messages, earliest deadline first, when they fill a batch or the
+earliest deadline has come; returns one row per message taken, or one row of nulls
+after the figures that said why not."""
 
 
 AUTOVACUUM_OFF = (
@@ -304,16 +322,18 @@ class PostgresStore:
         if not messages:
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
-                              m.callback_url, origin(m.callback_url) if m.callback_url else None)
+                              m.callback_url, origin(m.callback_url) if m.callback_url else None,
+                              m.deliver_by)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
-            " created_at, status, attempts, updated_at, callback_url, callback_origin)"
+            " created_at, status, attempts, updated_at, callback_url, callback_origin,"
+            " deliver_by)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
-            " callback_url, callback_origin FROM unnest(%s::text[], %s::text[], %s::text[],"
-            " %s::float8[], %s::int[], %s::text[], %s::text[])"
+            " callback_url, callback_origin, deliver_by FROM unnest(%s::text[], %s::text[],"
+            " %s::text[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::float8[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin)"
+            " callback_origin, deliver_by)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
@@ -336,9 +356,9 @@ class PostgresStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._conn.execute(
-            "SELECT status, reason FROM smsproxy_messages WHERE id = %s", (message_id,)
-        ).fetchone()
-        return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
+            "SELECT status, reason, deliver_by FROM smsproxy_messages WHERE id = %s",
+            (message_id,)).fetchone()
+        return StatusRecord(message_id, _STATUS[row[0]], row[1], row[2]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "smsproxy_messages", "%s")
@@ -471,10 +491,11 @@ class PostgresStore:
 
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
-            "SELECT id, phone_number, content, created_at, attempts FROM smsproxy_messages"
-            " WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id"
-        )
-        return [Message(*row) for row in rows]
+            "SELECT id, phone_number, content, created_at, attempts, deliver_by"
+            " FROM smsproxy_messages WHERE status = 'ACCEPTED' AND sent_at IS NULL"
+            " ORDER BY created_at, id")
+        return [Message(i, number, content, at, attempts, deliver_by=deliver_by)
+                for i, number, content, at, attempts, deliver_by in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._conn.execute(
@@ -536,17 +557,20 @@ class PostgresStore:
         rows = self._conn.execute(_CLAIM, self._at(
             lock=CLAIM_LOCK, size=batch_size, max_delay=max_delay, me=instance, lease=lease,
         )).fetchall()
-        locked, now, waiting, oldest = rows[0][:4]
+        locked, now, waiting, earliest = rows[0][:4]
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
+        # (id, phone number, content, created at, attempts, deliver by, leave by, previous)
         taken = sorted((row[4:] for row in rows if row[4] is not None),
-                       key=lambda row: (row[3], row[0]))
+                       key=lambda row: (row[6], row[0]))
         if taken:
-            mine = sum(1 for row in taken if row[5] is not None and row[5] != instance)
-            return Claimed(tuple(Message(*row[:5]) for row in taken), taken_over=mine)
+            mine = sum(1 for row in taken if row[7] is not None and row[7] != instance)
+            return Claimed(tuple(Message(i, number, content, at, attempts, deliver_by=by)
+                                 for i, number, content, at, attempts, by, _, _ in taken),
+                           taken_over=mine)
         if waiting == 0:
             return Claimed(())
-        return Claimed((), next_due=oldest + max_delay, waiting=waiting)
+        return Claimed((), next_due=earliest, waiting=waiting)
 
     def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
         rows = self._conn.execute(

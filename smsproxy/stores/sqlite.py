@@ -137,6 +137,10 @@ CREATE INDEX events_callbacks_due ON events (callback_due) WHERE callback_state 
     6: """
 CREATE INDEX messages_by_status ON messages (status, created_at, id);
 """,
+    # A message's own deadline to leave for the provider (deliver_within, a class).
+    7: """
+ALTER TABLE messages ADD COLUMN deliver_by REAL;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -221,7 +225,7 @@ class SqliteStore:
         now = time.time()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin_of[m.id]) for m in messages]
+                 origin_of[m.id], m.deliver_by) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -229,8 +233,9 @@ class SqliteStore:
                 for chunk in chunks:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                        " attempts, updated_at, callback_url, callback_origin) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?)"] * len(chunk)),
+                        " attempts, updated_at, callback_url, callback_origin, deliver_by)"
+                        " VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self._insert_events(
@@ -255,9 +260,9 @@ class SqliteStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
-            "SELECT status, reason FROM messages WHERE id = ?", (message_id,)
+            "SELECT status, reason, deliver_by FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
-        return StatusRecord(message_id, _STATUS[row[0]], row[1]) if row else None
+        return StatusRecord(message_id, _STATUS[row[0]], row[1], row[2]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "messages", "?")
@@ -415,10 +420,11 @@ class SqliteStore:
 
     def accepted(self) -> list[Message]:
         rows = self._db.execute(
-            "SELECT id, phone_number, content, created_at, attempts FROM messages"
+            "SELECT id, phone_number, content, created_at, attempts, deliver_by FROM messages"
             " WHERE status = 'ACCEPTED' ORDER BY created_at"
         )
-        return [Message(*row) for row in rows]
+        return [Message(i, number, content, at, attempts, deliver_by=deliver_by)
+                for i, number, content, at, attempts, deliver_by in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
