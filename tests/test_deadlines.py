@@ -106,7 +106,7 @@ def test_claims_take_the_earliest_deadlines_when_the_earliest_comes(postgres_url
     store = PostgresStore(postgres_url, clock=clock)
     try:
         relaxed = [Message(new_id(), "+4912345678", f"r{n}", WALL + n * 0.001,
-                           deliver_by=WALL + 600) for n in range(4)]
+                           deliver_by=WALL + 600 + n) for n in range(4)]
         plain = [Message(new_id(), "+4912345678", f"p{n}", WALL + n * 0.001) for n in range(4)]
         urgent = Message(new_id(), "+4912345678", "otp", WALL + 0.5, deliver_by=WALL + 2.0)
         with store.transaction():
