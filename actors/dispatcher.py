@@ -17,6 +17,7 @@ with a growing delay, for any instance to take; messages past their TTL are fail
 by whichever instance finds them, once.
 """
 
+import math
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -78,6 +79,8 @@ class _State:
         """The cluster's unsent messages, as last counted plus this instance's since."""
         self.claimable = 0
         """Of them, those a claim could take now: an estimate that decides when to look."""
+        self.next_look = math.inf
+        """Wall-clock time the loop looks again unless poked: a message due sooner pokes."""
         self.wake = trio.Event()
         self.stopped = trio.Event()
 
@@ -133,10 +136,13 @@ class DispatcherHandle:
         if not saved.replayed:
             self._state.unsent += len(messages)
             self._state.claimable += len(messages)
-            if self._state.claimable >= self._batch_size:
-                # A batch may be full now. Short of that, the loop's own timer (the
-                # oldest message's due time, or the poll) is soon enough, and a claim
-                # per POST would cost a query per POST.
+            earliest = min((m.deliver_by for m in messages if m.deliver_by is not None),
+                           default=math.inf)
+            if self._state.claimable >= self._batch_size or earliest < self._state.next_look:
+                # A batch may be full now, or one of these must leave before the loop
+                # looks again. Short of that, the loop's own timer (the earliest due
+                # time, or the poll) is soon enough, and a claim per POST would cost a
+                # query per POST.
                 self._state.poke()
             self._stats.record(MessagesAccepted(len(messages)))
         return saved
@@ -204,6 +210,7 @@ class _Dispatcher:
             if now >= next_count:
                 await self.count()
                 next_count = now + self.settings.count_every
+            self.state.next_look = self.clock() + wait
             with trio.move_on_after(wait):
                 await self.state.wake.wait()
 

@@ -34,10 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     for option in OPTIONS:
         help = (f"{option.help} (default: {getattr(defaults, option.name)}; "
                 f"env {env_name(option.name)})")
-        flag = f"--{option.name.replace('_', '-')}"
+        flag = option.flag_name
         if option.switch:
             serve_parser.add_argument(flag, dest=option.name, action="store_const",
                                       const="true", help=help)
+        elif option.repeatable:
+            serve_parser.add_argument(flag, dest=option.name, action="append",
+                                      metavar=flag.removeprefix("--").upper(), help=help)
         else:
             serve_parser.add_argument(flag, dest=option.name, metavar=option.name.upper(),
                                       help=help)
@@ -86,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "fake-provider":
         return _fake_provider(args)
-    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    flags = {k: ",".join(v) if isinstance(v, list) else v
+             for k, v in vars(args).items() if k != "command"}
     try:
         config = Config.from_sources(flags, os.environ)
     except ConfigError as error:

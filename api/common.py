@@ -3,8 +3,8 @@
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,10 @@ class ApiSettings:
     """The default callback URL (--callback-url), for messages that name none."""
     callback_allow_private: bool = False
     access_log: bool = False
+    classes: Mapping[str, float] = field(default_factory=dict)
+    """Delivery classes (--class): seconds within which their messages must leave."""
+    message_ttl: float = 3600.0
+    """--message-ttl: a message's own deadline may not be later."""
     """One ``http_request`` event per request (--access-log)."""
 
 

@@ -56,7 +56,10 @@ def _canonical_key(key: str) -> str:
     return key.replace("_", "").lower()
 
 
-_FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url"}
+_FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url",
+           "deliverwithin": "deliver_within"}
+MAX_DELIVER_WITHIN = 86_400.0
+"""Seconds: a deadline a day away is no deadline (and --message-ttl caps it lower)."""
 
 
 class SmsRequest(BaseModel):
@@ -80,6 +83,18 @@ class SmsRequest(BaseModel):
                        "resolves to a loopback, private or link-local address is refused "
                        "unless --callback-allow-private)",
     })
+    deliver_within: float | None = Field(None, gt=0, le=MAX_DELIVER_WITHIN, description=(
+        "seconds within which the message must leave for the provider (by default the "
+        "server's --max-delay); at most the server's --message-ttl, else a 400"))
+    delivery_class: str | None = Field(None, alias="class", description=(
+        "a delivery class of the server's (--class NAME=SECONDS), instead of "
+        "deliver_within; a class the server does not know is a 400"))
+
+    @model_validator(mode="after")
+    def _one_deadline(self) -> "SmsRequest":
+        if self.deliver_within is not None and self.delivery_class is not None:
+            raise ValueError("give deliver_within or class, not both")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +141,9 @@ class SmsStatus(BaseModel):
     id: str
     status: str
     reason: str | None = None
+    deliver_by: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                   description="when it must leave for the provider, if "
+                                               "it set a deadline (deliver_within, class)")
 
 
 def describe_validation_error(error: ValidationError) -> str:

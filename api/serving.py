@@ -223,6 +223,8 @@ def _api_settings(config: Config) -> ApiSettings:
         callback_url=config.callback_url,
         callback_allow_private=config.callback_allow_private,
         access_log=config.access_log,
+        classes=config.delivery_classes,
+        message_ttl=config.message_ttl,
     )
 
 

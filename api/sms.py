@@ -39,7 +39,8 @@ from api.schemas import (
     parse_message_id,
 )
 from smsproxy.callbacks import rfc3339
-from smsproxy.models import BulkReceived, MessageQuery, Saved
+from smsproxy.errors import InvalidMessage
+from smsproxy.models import BulkReceived, MessageQuery, Outgoing, Saved
 from smsproxy.segments import count_segments
 
 __all__ = ["MessageIdConverter", "sms_routes"]
@@ -69,13 +70,12 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         client = guard.client()
         body = await read_body(settings.sms_max_bytes)
         sms = SmsRequest.model_validate(parse_json_object(body))
-        request_parts = (sms.phone_number, sms.content)
-        idempotency = idempotency_from_request(
-            client, (*request_parts, sms.callback_url) if sms.callback_url else request_parts)
+        idempotency = idempotency_from_request(client, _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
+        within = _deliver_within(sms, settings)
         guard.admit(client, 1)
-        saved = await services.batcher.submit(sms.phone_number, sms.content, idempotency,
-                                              callback_url)
+        saved = await services.batcher.submit_many(
+            [(sms.phone_number, sms.content, callback_url, within)], idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
         return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments}, saved)
@@ -98,15 +98,14 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         except ValidationError as error:
             return _invalid_items(error)
         urls = await callback_urls([sms.callback_url for sms in bulk.messages], settings)
-        items = [(sms.phone_number, sms.content, url)
-                 for sms, url in zip(bulk.messages, urls, strict=True)]
+        outgoing: list[Outgoing] = [
+            (sms.phone_number, sms.content, url, _deliver_within(sms, settings))
+            for sms, url in zip(bulk.messages, urls, strict=True)]
         idempotency = idempotency_from_request(
-            client, [f"{sms.phone_number}\x00{sms.content}"
-                     + (f"\x00{sms.callback_url}" if sms.callback_url else "")
-                     for sms in bulk.messages])
-        guard.admit(client, len(items))
-        saved = await services.batcher.submit_many(items, idempotency)
-        services.stats.record(BulkReceived(len(items)))
+            client, ["\x00".join(_fingerprinted(sms)) for sms in bulk.messages])
+        guard.admit(client, len(outgoing))
+        saved = await services.batcher.submit_many(outgoing, idempotency)
+        services.stats.record(BulkReceived(len(outgoing)))
         accepted = [
             {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count}
             for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
@@ -124,7 +123,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
         record = await services.repository.get(canonical)
-        status = SmsStatus(id=record.id, status=record.status, reason=record.reason)
+        status = SmsStatus(id=record.id, status=record.status, reason=record.reason,
+                           deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None)
         return json_response(status.model_dump(exclude_none=True), 200)
 
     @routes.get("/sms")
@@ -195,6 +195,32 @@ def _submission_errors(route: T) -> T:
     for status in (401, 413, 422, 429, 503):
         route = document_response(ErrorBody, status)(route)
     return route
+
+
+def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
+    """What makes two requests under one Idempotency-Key the same request."""
+    parts: tuple[str, ...] = (sms.phone_number, sms.content)
+    if sms.callback_url:
+        parts += (sms.callback_url,)
+    if sms.deliver_within is not None or sms.delivery_class is not None:
+        parts += (f"deadline:{sms.deliver_within}:{sms.delivery_class}",)
+    return parts
+
+
+def _deliver_within(sms: SmsRequest, settings: ApiSettings) -> float | None:
+    """Seconds within which the message must leave: its class's, its own, or None for
+    the server's --max-delay."""
+    if sms.delivery_class is not None:
+        within = settings.classes.get(sms.delivery_class)
+        if within is None:
+            known = ", ".join(sorted(settings.classes)) or "none"
+            raise InvalidMessage("class", f"{sms.delivery_class!r} is not a delivery class "
+                                          f"of this server (it has: {known})")
+        return within
+    if sms.deliver_within is not None and sms.deliver_within > settings.message_ttl:
+        raise InvalidMessage("deliver_within", f"must be at most the server's --message-ttl "
+                                               f"({settings.message_ttl:g} s)")
+    return sms.deliver_within
 
 
 def _accepted(body: object, saved: Saved) -> Response:

@@ -7,6 +7,7 @@ that names the option, which the CLI turns into exit code 2.
 
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -67,6 +68,7 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idempotency_ttl: float = 86_400.0
+    classes: str | None = None
     retention: float = 30 * 86_400.0
     callback_url: str | None = None
     callback_secret: str | None = None
@@ -92,6 +94,10 @@ class Config:
             raise ConfigError("claim_lease", f"must be longer than --provider-timeout "
                               f"({self.provider_timeout:g} s), so that a lease outlasts an "
                               f"attempt (got {self.claim_lease:g})")
+        slow = {name: s for name, s in self.delivery_classes.items() if s > self.message_ttl}
+        if slow:
+            raise ConfigError("class", f"{', '.join(slow)}: a class's seconds must be at most "
+                                       f"--message-ttl ({self.message_ttl:g})")
         if self.callback_url and not self.callback_secret:
             raise ConfigError("callback_url", "needs --callback-secret: callbacks are signed, "
                                               "so that a receiver can tell them from forgeries")
@@ -122,6 +128,11 @@ class Config:
     @property
     def api_key_list(self) -> tuple[str, ...]:
         return tuple(k.strip() for k in self.api_keys.split(",")) if self.api_keys else ()
+
+    @property
+    def delivery_classes(self) -> dict[str, float]:
+        """Each class's seconds within which its messages must leave (--class)."""
+        return _parse_classes(self.classes) if self.classes else {}
 
     @property
     def effective_rate_burst(self) -> int:
@@ -166,6 +177,15 @@ class Option:
     check: Callable[[Any], None]
     switch: bool = False
     """A flag without a value (``--webhook-insecure``); its variable takes true or false."""
+    flag: str | None = None
+    """The flag, when it is not the name's (``--class`` for ``classes``)."""
+    repeatable: bool = False
+    """The flag may come more than once; the values join with commas, as in the
+    environment."""
+
+    @property
+    def flag_name(self) -> str:
+        return self.flag or f"--{self.name.replace('_', '-')}"
 
 
 def _checked(name: str, ok: Callable[[Any], bool], rule: str) -> Callable[[Any], None]:
@@ -200,6 +220,26 @@ def _parse_switch(name: str) -> Callable[[str], bool]:
 
 
 _SWITCH_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+_CLASS_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _parse_classes(text: str) -> dict[str, float]:
+    classes = {}
+    for entry in text.split(","):
+        name, _, seconds = entry.strip().partition("=")
+        classes[name.strip()] = float(seconds)
+    return classes
+
+
+def _are_classes(text: str) -> bool:
+    try:
+        classes = _parse_classes(text)
+    except ValueError:
+        return False
+    return all(_CLASS_NAME.fullmatch(name) and math.isfinite(seconds) and seconds > 0
+               for name, seconds in classes.items())
 
 
 def _is_callback_url(url: str) -> bool:
@@ -328,6 +368,11 @@ OPTIONS: Sequence[Option] = (
             "head", _positive, "must be more than 0"),
     _option("idempotency_ttl", float, "seconds an Idempotency-Key is remembered",
             lambda ttl: ttl >= 86_400, "must be at least 86400 (24 hours)"),
+    Option("classes", str, "a delivery class: NAME=SECONDS within which its messages must "
+           "leave for the provider (repeat the flag for each; in the environment, "
+           "comma-separated)", _checked("class", _are_classes, "must be NAME=SECONDS, "
+           "a name of letters, digits, - or _, and a positive number of seconds"),
+           flag="--class", repeatable=True),
     _option("retention", float, "seconds final messages and their history are kept after "
             "they were accepted; then GET /sms/<id> answers NOT_FOUND", _positive,
             "must be more than 0"),

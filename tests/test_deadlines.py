@@ -5,11 +5,20 @@ message waits."""
 
 import math
 
+import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api import ApiSettings, create_app
+from api.cli import build_parser
 from smsproxy.batching import BatchingRules, BatchQueue
-from smsproxy.models import Message
+from smsproxy.config import Config, ConfigError
+from smsproxy.models import Message, new_id
+from smsproxy.stores.postgres import PostgresStore
+from smsproxy.stores.sqlite import SqliteStore
+from tests.fakes import ScriptedProvider
+from tests.test_postgres_store import FakeClock
 
 WALL = 1_764_180_000.0
 BATCH = 10
@@ -97,10 +106,6 @@ def test_no_message_leaves_late_and_no_batch_leaves_with_room_while_one_waits(ar
 
 
 def test_claims_take_the_earliest_deadlines_when_the_earliest_comes(postgres_url):
-    from smsproxy.models import new_id
-    from smsproxy.stores.postgres import PostgresStore
-    from tests.test_postgres_store import FakeClock
-
     clock = FakeClock()
     clock.now = WALL
     store = PostgresStore(postgres_url, clock=clock)
@@ -127,8 +132,6 @@ def test_claims_take_the_earliest_deadlines_when_the_earliest_comes(postgres_url
 
 
 def test_a_deadline_survives_a_restart(tmp_path):
-    from smsproxy.stores.sqlite import SqliteStore
-
     path = tmp_path / "deadlines.db"
     store = SqliteStore(path)
     with store.transaction():
@@ -141,3 +144,79 @@ def test_a_deadline_survives_a_restart(tmp_path):
         assert store.lookup("m1").deliver_by == WALL + 30.0
     finally:
         store.close()
+
+
+# --- over HTTP, through the batcher, and in the configuration -----------------------------
+
+PHONE = "+4915112345678"
+CLASSES = {"otp": 0.5, "marketing": 600.0}
+
+
+@pytest.fixture
+async def service(start_pipeline):
+    provider = ScriptedProvider()
+    pipeline = await start_pipeline(provider, batch_size=BATCH, max_delay=60.0)
+    app = create_app(pipeline.services, ApiSettings(classes=CLASSES, message_ttl=3600.0))
+    return app.test_client(), provider
+
+
+async def test_an_otp_takes_the_waiting_marketing_texts_along(service, autojump_clock):
+    client, provider = service
+    for n in range(4):
+        answer = await client.post("/sms", json={"phone_number": PHONE, "content": f"sale {n}",
+                                                 "class": "marketing"})
+        assert answer.status_code == 202
+    await trio.sleep(5)
+    assert provider.calls == []  # marketing can wait 600 s, and the batch is not full
+    started = trio.current_time()
+    otp = await client.post("/sms", json={"phone_number": PHONE, "content": "code 4711",
+                                          "class": "otp"})
+    await trio.sleep(1)
+    [batch] = provider.calls
+    assert [m.content for m in batch.messages] == ["code 4711", "sale 0", "sale 1", "sale 2",
+                                                   "sale 3"]
+    assert provider.call_times[0] - started <= 0.5
+    body = await (await client.get(f"/sms/{(await otp.get_json())['id']}")).get_json()
+    assert body["deliver_by"].endswith("Z")
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"class": "urgent"}, "'urgent' is not a delivery class of this server (it has: "
+                          "marketing, otp)"),
+    ({"class": "otp", "deliver_within": 1}, "give deliver_within or class, not both"),
+    ({"deliver_within": 7200}, "at most the server's --message-ttl (3600 s)"),
+    ({"deliver_within": 0}, "greater than 0"),
+    ({"deliver_within": "soon"}, "deliver_within"),
+])
+async def test_a_deadline_the_server_cannot_keep_is_a_400(service, fields, error):
+    client, _ = service
+    for path, body in (("/sms", {"phone_number": PHONE, "content": "hi", **fields}),
+                       ("/sms/bulk", {"messages": [{"phone_number": PHONE, "content": "hi",
+                                                    **fields}]})):
+        answer = await client.post(path, json=body)
+        assert answer.status_code == 400, (path, await answer.get_data())
+        assert error in (await answer.get_data()).decode(), path
+
+
+async def test_a_message_without_a_deadline_shows_none(service):
+    client, _ = service
+    answer = await client.post("/sms", json={"phone_number": PHONE, "content": "hi",
+                                             "deliver_within": 30})
+    plain = await client.post("/sms", json={"phone_number": PHONE, "content": "hi"})
+    timed = await (await client.get(f"/sms/{(await answer.get_json())['id']}")).get_json()
+    untimed = await (await client.get(f"/sms/{(await plain.get_json())['id']}")).get_json()
+    assert "deliver_by" in timed and "deliver_by" not in untimed
+
+
+def test_classes_come_from_repeated_flags_or_the_environment():
+    args = build_parser().parse_args(["serve", "--class", "otp=0.5", "--class", "notice=10"])
+    assert args.classes == ["otp=0.5", "notice=10"]
+    config = Config.from_sources({"classes": "otp=0.5,notice=10"}, {})
+    assert config.delivery_classes == {"otp": 0.5, "notice": 10.0}
+    from_env = Config.from_sources({}, {"SMSPROXY_CLASSES": "otp=0.5,marketing=600"})
+    assert from_env.delivery_classes == {"otp": 0.5, "marketing": 600.0}
+    for bad in ("otp", "otp=fast", "otp=-1", "o t p=1", "otp=inf"):
+        with pytest.raises(ConfigError):
+            Config(classes=bad)
+    with pytest.raises(ConfigError, match="at most --message-ttl"):
+        Config(classes="slow=7200")
