@@ -30,12 +30,15 @@ from smsproxy.models import (
     Batch,
     BatchFailed,
     BatchOutcome,
+    BatchSucceeded,
     Idempotency,
     Message,
     MessagesAccepted,
     MessagesExpired,
     Outgoing,
+    ProviderTook,
     Saved,
+    Submitted,
     new_messages,
 )
 from smsproxy.providers import Provider
@@ -109,10 +112,11 @@ class BatcherHandle:
         callback_url: str | None = None,
     ) -> Saved:
         """Accept one message: stored as ACCEPTED and queued when this returns."""
-        return await self.submit_many([(phone_number, content, callback_url)], idempotency)
+        return await self.submit_many([Outgoing(phone_number, content, callback_url)],
+                                      idempotency)
 
     async def submit_many(
-        self, items: Sequence[Outgoing], idempotency: Idempotency | None = None
+        self, items: Sequence[Submitted], idempotency: Idempotency | None = None
     ) -> Saved:
         """Accept (phone number, content) pairs, all or none, as one store transaction.
 
@@ -275,6 +279,8 @@ class _Batcher:
         if sent.messages:
             outcome = await deliver(sent, self.provider, self.retry, self.stats.record, narrow)
             self.stats.record(outcome)
+            if isinstance(outcome, BatchSucceeded):
+                self.stats.record(ProviderTook.of(sent.messages, self.clock()))
         self.mailbox.cast_nowait(_SenderFinished(batch, outcome, sent))
         if isinstance(outcome, BatchFailed):
             with _logged("recording attempts"):

@@ -37,12 +37,15 @@ from smsproxy.models import (
     Batch,
     BatchFailed,
     BatchOutcome,
+    BatchSucceeded,
     ClaimsTaken,
     Idempotency,
     MessagesAccepted,
     MessagesExpired,
     Outgoing,
+    ProviderTook,
     Saved,
+    Submitted,
     new_id,
     new_messages,
 )
@@ -118,10 +121,11 @@ class DispatcherHandle:
         self, phone_number: str, content: str, idempotency: Idempotency | None = None,
         callback_url: str | None = None,
     ) -> Saved:
-        return await self.submit_many([(phone_number, content, callback_url)], idempotency)
+        return await self.submit_many([Outgoing(phone_number, content, callback_url)],
+                                      idempotency)
 
     async def submit_many(
-        self, items: Sequence[Outgoing], idempotency: Idempotency | None = None
+        self, items: Sequence[Submitted], idempotency: Idempotency | None = None
     ) -> Saved:
         """Save as ACCEPTED, all or none; the saved rows are the queue."""
         if not self.accepting:
@@ -255,6 +259,8 @@ class _Dispatcher:
         try:
             outcome = await deliver(batch, self.provider, self.retry, self.stats.record, renewed)
             self.stats.record(outcome)
+            if isinstance(outcome, BatchSucceeded):
+                self.stats.record(ProviderTook.of(sent.messages, self.clock()))
             await self.finish(sent, outcome)
         finally:
             self.state.in_flight -= 1

@@ -169,15 +169,15 @@ class StatsHandle:
 
 async def run(
     *, instance: str = "", max_attempts: int = 3, store_operations: Iterable[str] = (),
-    max_queue: int = 100_000,
+    max_queue: int = 100_000, classes: Iterable[str] = (),
     task_status: trio.TaskStatus[StatsHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """``max_attempts`` and ``store_operations``: the label values the metrics start
     at zero (see :class:`~smsproxy.metrics.Metrics`); ``max_queue``: the queue's
-    capacity, for alerts."""
+    capacity, for alerts; ``classes``: the delivery classes (--class)."""
     mailbox, inbox = Mailbox[Request].open("stats")
     counters = _Counters()
-    metrics = Metrics(instance, max_attempts, store_operations, max_queue)
+    metrics = Metrics(instance, max_attempts, store_operations, max_queue, classes)
     async with inbox:
         task_status.started(StatsHandle(mailbox))
         async for envelope in inbox:

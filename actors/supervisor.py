@@ -67,7 +67,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
         counts = await outer.start(partial(
             stats.run, instance=config.effective_instance_name,
             max_attempts=config.max_attempts, store_operations=repository.OPERATION_NAMES.values(),
-            max_queue=config.max_queue,
+            max_queue=config.max_queue, classes=config.delivery_classes,
         ))
         async with trio.open_nursery() as repository_layer:
             repo = await repository_layer.start(partial(

@@ -72,10 +72,9 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         sms = SmsRequest.model_validate(parse_json_object(body))
         idempotency = idempotency_from_request(client, _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
-        within = _deliver_within(sms, settings)
         guard.admit(client, 1)
         saved = await services.batcher.submit_many(
-            [(sms.phone_number, sms.content, callback_url, within)], idempotency)
+            [_outgoing(sms, callback_url, settings)], idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
         return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments}, saved)
@@ -98,9 +97,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         except ValidationError as error:
             return _invalid_items(error)
         urls = await callback_urls([sms.callback_url for sms in bulk.messages], settings)
-        outgoing: list[Outgoing] = [
-            (sms.phone_number, sms.content, url, _deliver_within(sms, settings))
-            for sms, url in zip(bulk.messages, urls, strict=True)]
+        outgoing = [_outgoing(sms, url, settings)
+                    for sms, url in zip(bulk.messages, urls, strict=True)]
         idempotency = idempotency_from_request(
             client, ["\x00".join(_fingerprinted(sms)) for sms in bulk.messages])
         guard.admit(client, len(outgoing))
@@ -205,6 +203,11 @@ def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
     if sms.deliver_within is not None or sms.delivery_class is not None:
         parts += (f"deadline:{sms.deliver_within}:{sms.delivery_class}",)
     return parts
+
+
+def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) -> Outgoing:
+    return Outgoing(sms.phone_number, sms.content, callback_url,
+                    _deliver_within(sms, settings), sms.delivery_class)
 
 
 def _deliver_within(sms: SmsRequest, settings: ApiSettings) -> float | None:

@@ -28,6 +28,7 @@ from smsproxy.models import (
     MessagesAccepted,
     MessagesExpired,
     MessagesPurged,
+    ProviderTook,
     StatsRecord,
     StoreFailed,
     UpdateRejected,
@@ -64,7 +65,8 @@ class Metrics:
     ``store_operations`` are those label values for batches and store errors."""
 
     def __init__(self, instance: str = "", max_attempts: int = 3,
-                 store_operations: Iterable[str] = (), max_queue: int = 100_000) -> None:
+                 store_operations: Iterable[str] = (), max_queue: int = 100_000,
+                 classes: Iterable[str] = ()) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=registry)
         if instance:
@@ -137,7 +139,17 @@ class Metrics:
         self.webhook_refused = Counter("smsproxy_webhook_refused", "Provider status reports "
                                        "refused for their signature, by reason.", ["reason"],
                                        registry=registry)
+        self.to_provider = Histogram("smsproxy_time_to_provider_seconds", "From a message's "
+                                     "acceptance until the provider took it, by delivery "
+                                     "class (default: none given; custom: deliver_within).",
+                                     ["class"], buckets=_LATENCIES, registry=registry)
+        self.deadlines_missed = Counter("smsproxy_deadlines_missed", "Messages the provider "
+                                        "took after their deadline, by delivery class.",
+                                        ["class"], registry=registry)
         self._start_at_zero(max(1, max_attempts), store_operations)
+        for label in ("default", "custom", *classes):
+            self.to_provider.labels(label)
+            self.deadlines_missed.labels(label)
 
     def _start_at_zero(self, max_attempts: int, store_operations: Iterable[str]) -> None:
         for attempts in range(1, max_attempts + 1):
@@ -198,6 +210,13 @@ class Metrics:
                         histogram.observe(duration)
             case WebhookRefused(reason):
                 self.webhook_refused.labels(reason).inc()
+            case ProviderTook(waited, late):
+                for label, times in waited.items():
+                    histogram = self.to_provider.labels(label)
+                    for seconds in times:
+                        histogram.observe(seconds)
+                for label, count in late.items():
+                    self.deadlines_missed.labels(label).inc(count)
 
     def exposition(self, queue_depth: int, in_flight: int, calls_saved: int) -> bytes:
         self.queue_depth.set(queue_depth)

@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from smsproxy.statuses import Status
 
@@ -29,10 +30,12 @@ __all__ = [
     "MessagesPurged",
     "Outgoing",
     "PendingCallback",
+    "ProviderTook",
     "Saved",
     "StatsRecord",
     "StatusRecord",
     "StoreFailed",
+    "Submitted",
     "UpdateRejected",
     "UpdatesApplied",
     "WebhookRefused",
@@ -88,26 +91,43 @@ class Message:
     deliver_by: float | None = None
     """Wall-clock time by which it must leave for the provider (None: ``--max-delay``
     after it was queued)."""
+    delivery_class: str | None = None
+    """The delivery class that set ``deliver_by``, if one did (for the metrics)."""
+
+    @property
+    def class_label(self) -> str:
+        """Its delivery class; ``custom`` for a deadline of its own, else ``default``."""
+        if self.delivery_class is not None:
+            return self.delivery_class
+        return "default" if self.deliver_by is None else "custom"
 
 
-Outgoing = (tuple[str, str] | tuple[str, str, str | None]
-            | tuple[str, str, str | None, float | None])
-"""What a client submits: (phone number, content), a callback URL if any, and the
-seconds within which it must leave for the provider, if it says."""
+class Outgoing(NamedTuple):
+    """What a client submits."""
+
+    phone_number: str
+    content: str
+    callback_url: str | None = None
+    deliver_within: float | None = None
+    """Seconds within which it must leave for the provider (None: --max-delay)."""
+    delivery_class: str | None = None
+    """The class that gave ``deliver_within``, if one did."""
 
 
-def new_messages(items: Sequence[Outgoing], created_at: float) -> tuple[Message, ...]:
+Submitted = Outgoing | tuple[str, str]
+"""An Outgoing, or just (phone number, content)."""
+
+
+def new_messages(items: Sequence[Submitted], created_at: float) -> tuple[Message, ...]:
     """Messages for submitted items, with new time-ordered ids."""
+    outgoing = [Outgoing(*item) for item in items]
     return tuple(
-        Message(message_id, item[0], item[1], created_at, 0,
-                item[2] if len(item) > 2 else None, _deadline(item, created_at))
-        for message_id, item in zip(new_ids(len(items)), items, strict=True)
+        Message(message_id, item.phone_number, item.content, created_at, 0,
+                item.callback_url,
+                None if item.deliver_within is None else created_at + item.deliver_within,
+                item.delivery_class)
+        for message_id, item in zip(new_ids(len(outgoing)), outgoing, strict=True)
     )
-
-
-def _deadline(item: Outgoing, created_at: float) -> float | None:
-    within = item[3] if len(item) > 3 else None
-    return None if within is None else created_at + within
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +303,27 @@ class HttpServed:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderTook:
+    """Messages the provider took, by delivery class (``Message.class_label``): the
+    seconds each waited since it was accepted, and how many left after their deadline."""
+
+    waited: Mapping[str, Sequence[float]]
+    late: Mapping[str, int]
+
+    @classmethod
+    def of(cls, messages: Sequence[Message], at: float) -> "ProviderTook":
+        """``at``: the wall-clock time the provider took them."""
+        waited: dict[str, list[float]] = {}
+        late: dict[str, int] = {}
+        for message in messages:
+            label = message.class_label
+            waited.setdefault(label, []).append(max(0.0, at - message.created_at))
+            if message.deliver_by is not None and at > message.deliver_by:
+                late[label] = late.get(label, 0) + 1
+        return cls(waited, late)
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookRefused:
     """A provider status report refused for its signature (one of WEBHOOK_REFUSALS)."""
 
@@ -326,5 +367,5 @@ class CallbackBacklog:
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
     | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
-    | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused
+    | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused | ProviderTook
 )

@@ -9,12 +9,14 @@ import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
 from api import ApiSettings, create_app
 from api.cli import build_parser
 from smsproxy.batching import BatchingRules, BatchQueue
 from smsproxy.config import Config, ConfigError
-from smsproxy.models import Message, new_id
+from smsproxy.metrics import Metrics
+from smsproxy.models import Message, ProviderTook, new_id
 from smsproxy.stores.postgres import PostgresStore
 from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ScriptedProvider
@@ -220,3 +222,20 @@ def test_classes_come_from_repeated_flags_or_the_environment():
             Config(classes=bad)
     with pytest.raises(ConfigError, match="at most --message-ttl"):
         Config(classes="slow=7200")
+
+
+def test_the_provider_s_intake_is_timed_and_late_messages_counted_by_class():
+    took = ProviderTook.of([
+        Message("a", PHONE, "x", WALL, deliver_by=WALL + 0.5, delivery_class="otp"),
+        Message("b", PHONE, "x", WALL, deliver_by=WALL + 5.0, delivery_class="otp"),
+        Message("c", PHONE, "x", WALL, deliver_by=WALL + 0.5),
+        Message("d", PHONE, "x", WALL),
+    ], at=WALL + 1.0)
+    assert took.waited == {"otp": [1.0, 1.0], "custom": [1.0], "default": [1.0]}
+    assert took.late == {"otp": 1, "custom": 1}
+    metrics = Metrics(classes=["otp"])
+    metrics.record(took)
+    text = generate_latest(metrics.registry).decode()
+    assert 'smsproxy_deadlines_missed_total{class="otp"} 1.0' in text
+    assert 'smsproxy_time_to_provider_seconds_count{class="otp"} 2.0' in text
+    assert 'smsproxy_deadlines_missed_total{class="default"} 0.0' in text

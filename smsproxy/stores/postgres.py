@@ -152,7 +152,8 @@ CREATE INDEX smsproxy_messages_by_status ON smsproxy_messages (status, created_a
     # A message's own deadline to leave for the provider (deliver_within, a class), and
     # the unsent ones that have one, by it: claims take the earliest deadlines first.
     7: """
-ALTER TABLE smsproxy_messages ADD COLUMN deliver_by double precision;
+ALTER TABLE smsproxy_messages ADD COLUMN deliver_by double precision,
+    ADD COLUMN delivery_class text;
 CREATE INDEX smsproxy_messages_unsent_by_deadline ON smsproxy_messages (deliver_by)
     WHERE status = 'ACCEPTED' AND sent_at IS NULL AND deliver_by IS NOT NULL;
 """,
@@ -212,7 +213,7 @@ WITH lock AS (
     WHERE m.id = due.id
     AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
     RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts, m.deliver_by,
-        due.leave_by, due.claimed_by AS previous
+        m.delivery_class, due.leave_by, due.claimed_by AS previous
 )
 SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
 FROM lock, summary LEFT JOIN taken ON true
@@ -323,17 +324,18 @@ class PostgresStore:
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
                               m.callback_url, origin(m.callback_url) if m.callback_url else None,
-                              m.deliver_by)
+                              m.deliver_by, m.delivery_class)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by)"
+            " deliver_by, delivery_class)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
-            " callback_url, callback_origin, deliver_by FROM unnest(%s::text[], %s::text[],"
-            " %s::text[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::float8[])"
+            " callback_url, callback_origin, deliver_by, delivery_class FROM unnest("
+            "%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[], %s::text[],"
+            " %s::text[], %s::float8[], %s::text[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin, deliver_by)"
+            " callback_origin, deliver_by, delivery_class)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
@@ -491,11 +493,11 @@ class PostgresStore:
 
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
-            "SELECT id, phone_number, content, created_at, attempts, deliver_by"
-            " FROM smsproxy_messages WHERE status = 'ACCEPTED' AND sent_at IS NULL"
-            " ORDER BY created_at, id")
-        return [Message(i, number, content, at, attempts, deliver_by=deliver_by)
-                for i, number, content, at, attempts, deliver_by in rows]
+            "SELECT id, phone_number, content, created_at, attempts, deliver_by,"
+            " delivery_class FROM smsproxy_messages WHERE status = 'ACCEPTED'"
+            " AND sent_at IS NULL ORDER BY created_at, id")
+        return [Message(i, number, content, at, attempts, None, by, kind)
+                for i, number, content, at, attempts, by, kind in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._conn.execute(
@@ -560,13 +562,14 @@ class PostgresStore:
         locked, now, waiting, earliest = rows[0][:4]
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
-        # (id, phone number, content, created at, attempts, deliver by, leave by, previous)
+        # (id, phone number, content, created at, attempts, deliver by, class, leave by,
+        # previous claimant)
         taken = sorted((row[4:] for row in rows if row[4] is not None),
-                       key=lambda row: (row[6], row[0]))
+                       key=lambda row: (row[7], row[0]))
         if taken:
-            mine = sum(1 for row in taken if row[7] is not None and row[7] != instance)
-            return Claimed(tuple(Message(i, number, content, at, attempts, deliver_by=by)
-                                 for i, number, content, at, attempts, by, _, _ in taken),
+            mine = sum(1 for row in taken if row[8] is not None and row[8] != instance)
+            return Claimed(tuple(Message(i, number, content, at, attempts, None, by, kind)
+                                 for i, number, content, at, attempts, by, kind, _, _ in taken),
                            taken_over=mine)
         if waiting == 0:
             return Claimed(())

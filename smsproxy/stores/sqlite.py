@@ -140,6 +140,7 @@ CREATE INDEX messages_by_status ON messages (status, created_at, id);
     # A message's own deadline to leave for the provider (deliver_within, a class).
     7: """
 ALTER TABLE messages ADD COLUMN deliver_by REAL;
+ALTER TABLE messages ADD COLUMN delivery_class TEXT;
 """,
 }
 
@@ -225,7 +226,7 @@ class SqliteStore:
         now = time.time()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin_of[m.id], m.deliver_by) for m in messages]
+                 origin_of[m.id], m.deliver_by, m.delivery_class) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -233,9 +234,9 @@ class SqliteStore:
                 for chunk in chunks:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                        " attempts, updated_at, callback_url, callback_origin, deliver_by)"
-                        " VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?)"] * len(chunk)),
+                        " attempts, updated_at, callback_url, callback_origin, deliver_by,"
+                        " delivery_class) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self._insert_events(
@@ -420,11 +421,11 @@ class SqliteStore:
 
     def accepted(self) -> list[Message]:
         rows = self._db.execute(
-            "SELECT id, phone_number, content, created_at, attempts, deliver_by FROM messages"
-            " WHERE status = 'ACCEPTED' ORDER BY created_at"
+            "SELECT id, phone_number, content, created_at, attempts, deliver_by, delivery_class"
+            " FROM messages WHERE status = 'ACCEPTED' ORDER BY created_at"
         )
-        return [Message(i, number, content, at, attempts, deliver_by=deliver_by)
-                for i, number, content, at, attempts, deliver_by in rows]
+        return [Message(i, number, content, at, attempts, None, by, kind)
+                for i, number, content, at, attempts, by, kind in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
