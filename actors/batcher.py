@@ -23,7 +23,14 @@ from actors.errors import ActorError, ActorUnavailable
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
-from smsproxy.batching import BatchingRules, BatchQueue, Expired, QueueGauge
+from smsproxy.batching import (
+    VALIDITY_EXPIRED,
+    BatchingRules,
+    BatchQueue,
+    Expired,
+    QueueGauge,
+    lapsed_by_validity,
+)
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
@@ -228,8 +235,11 @@ class _Batcher:
                     self.stats.record(MessagesAccepted(self.accepted))
                     self.accepted = 0
             now = trio.current_time()
-            self.fail_soon(queue.take_due_parked(now, self.clock()))
-            for batch in queue.take_batches(now):
+            wall_now = self.clock()
+            self.fail_soon(queue.take_due_parked(now, wall_now))
+            batches = queue.take_batches(now, wall_now)
+            self.fail_soon(queue.take_lapsed(now, wall_now))
+            for batch in batches:
                 self.nursery.start_soon(self.send, batch)
         log.info("batcher_drained", parked=queue.parked_count)
 
@@ -308,10 +318,15 @@ class _Batcher:
     async def fail_expired(self, expired: list[Expired]) -> None:
         """Mark them FAILED, trying again while the store fails; at shutdown what is
         left stays ACCEPTED in the store, and the next start expires it."""
-        never_taken = [m for m, maybe_taken in expired if not maybe_taken]
-        maybe_taken = [m for m, maybe_taken in expired if maybe_taken]
         rules = self.queue.rules
+        by_validity = [(m, lapsed_by_validity(m, rules.message_ttl), maybe)
+                       for m, maybe in expired]
+        lapsed = [m for m, invalid, _ in by_validity if invalid]
+        never_taken = [m for m, invalid, maybe in by_validity if not invalid and not maybe]
+        maybe_taken = [m for m, invalid, maybe in by_validity if not invalid and maybe]
         try:
+            if lapsed:
+                await self.fail_until_stored(lapsed, VALIDITY_EXPIRED)
             if never_taken:
                 await self.fail_until_stored(never_taken, (
                     f"not accepted by the provider within the message TTL of "

@@ -57,7 +57,13 @@ def _canonical_key(key: str) -> str:
 
 
 _FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url",
-           "deliverwithin": "deliver_within"}
+           "deliverwithin": "deliver_within", "validfor": "valid_for",
+           "validuntil": "valid_until"}
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+MAX_VALIDITY = 35 * 86_400.0
+"""Seconds: no message waits longer than this for the provider."""
 MAX_DELIVER_WITHIN = 86_400.0
 """Seconds: a deadline a day away is no deadline (and --message-ttl caps it lower)."""
 
@@ -90,11 +96,28 @@ class SmsRequest(BaseModel):
         "a delivery class of the server's (--class NAME=SECONDS), instead of "
         "deliver_within; a class the server does not know is a 400"))
 
+    valid_for: float | None = Field(None, gt=0, le=MAX_VALIDITY, description=(
+        "seconds after acceptance within which the provider must take the message; "
+        "after that it is never sent, and becomes FAILED with the reason 'validity period "
+        "expired' (--message-ttl stays the upper bound)"))
+    valid_until: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                    description="the same as a time (RFC 3339 with a zone "
+                                                "offset), instead of valid_for; in the future")
+
     @model_validator(mode="after")
-    def _one_deadline(self) -> "SmsRequest":
+    def _one_of_each(self) -> "SmsRequest":
         if self.deliver_within is not None and self.delivery_class is not None:
             raise ValueError("give deliver_within or class, not both")
+        if self.valid_for is not None and self.valid_until is not None:
+            raise ValueError("give valid_for or valid_until, not both")
         return self
+
+    @field_validator("valid_until")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not RFC3339.fullmatch(value):
+            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +167,9 @@ class SmsStatus(BaseModel):
     deliver_by: str | None = Field(None, json_schema_extra={"format": "date-time"},
                                    description="when it must leave for the provider, if "
                                                "it set a deadline (deliver_within, class)")
+    valid_until: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                    description="after this it is never sent, if it set a "
+                                                "validity (valid_for, valid_until)")
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -202,9 +228,6 @@ class FeedQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-
-
 class MessageQueryParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,7 +242,7 @@ class MessageQueryParams(BaseModel):
     @classmethod
     def _rfc3339(cls, value: object) -> object:
         # pydantic alone would also take a number of seconds, or a time without a zone.
-        if value is not None and not (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        if value is not None and not (isinstance(value, str) and RFC3339.fullmatch(value)):
             raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
         return value
 

@@ -1,6 +1,7 @@
 """``POST /sms``, ``GET /sms/<id>``, its history and the event feed: the shop's side."""
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -121,8 +122,10 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
         record = await services.repository.get(canonical)
-        status = SmsStatus(id=record.id, status=record.status, reason=record.reason,
-                           deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None)
+        status = SmsStatus(
+            id=record.id, status=record.status, reason=record.reason,
+            deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None,
+            valid_until=rfc3339(record.valid_until) if record.valid_until else None)
         return json_response(status.model_dump(exclude_none=True), 200)
 
     @routes.get("/sms")
@@ -207,7 +210,19 @@ def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
 
 def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) -> Outgoing:
     return Outgoing(sms.phone_number, sms.content, callback_url,
-                    _deliver_within(sms, settings), sms.delivery_class)
+                    _deliver_within(sms, settings), sms.delivery_class,
+                    _valid_until(sms, settings))
+
+
+def _valid_until(sms: SmsRequest, settings: ApiSettings) -> float | None:
+    if sms.valid_for is not None:
+        return settings.clock() + sms.valid_for
+    if sms.valid_until is None:
+        return None
+    until = datetime.fromisoformat(sms.valid_until.upper()).timestamp()
+    if until <= settings.clock():
+        raise InvalidMessage("valid_until", "is in the past")
+    return until
 
 
 def _deliver_within(sms: SmsRequest, settings: ApiSettings) -> float | None:

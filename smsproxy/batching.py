@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from smsproxy.models import Batch, Message, new_id
 
-__all__ = ["BatchQueue", "BatchingRules", "Expired", "QueueGauge"]
+__all__ = ["VALIDITY_EXPIRED", "BatchQueue", "BatchingRules", "Expired", "QueueGauge",
+           "lapsed_by_validity", "lapses_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,26 @@ class BatchingRules:
 
 Expired = tuple[Message, bool]
 """A message past its deadline, and whether the provider may have taken it."""
+
+
+VALIDITY_EXPIRED = "validity period expired"
+"""The reason of a message that was not sent within its validity (valid_for, valid_until)."""
+
+
+def lapses_at(message: Message, message_ttl: float) -> float:
+    """When the message may no longer be sent: its TTL, or its validity if sooner."""
+    end = message.created_at + message_ttl
+    return end if message.valid_until is None else min(end, message.valid_until)
+
+
+def lapsed_by_validity(message: Message, message_ttl: float) -> bool:
+    """Whether its validity, not the TTL, is what ended it."""
+    until = message.valid_until
+    return until is not None and until <= message.created_at + message_ttl
+
+
+def _sendable(message: Message, wall_now: float) -> bool:
+    return message.valid_until is None or wall_now < message.valid_until
 
 
 class QueueGauge:
@@ -77,6 +98,7 @@ class BatchQueue:
         self._waiting: list[tuple[float, int, Message]] = []  # a heap: (deadline, order, m)
         self._parked: list[tuple[float, int, tuple[Message, ...]]] = []
         self._tiebreak = itertools.count()
+        self._lapsed: list[Message] = []
         self._rounds: dict[str, int] = {}
         self._maybe_taken: set[str] = set()
         self.in_flight = 0
@@ -119,9 +141,10 @@ class BatchQueue:
             wake = min(wake, self._parked[0][0])
         return wake
 
-    def take_batches(self, now: float) -> list[Batch]:
+    def take_batches(self, now: float, wall_now: float | None = None) -> list[Batch]:
         """Batches to send now: full ones, ones whose earliest deadline has come, or
-        anything when draining; each takes the earliest deadlines."""
+        anything when draining; each takes the earliest deadlines. A message past its
+        ``valid_until`` (on ``wall_now``) is never sent: ``take_lapsed`` hands it out."""
         batches: list[Batch] = []
         size = self.rules.batch_size
         while self._waiting and self.in_flight < self.rules.max_in_flight:
@@ -129,11 +152,26 @@ class BatchQueue:
             due = now >= self._waiting[0][0]
             if not (full or due or self.draining):
                 break
-            count = min(size, len(self._waiting))
-            messages = tuple(heapq.heappop(self._waiting)[2] for _ in range(count))
-            batches.append(Batch(new_id(), messages))
-            self.in_flight += 1
+            messages: list[Message] = []
+            while self._waiting and len(messages) < size:
+                message = heapq.heappop(self._waiting)[2]
+                if wall_now is not None and not _sendable(message, wall_now):
+                    self._lapsed.append(message)
+                else:
+                    messages.append(message)
+            if messages:
+                batches.append(Batch(new_id(), tuple(messages)))
+                self.in_flight += 1
         return batches
+
+    def take_lapsed(self, now: float, wall_now: float) -> list[Expired]:
+        """Messages ``take_batches`` found past their validity: those no attempt can
+        have reached fail now; the others wait, unsent, for a report until their grace
+        is over."""
+        lapsed, self._lapsed = tuple(self._lapsed), []
+        expired, alive = self._split_expired(lapsed, wall_now)
+        self._hold(alive, now, wall_now)
+        return expired
 
     def succeeded(self, batch: Batch) -> None:
         self.in_flight -= 1
@@ -175,17 +213,27 @@ class BatchQueue:
             expired_all.extend(expired)
             # Overdue: they go first, in the order they were parked.
             for message in alive:
-                heapq.heappush(self._waiting, (-math.inf, next(self._tiebreak), message))
+                if _sendable(message, wall_now):
+                    heapq.heappush(self._waiting, (-math.inf, next(self._tiebreak), message))
+            self._hold(tuple(m for m in alive if not _sendable(m, wall_now)), now, wall_now)
         return expired_all
+
+    def _hold(self, messages: tuple[Message, ...], now: float, wall_now: float) -> None:
+        """Keep messages out of batches until they fail (their report may come first)."""
+        if messages:
+            wake = now + max(0.0, min(self._deadline(m) for m in messages) - wall_now)
+            heapq.heappush(self._parked, (wake, next(self._tiebreak), messages))
 
     def finished(self) -> bool:
         """Draining and nothing left to hand over (parked messages wait for a restart)."""
         return self.draining and not self._waiting and self.in_flight == 0
 
     def _deadline(self, message: Message) -> float:
-        """Wall-clock time at which the message fails, unless it was sent by then."""
+        """Wall-clock time at which the message fails, unless it was sent by then: its
+        TTL or its validity, whichever ends first (with the grace, when the provider
+        may have it)."""
         grace = self.rules.status_grace if message.id in self._maybe_taken else 0.0
-        return message.created_at + self.rules.message_ttl + grace
+        return lapses_at(message, self.rules.message_ttl) + grace
 
     def _split_expired(
         self, messages: tuple[Message, ...], wall_now: float

@@ -93,6 +93,8 @@ class Message:
     after it was queued)."""
     delivery_class: str | None = None
     """The delivery class that set ``deliver_by``, if one did (for the metrics)."""
+    valid_until: float | None = None
+    """Wall-clock time after which it is never handed to the provider: FAILED instead."""
 
     @property
     def class_label(self) -> str:
@@ -112,6 +114,8 @@ class Outgoing(NamedTuple):
     """Seconds within which it must leave for the provider (None: --max-delay)."""
     delivery_class: str | None = None
     """The class that gave ``deliver_within``, if one did."""
+    valid_until: float | None = None
+    """Wall-clock time after which it must not be sent (FAILED instead)."""
 
 
 Submitted = Outgoing | tuple[str, str]
@@ -125,7 +129,7 @@ def new_messages(items: Sequence[Submitted], created_at: float) -> tuple[Message
         Message(message_id, item.phone_number, item.content, created_at, 0,
                 item.callback_url,
                 None if item.deliver_within is None else created_at + item.deliver_within,
-                item.delivery_class)
+                item.delivery_class, item.valid_until)
         for message_id, item in zip(new_ids(len(outgoing)), outgoing, strict=True)
     )
 
@@ -211,6 +215,8 @@ class StatusRecord:
     reason: str | None = None
     deliver_by: float | None = None
     """The message's own deadline to leave for the provider, if it set one."""
+    valid_until: float | None = None
+    """After this it is never sent, if it set a validity period."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,12 +34,14 @@ def test_no_request_breaks_the_documented_contract(tmp_path, api_keys):
     proxy = ServiceProcess(tmp_path, *options)
     try:
         run = subprocess.run(
-            [str(Path(sys.executable).with_name("schemathesis")), "run",
+            [str(Path(sys.executable).with_name("schemathesis")),
+             "--config-file", str(ROOT / "schemathesis.toml"), "run",
              f"{proxy.url}/openapi.json", "--checks", "all",
              "--phases", "examples,coverage,fuzzing,stateful",
              "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261128",
              "--request-timeout", "10", *auth],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=tmp_path,  # its cache goes there, not into the repository
+            capture_output=True, text=True, timeout=300,
         )
     finally:
         errors = proxy.error_events()

@@ -71,8 +71,9 @@ class MemoryStore:
             seen.add(message.id)
         for message in messages:
             self._messages[message.id] = message
-            self._records[message.id] = StatusRecord(message.id, Status.ACCEPTED,
-                                                     deliver_by=message.deliver_by)
+            self._records[message.id] = StatusRecord(
+                message.id, Status.ACCEPTED, deliver_by=message.deliver_by,
+                valid_until=message.valid_until)
             self._updated[message.id] = message.created_at
         self.append_events(Event.accepted(messages))
 

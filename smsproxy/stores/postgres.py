@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
+from smsproxy.batching import VALIDITY_EXPIRED
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import (
@@ -157,6 +158,10 @@ ALTER TABLE smsproxy_messages ADD COLUMN deliver_by double precision,
 CREATE INDEX smsproxy_messages_unsent_by_deadline ON smsproxy_messages (deliver_by)
     WHERE status = 'ACCEPTED' AND sent_at IS NULL AND deliver_by IS NOT NULL;
 """,
+    # A message's validity: after it, it is never sent (valid_for, valid_until).
+    8: """
+ALTER TABLE smsproxy_messages ADD COLUMN valid_until double precision;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -185,7 +190,8 @@ differ agree on every lease), unless a test's clock gives it as ``now``."""
 def _unclaimed_due(now: str) -> str:
     """Messages any instance may claim at ``now`` (an SQL expression)."""
     return (f"status = 'ACCEPTED' AND sent_at IS NULL AND not_before <= {now}"
-            f" AND (claim_until IS NULL OR claim_until < {now})")
+            f" AND (claim_until IS NULL OR claim_until < {now})"
+            f" AND (valid_until IS NULL OR valid_until > {now})")
 
 
 _CLAIM = f"""
@@ -213,7 +219,7 @@ WITH lock AS (
     WHERE m.id = due.id
     AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
     RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts, m.deliver_by,
-        m.delivery_class, due.leave_by, due.claimed_by AS previous
+        m.delivery_class, m.valid_until, due.leave_by, due.claimed_by AS previous
 )
 SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
 FROM lock, summary LEFT JOIN taken ON true
@@ -324,18 +330,18 @@ class PostgresStore:
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
                               m.callback_url, origin(m.callback_url) if m.callback_url else None,
-                              m.deliver_by, m.delivery_class)
+                              m.deliver_by, m.delivery_class, m.valid_until)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by, delivery_class)"
+            " deliver_by, delivery_class, valid_until)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
-            " callback_url, callback_origin, deliver_by, delivery_class FROM unnest("
-            "%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[], %s::text[],"
-            " %s::text[], %s::float8[], %s::text[])"
+            " callback_url, callback_origin, deliver_by, delivery_class, valid_until"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],"
+            " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin, deliver_by, delivery_class)"
+            " callback_origin, deliver_by, delivery_class, valid_until)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
@@ -358,9 +364,9 @@ class PostgresStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._conn.execute(
-            "SELECT status, reason, deliver_by FROM smsproxy_messages WHERE id = %s",
-            (message_id,)).fetchone()
-        return StatusRecord(message_id, _STATUS[row[0]], row[1], row[2]) if row else None
+            "SELECT status, reason, deliver_by, valid_until FROM smsproxy_messages"
+            " WHERE id = %s", (message_id,)).fetchone()
+        return StatusRecord(message_id, _STATUS[row[0]], *row[1:]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "smsproxy_messages", "%s")
@@ -494,10 +500,10 @@ class PostgresStore:
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
             "SELECT id, phone_number, content, created_at, attempts, deliver_by,"
-            " delivery_class FROM smsproxy_messages WHERE status = 'ACCEPTED'"
+            " delivery_class, valid_until FROM smsproxy_messages WHERE status = 'ACCEPTED'"
             " AND sent_at IS NULL ORDER BY created_at, id")
-        return [Message(i, number, content, at, attempts, None, by, kind)
-                for i, number, content, at, attempts, by, kind in rows]
+        return [Message(i, number, content, at, attempts, None, by, kind, until)
+                for i, number, content, at, attempts, by, kind, until in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._conn.execute(
@@ -562,15 +568,16 @@ class PostgresStore:
         locked, now, waiting, earliest = rows[0][:4]
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
-        # (id, phone number, content, created at, attempts, deliver by, class, leave by,
-        # previous claimant)
+        # (id, phone number, content, created at, attempts, deliver by, class, valid
+        # until, leave by, previous claimant)
         taken = sorted((row[4:] for row in rows if row[4] is not None),
-                       key=lambda row: (row[7], row[0]))
+                       key=lambda row: (row[8], row[0]))
         if taken:
-            mine = sum(1 for row in taken if row[8] is not None and row[8] != instance)
-            return Claimed(tuple(Message(i, number, content, at, attempts, None, by, kind)
-                                 for i, number, content, at, attempts, by, kind, _, _ in taken),
-                           taken_over=mine)
+            mine = sum(1 for row in taken if row[9] is not None and row[9] != instance)
+            return Claimed(tuple(
+                Message(i, number, content, at, attempts, None, by, kind, until)
+                for i, number, content, at, attempts, by, kind, until, _, _ in taken),
+                taken_over=mine)
         if waiting == 0:
             return Claimed(())
         return Claimed((), next_due=earliest, waiting=waiting)
@@ -610,19 +617,22 @@ class PostgresStore:
             f"WITH late AS (SELECT id FROM smsproxy_messages"
             f" WHERE status = 'ACCEPTED' AND sent_at IS NULL"
             f" AND (claim_until IS NULL OR claim_until < {_NOW})"
-            f" AND created_at + %(ttl)s + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
+            f" AND least(created_at + %(ttl)s, coalesce(valid_until, 'infinity'))"
+            f" + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
             f" <= {_NOW} ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
             f", failed AS (UPDATE smsproxy_messages AS m SET status = 'FAILED',"
             f" updated_at = {_NOW},"
-            f" reason = CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
-            f" || coalesce(m.last_error, 'none recorded')"
+            f" reason = CASE WHEN m.valid_until <= m.created_at + %(ttl)s THEN %(invalid)s"
+            f" ELSE (CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
+            f" || coalesce(m.last_error, 'none recorded')) END"
             f" FROM late WHERE m.id = late.id RETURNING m.id, m.reason)"
             f", recorded AS (INSERT INTO smsproxy_events ({EVENT_COLUMNS})"
             f" SELECT gen_random_uuid()::text, id, 1 + (SELECT max(sequence)"
             f" FROM smsproxy_events WHERE message_id = failed.id), 'FAILED', 'ACCEPTED',"
             f" reason, {_NOW} FROM failed)"
             f" SELECT id FROM failed",
-            self._at(ttl=ttl, grace=grace, never=reasons[0], maybe=reasons[1]),
+            self._at(ttl=ttl, grace=grace, never=reasons[0], maybe=reasons[1],
+                     invalid=VALIDITY_EXPIRED),
         )
         return [row[0] for row in rows]
 

@@ -142,6 +142,10 @@ CREATE INDEX messages_by_status ON messages (status, created_at, id);
 ALTER TABLE messages ADD COLUMN deliver_by REAL;
 ALTER TABLE messages ADD COLUMN delivery_class TEXT;
 """,
+    # A message's validity: after it, it is never sent (valid_for, valid_until).
+    8: """
+ALTER TABLE messages ADD COLUMN valid_until REAL;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -226,7 +230,8 @@ class SqliteStore:
         now = time.time()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin_of[m.id], m.deliver_by, m.delivery_class) for m in messages]
+                 origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until)
+                for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -235,8 +240,9 @@ class SqliteStore:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
                         " attempts, updated_at, callback_url, callback_origin, deliver_by,"
-                        " delivery_class) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                        " delivery_class, valid_until) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?)"]
+                                   * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self._insert_events(
@@ -261,9 +267,9 @@ class SqliteStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
-            "SELECT status, reason, deliver_by FROM messages WHERE id = ?", (message_id,)
-        ).fetchone()
-        return StatusRecord(message_id, _STATUS[row[0]], row[1], row[2]) if row else None
+            "SELECT status, reason, deliver_by, valid_until FROM messages WHERE id = ?",
+            (message_id,)).fetchone()
+        return StatusRecord(message_id, _STATUS[row[0]], *row[1:]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "messages", "?")
@@ -421,11 +427,11 @@ class SqliteStore:
 
     def accepted(self) -> list[Message]:
         rows = self._db.execute(
-            "SELECT id, phone_number, content, created_at, attempts, deliver_by, delivery_class"
-            " FROM messages WHERE status = 'ACCEPTED' ORDER BY created_at"
+            "SELECT id, phone_number, content, created_at, attempts, deliver_by, delivery_class,"
+            " valid_until FROM messages WHERE status = 'ACCEPTED' ORDER BY created_at"
         )
-        return [Message(i, number, content, at, attempts, None, by, kind)
-                for i, number, content, at, attempts, by, kind in rows]
+        return [Message(i, number, content, at, attempts, None, by, kind, until)
+                for i, number, content, at, attempts, by, kind, until in rows]
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
