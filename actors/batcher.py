@@ -53,6 +53,12 @@ from smsproxy.statuses import Status
 
 __all__ = ["BatcherHandle", "run"]
 
+RELEASE_AT_ONCE = 1000
+"""Scheduled messages moved from the store into the queue per look."""
+RELEASE_POLL = 60.0
+"""Seconds between looks for scheduled messages at most (another instance's, a clock
+step): a new one due sooner wakes the loop at once."""
+
 log = structlog.get_logger("smsproxy.batcher")
 
 WallClock = Callable[[], float]
@@ -62,6 +68,8 @@ WallClock = Callable[[], float]
 class _Enqueue:
     messages: tuple[Message, ...]
     recovered: bool = False
+    scheduled: int = 0
+    """Messages accepted with them that wait in the store for their send_at."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,27 +140,29 @@ class BatcherHandle:
         """
         if not self._accepting:
             raise ShuttingDown()
-        if len(items) > self._gauge.limit:  # waiting would never help
-            raise LargerThanQueue(len(items), self._gauge.limit)
-        if not self._gauge.try_admit(len(items)):
-            raise QueueFull(self._gauge.depth, self._retry_after)
         now = self._clock()
         messages = new_messages(items, now)
+        # Scheduled ones wait in the store, not in the queue, until their send_at.
+        queued = tuple(m for m in messages if m.send_at is None)
+        if len(queued) > self._gauge.limit:  # waiting would never help
+            raise LargerThanQueue(len(queued), self._gauge.limit)
+        if not self._gauge.try_admit(len(queued)):
+            raise QueueFull(self._gauge.depth, self._retry_after)
         try:
             # save() is shielded: a client that hangs up cannot leave a stored message unqueued.
             saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         except BaseException:
-            self._gauge.release(len(messages))
+            self._gauge.release(len(queued))
             raise
         if saved.replayed:
-            self._gauge.release(len(messages))
+            self._gauge.release(len(queued))
             return saved
         try:
-            self._mailbox.cast_nowait(_Enqueue(messages))
+            self._mailbox.cast_nowait(_Enqueue(queued, scheduled=len(messages) - len(queued)))
         except ActorUnavailable:
             # Shutdown finished between the save and now. The messages are stored,
             # so the answer is still 202: the next start sends them.
-            self._gauge.release(len(messages))
+            self._gauge.release(len(queued))
             log.warning("stored_during_shutdown", messages=len(messages),
                         message_ids=list(saved.message_ids))
         return saved
@@ -191,8 +201,10 @@ async def run(
         async with trio.open_nursery() as nursery, inbox:
             batcher = _Batcher(nursery, mailbox, repository, provider, stats, gauge, clock,
                                queue, retry)
+            nursery.start_soon(batcher.release_scheduled)
             task_status.started(handle)
             await batcher.serve(inbox)
+            batcher.releasing.cancel()
     finally:
         stopped.set()
 
@@ -223,6 +235,28 @@ class _Batcher:
         self.retry = retry
         self.last_error = "none recorded"
         self.accepted = 0
+        self.schedule_changed = trio.Event()
+        self.releasing = trio.CancelScope()
+
+    async def release_scheduled(self) -> None:
+        """Scheduled messages wait in the store; each joins the queue when its send_at
+        comes (recovered after a restart, too: the store knows which are released)."""
+        with self.releasing:
+            while True:
+                try:
+                    due, next_at = await self.repository.release_scheduled(
+                        self.clock(), RELEASE_AT_ONCE)
+                except (StoreError, ActorError):
+                    due, next_at = [], None  # the store logged why; look again soon
+                if due:
+                    self.gauge.force_admit(len(due))
+                    self.mailbox.cast_nowait(_Enqueue(tuple(due), recovered=True))
+                    if len(due) == RELEASE_AT_ONCE:
+                        continue
+                wait = RELEASE_POLL if next_at is None else max(0.0, next_at - self.clock())
+                with trio.move_on_after(min(wait, RELEASE_POLL)):
+                    await self.schedule_changed.wait()
+                self.schedule_changed = trio.Event()
 
     async def serve(self, inbox: trio.MemoryReceiveChannel[Envelope[Request]]) -> None:
         queue = self.queue
@@ -245,10 +279,12 @@ class _Batcher:
 
     def handle(self, request: Request) -> None:
         match request:
-            case _Enqueue(messages, recovered):
+            case _Enqueue(messages, recovered, scheduled):
                 self.queue.add(messages, trio.current_time(), self.clock())
                 if not recovered:
-                    self.accepted += len(messages)
+                    self.accepted += len(messages) + scheduled
+                if scheduled:
+                    self.schedule_changed.set()
                 if debug_enabled():
                     for message in messages:
                         log.debug("message_queued", message_id=message.id,
@@ -257,6 +293,7 @@ class _Batcher:
                 self.finished(batch, outcome, sent)
             case _Drain():
                 self.queue.draining = True
+                self.releasing.cancel()  # what is scheduled waits in the store
 
     def finished(self, batch: Batch, outcome: BatchOutcome | None, sent: Batch) -> None:
         carried = {m.id for m in sent.messages}

@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 import trio
@@ -40,6 +40,7 @@ from smsproxy.models import (
     BatchSucceeded,
     ClaimsTaken,
     Idempotency,
+    Message,
     MessagesAccepted,
     MessagesExpired,
     Outgoing,
@@ -91,18 +92,27 @@ class _State:
         self.wake.set()
 
 
+def _due_by(message: Message, max_delay: float) -> Message:
+    """A scheduled message's deadline counts from its send_at: stored, so that claims
+    order it by that and not by its acceptance."""
+    if message.send_at is None or message.deliver_by is not None:
+        return message
+    return replace(message, deliver_by=message.send_at + max_delay)
+
+
 class DispatcherHandle:
     """The same face as the single-process batcher's handle, for the HTTP layer."""
 
     def __init__(self, repository: RepositoryHandle, stats: StatsHandle, state: _State,
-                 max_queue: int, batch_size: int, clock: WallClock, retry_after: int) -> None:
+                 max_queue: int, rules: BatchingRules, clock: WallClock) -> None:
         self._repository = repository
         self._stats = stats
-        self._batch_size = batch_size
+        self._batch_size = rules.batch_size
+        self._max_delay = rules.max_delay
         self._state = state
         self._max_queue = max_queue
         self._clock = clock
-        self._retry_after = retry_after
+        self._retry_after = rules.retry_after
 
     @property
     def queue_depth(self) -> int:
@@ -130,16 +140,17 @@ class DispatcherHandle:
         """Save as ACCEPTED, all or none; the saved rows are the queue."""
         if not self.accepting:
             raise ShuttingDown()
-        if len(items) > self._max_queue:
-            raise LargerThanQueue(len(items), self._max_queue)
-        if self._state.unsent + len(items) > self._max_queue:
-            raise QueueFull(self._state.unsent, self._retry_after)
         now = self._clock()
-        messages = new_messages(items, now)
+        messages = tuple(_due_by(m, self._max_delay) for m in new_messages(items, now))
+        queued = sum(1 for m in messages if m.send_at is None)  # scheduled ones wait aside
+        if queued > self._max_queue:
+            raise LargerThanQueue(queued, self._max_queue)
+        if queued and self._state.unsent + queued > self._max_queue:
+            raise QueueFull(self._state.unsent, self._retry_after)
         saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
         if not saved.replayed:
-            self._state.unsent += len(messages)
-            self._state.claimable += len(messages)
+            self._state.unsent += queued
+            self._state.claimable += queued
             earliest = min((m.deliver_by for m in messages if m.deliver_by is not None),
                            default=math.inf)
             if self._state.claimable >= self._batch_size or earliest < self._state.next_look:
@@ -177,8 +188,8 @@ async def run(
         async with trio.open_nursery() as senders:
             loop.senders = senders
             await loop.count()
-            task_status.started(DispatcherHandle(repository, stats, state, max_queue,
-                                                 rules.batch_size, clock, rules.retry_after))
+            task_status.started(DispatcherHandle(repository, stats, state, max_queue, rules,
+                                                 clock))
             await loop.serve()
     finally:
         # Also when shutdown's grace ran out and the senders were cancelled: what this

@@ -215,6 +215,11 @@ class RepositoryHandle:
         """Those of the ids still ACCEPTED: what a resend may carry."""
         return await self._mailbox.call(StillAccepted(tuple(message_ids)))
 
+    async def release_scheduled(self, now: float, limit: int
+                                ) -> tuple[list[Message], float | None]:
+        """Scheduled messages due at ``now``, released to be queued; when the next is due."""
+        return await self._callbacks("release_scheduled", now, limit)  # type: ignore[no-any-return]
+
     async def accepted(self) -> list[Message]:
         """Every message still ACCEPTED, oldest first: what a restart must send again."""
         return await self._mailbox.call(ListAccepted())

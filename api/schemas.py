@@ -58,7 +58,7 @@ def _canonical_key(key: str) -> str:
 
 _FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url",
            "deliverwithin": "deliver_within", "validfor": "valid_for",
-           "validuntil": "valid_until"}
+           "validuntil": "valid_until", "sendat": "send_at"}
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
@@ -104,6 +104,12 @@ class SmsRequest(BaseModel):
                                     description="the same as a time (RFC 3339 with a zone "
                                                 "offset), instead of valid_for; in the future")
 
+    send_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                description="send it then, not before (RFC 3339 with a zone "
+                                            "offset; at most 35 days ahead; a time past is "
+                                            "at once); its deadline, validity and TTL count "
+                                            "from then")
+
     @model_validator(mode="after")
     def _one_of_each(self) -> "SmsRequest":
         if self.deliver_within is not None and self.delivery_class is not None:
@@ -112,7 +118,7 @@ class SmsRequest(BaseModel):
             raise ValueError("give valid_for or valid_until, not both")
         return self
 
-    @field_validator("valid_until")
+    @field_validator("valid_until", "send_at")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
         if value is not None and not RFC3339.fullmatch(value):
@@ -170,6 +176,8 @@ class SmsStatus(BaseModel):
     valid_until: str | None = Field(None, json_schema_extra={"format": "date-time"},
                                     description="after this it is never sent, if it set a "
                                                 "validity (valid_for, valid_until)")
+    send_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                description="not sent before this, if it was scheduled")
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -125,7 +125,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         status = SmsStatus(
             id=record.id, status=record.status, reason=record.reason,
             deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None,
-            valid_until=rfc3339(record.valid_until) if record.valid_until else None)
+            valid_until=rfc3339(record.valid_until) if record.valid_until else None,
+            send_at=rfc3339(record.send_at) if record.send_at else None)
         return json_response(status.model_dump(exclude_none=True), 200)
 
     @routes.get("/sms")
@@ -198,6 +199,10 @@ def _submission_errors(route: T) -> T:
     return route
 
 
+MAX_SCHEDULE_AHEAD = 35 * 86_400.0
+"""Seconds: how far ahead a message may be scheduled."""
+
+
 def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
     """What makes two requests under one Idempotency-Key the same request."""
     parts: tuple[str, ...] = (sms.phone_number, sms.content)
@@ -205,24 +210,42 @@ def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
         parts += (sms.callback_url,)
     if sms.deliver_within is not None or sms.delivery_class is not None:
         parts += (f"deadline:{sms.deliver_within}:{sms.delivery_class}",)
+    if sms.valid_for is not None or sms.valid_until is not None or sms.send_at is not None:
+        parts += (f"timing:{sms.valid_for}:{sms.valid_until}:{sms.send_at}",)
     return parts
 
 
 def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) -> Outgoing:
+    send_at = _send_at(sms, settings)
     return Outgoing(sms.phone_number, sms.content, callback_url,
                     _deliver_within(sms, settings), sms.delivery_class,
-                    _valid_until(sms, settings))
+                    _valid_until(sms, send_at, settings), send_at)
 
 
-def _valid_until(sms: SmsRequest, settings: ApiSettings) -> float | None:
+def _send_at(sms: SmsRequest, settings: ApiSettings) -> float | None:
+    if sms.send_at is None:
+        return None
+    at = _timestamp(sms.send_at)
+    if at > settings.clock() + MAX_SCHEDULE_AHEAD:
+        raise InvalidMessage("send_at", "is more than 35 days ahead")
+    return at
+
+
+def _valid_until(sms: SmsRequest, send_at: float | None, settings: ApiSettings
+                 ) -> float | None:
+    """Its validity, counted from its send_at when it has one."""
     if sms.valid_for is not None:
-        return settings.clock() + sms.valid_for
+        return max(send_at or 0.0, settings.clock()) + sms.valid_for
     if sms.valid_until is None:
         return None
-    until = datetime.fromisoformat(sms.valid_until.upper()).timestamp()
-    if until <= settings.clock():
-        raise InvalidMessage("valid_until", "is in the past")
+    until = _timestamp(sms.valid_until)
+    if until <= max(send_at or 0.0, settings.clock()):
+        raise InvalidMessage("valid_until", "is in the past, or before send_at")
     return until
+
+
+def _timestamp(rfc3339_time: str) -> float:
+    return datetime.fromisoformat(rfc3339_time.upper()).timestamp()
 
 
 def _deliver_within(sms: SmsRequest, settings: ApiSettings) -> float | None:

@@ -52,14 +52,14 @@ VALIDITY_EXPIRED = "validity period expired"
 
 def lapses_at(message: Message, message_ttl: float) -> float:
     """When the message may no longer be sent: its TTL, or its validity if sooner."""
-    end = message.created_at + message_ttl
+    end = message.ready_at + message_ttl
     return end if message.valid_until is None else min(end, message.valid_until)
 
 
 def lapsed_by_validity(message: Message, message_ttl: float) -> bool:
     """Whether its validity, not the TTL, is what ended it."""
     until = message.valid_until
-    return until is not None and until <= message.created_at + message_ttl
+    return until is not None and until <= message.ready_at + message_ttl
 
 
 def _sendable(message: Message, wall_now: float) -> bool:
@@ -125,7 +125,7 @@ class BatchQueue:
     def _leave_by(self, message: Message, now: float, wall_now: float | None) -> float:
         if message.deliver_by is None:
             return now + self.rules.max_delay
-        reference = message.created_at if wall_now is None else wall_now
+        reference = message.ready_at if wall_now is None else wall_now
         return now + max(0.0, message.deliver_by - reference)
 
     def was_attempted(self, batch: Batch) -> bool:

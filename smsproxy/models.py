@@ -95,6 +95,13 @@ class Message:
     """The delivery class that set ``deliver_by``, if one did (for the metrics)."""
     valid_until: float | None = None
     """Wall-clock time after which it is never handed to the provider: FAILED instead."""
+    send_at: float | None = None
+    """Wall-clock time before which it is not sent (scheduled); its TTL counts from then."""
+
+    @property
+    def ready_at(self) -> float:
+        """When it may first be sent: its TTL and deadline count from here."""
+        return self.created_at if self.send_at is None else self.send_at
 
     @property
     def class_label(self) -> str:
@@ -116,6 +123,8 @@ class Outgoing(NamedTuple):
     """The class that gave ``deliver_within``, if one did."""
     valid_until: float | None = None
     """Wall-clock time after which it must not be sent (FAILED instead)."""
+    send_at: float | None = None
+    """Wall-clock time before which it must not be sent."""
 
 
 Submitted = Outgoing | tuple[str, str]
@@ -127,11 +136,16 @@ def new_messages(items: Sequence[Submitted], created_at: float) -> tuple[Message
     outgoing = [Outgoing(*item) for item in items]
     return tuple(
         Message(message_id, item.phone_number, item.content, created_at, 0,
-                item.callback_url,
-                None if item.deliver_within is None else created_at + item.deliver_within,
-                item.delivery_class, item.valid_until)
+                item.callback_url, _deliver_by(item, created_at), item.delivery_class,
+                item.valid_until, item.send_at)
         for message_id, item in zip(new_ids(len(outgoing)), outgoing, strict=True)
     )
+
+
+def _deliver_by(item: Outgoing, created_at: float) -> float | None:
+    if item.deliver_within is None:
+        return None
+    return (created_at if item.send_at is None else item.send_at) + item.deliver_within
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +231,8 @@ class StatusRecord:
     """The message's own deadline to leave for the provider, if it set one."""
     valid_until: float | None = None
     """After this it is never sent, if it set a validity period."""
+    send_at: float | None = None
+    """Not sent before this, if it was scheduled."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +339,7 @@ class ProviderTook:
         late: dict[str, int] = {}
         for message in messages:
             label = message.class_label
-            waited.setdefault(label, []).append(max(0.0, at - message.created_at))
+            waited.setdefault(label, []).append(max(0.0, at - message.ready_at))
             if message.deliver_by is not None and at > message.deliver_by:
                 late[label] = late.get(label, 0) + 1
         return cls(waited, late)

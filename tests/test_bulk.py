@@ -54,6 +54,7 @@ async def test_the_whole_request_is_one_transaction(start_pipeline):
     store = CountingStore()
     pipeline = await start_pipeline(store=store, batch_size=1000, max_delay=60)
     client = create_app(pipeline.services).test_client()
+    await trio.testing.wait_all_tasks_blocked()  # the batcher's first look for scheduled ones
     before = store.transactions
     await post_bulk(client, items(500))
     assert store.transactions - before == 1

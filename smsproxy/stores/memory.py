@@ -56,6 +56,7 @@ class MemoryStore:
         self._updated: dict[str, float] = {}
         self._history: dict[str, list[Event]] = {}
         self._callbacks: dict[tuple[str, int], _Callback] = {}
+        self._scheduled: set[str] = set()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -73,7 +74,9 @@ class MemoryStore:
             self._messages[message.id] = message
             self._records[message.id] = StatusRecord(
                 message.id, Status.ACCEPTED, deliver_by=message.deliver_by,
-                valid_until=message.valid_until)
+                valid_until=message.valid_until, send_at=message.send_at)
+            if message.send_at is not None:
+                self._scheduled.add(message.id)
             self._updated[message.id] = message.created_at
         self.append_events(Event.accepted(messages))
 
@@ -176,9 +179,15 @@ class MemoryStore:
                 self._messages[message_id] = replace(message, attempts=message.attempts + attempts)
 
     def accepted(self) -> list[Message]:
-        return [
-            self._messages[i] for i, r in self._records.items() if r.status is Status.ACCEPTED
-        ]
+        return [self._messages[i] for i, r in self._records.items()
+                if r.status is Status.ACCEPTED and i not in self._scheduled]
+
+    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
+        waiting = sorted((self._messages[i] for i in self._scheduled), key=lambda m: m.ready_at)
+        due = [m for m in waiting if m.ready_at <= now][:limit]
+        self._scheduled.difference_update(m.id for m in due)
+        later = [m.ready_at for m in waiting if m.id in self._scheduled]
+        return due, min(later, default=None)
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         found = self._keys.get((scope, key))

@@ -162,6 +162,10 @@ CREATE INDEX smsproxy_messages_unsent_by_deadline ON smsproxy_messages (deliver_
     8: """
 ALTER TABLE smsproxy_messages ADD COLUMN valid_until double precision;
 """,
+    # Scheduled sending (send_at): the row's not-before time holds it back until due.
+    9: """
+ALTER TABLE smsproxy_messages ADD COLUMN send_at double precision;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -219,7 +223,7 @@ WITH lock AS (
     WHERE m.id = due.id
     AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
     RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts, m.deliver_by,
-        m.delivery_class, m.valid_until, due.leave_by, due.claimed_by AS previous
+        m.delivery_class, m.valid_until, m.send_at, due.leave_by, due.claimed_by AS previous
 )
 SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
 FROM lock, summary LEFT JOIN taken ON true
@@ -330,18 +334,19 @@ class PostgresStore:
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
                               m.callback_url, origin(m.callback_url) if m.callback_url else None,
-                              m.deliver_by, m.delivery_class, m.valid_until)
+                              m.deliver_by, m.delivery_class, m.valid_until, m.send_at)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by, delivery_class, valid_until)"
+            " deliver_by, delivery_class, valid_until, send_at, not_before)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
-            " callback_url, callback_origin, deliver_by, delivery_class, valid_until"
+            " callback_url, callback_origin, deliver_by, delivery_class, valid_until,"
+            " send_at, coalesce(send_at, 0)"
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],"
-            " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[])"
+            " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin, deliver_by, delivery_class, valid_until)"
+            " callback_origin, deliver_by, delivery_class, valid_until, send_at)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (event_id, message_id, sequence,"
@@ -364,7 +369,7 @@ class PostgresStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._conn.execute(
-            "SELECT status, reason, deliver_by, valid_until FROM smsproxy_messages"
+            "SELECT status, reason, deliver_by, valid_until, send_at FROM smsproxy_messages"
             " WHERE id = %s", (message_id,)).fetchone()
         return StatusRecord(message_id, _STATUS[row[0]], *row[1:]) if row else None
 
@@ -500,10 +505,13 @@ class PostgresStore:
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
             "SELECT id, phone_number, content, created_at, attempts, deliver_by,"
-            " delivery_class, valid_until FROM smsproxy_messages WHERE status = 'ACCEPTED'"
-            " AND sent_at IS NULL ORDER BY created_at, id")
-        return [Message(i, number, content, at, attempts, None, by, kind, until)
-                for i, number, content, at, attempts, by, kind, until in rows]
+            " delivery_class, valid_until, send_at FROM smsproxy_messages"
+            " WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id")
+        return [Message(i, number, content, at, attempts, None, by, kind, until, send_at)
+                for i, number, content, at, attempts, by, kind, until, send_at in rows]
+
+    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
+        return [], None  # claims skip a scheduled row until its not-before time
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._conn.execute(
@@ -569,14 +577,14 @@ class PostgresStore:
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
         # (id, phone number, content, created at, attempts, deliver by, class, valid
-        # until, leave by, previous claimant)
+        # until, send at, leave by, previous claimant)
         taken = sorted((row[4:] for row in rows if row[4] is not None),
-                       key=lambda row: (row[8], row[0]))
+                       key=lambda row: (row[9], row[0]))
         if taken:
-            mine = sum(1 for row in taken if row[9] is not None and row[9] != instance)
+            mine = sum(1 for row in taken if row[10] is not None and row[10] != instance)
             return Claimed(tuple(
-                Message(i, number, content, at, attempts, None, by, kind, until)
-                for i, number, content, at, attempts, by, kind, until, _, _ in taken),
+                Message(i, number, content, at, attempts, None, by, kind, until, send_at)
+                for i, number, content, at, attempts, by, kind, until, send_at, _, _ in taken),
                 taken_over=mine)
         if waiting == 0:
             return Claimed(())
@@ -617,12 +625,14 @@ class PostgresStore:
             f"WITH late AS (SELECT id FROM smsproxy_messages"
             f" WHERE status = 'ACCEPTED' AND sent_at IS NULL"
             f" AND (claim_until IS NULL OR claim_until < {_NOW})"
-            f" AND least(created_at + %(ttl)s, coalesce(valid_until, 'infinity'))"
+            f" AND least(coalesce(send_at, created_at) + %(ttl)s,"
+            f" coalesce(valid_until, 'infinity'))"
             f" + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
             f" <= {_NOW} ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
             f", failed AS (UPDATE smsproxy_messages AS m SET status = 'FAILED',"
             f" updated_at = {_NOW},"
-            f" reason = CASE WHEN m.valid_until <= m.created_at + %(ttl)s THEN %(invalid)s"
+            f" reason = CASE WHEN m.valid_until <= coalesce(m.send_at, m.created_at) + %(ttl)s"
+            f" THEN %(invalid)s"
             f" ELSE (CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
             f" || coalesce(m.last_error, 'none recorded')) END"
             f" FROM late WHERE m.id = late.id RETURNING m.id, m.reason)"
@@ -639,7 +649,8 @@ class PostgresStore:
     def backlog(self) -> Backlog:
         row = self._conn.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_unclaimed_due(_NOW)})"
-            f" FROM smsproxy_messages WHERE status = 'ACCEPTED' AND sent_at IS NULL",
+            f" FROM smsproxy_messages WHERE status = 'ACCEPTED' AND sent_at IS NULL"
+            f" AND (send_at IS NULL OR send_at <= {_NOW})",
             self._at(),
         ).fetchone()
         assert row is not None

@@ -181,7 +181,15 @@ class MessageStore(Protocol):
     def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...
 
     def accepted(self) -> list[Message]:
-        """Every message still ACCEPTED, oldest first: the work a restart must redo."""
+        """Every message still ACCEPTED, oldest first, but the scheduled ones not yet
+        released: the work a restart must redo."""
+        ...
+
+    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
+        """Up to ``limit`` scheduled messages whose ``send_at`` has come, earliest first,
+        released (``accepted`` lists them from now on, and this call no more), and when
+        the next one falls due (None: none waits). A shared queue (PostgreSQL) holds its
+        scheduled rows back by their not-before time instead, and releases none here."""
         ...
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
@@ -146,6 +146,12 @@ ALTER TABLE messages ADD COLUMN delivery_class TEXT;
     8: """
 ALTER TABLE messages ADD COLUMN valid_until REAL;
 """,
+    # Scheduled sending (send_at): held in the table, not in memory, until due.
+    9: """
+ALTER TABLE messages ADD COLUMN send_at REAL;
+ALTER TABLE messages ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -165,6 +171,16 @@ _ROWS_PER_INSERT = 500
 
 _CANDIDATES = 4
 """Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
+
+_MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
+                    " delivery_class, valid_until, send_at")
+"""A Message's columns, for ``_message``."""
+
+
+def _message(row: Sequence[Any]) -> Message:
+    i, number, content, at, attempts, by, kind, until, send_at = row
+    return Message(i, number, content, at, attempts, None, by, kind, until, send_at)
+
 
 _PURGEABLE = ", ".join(f"'{status}'" for status in PURGEABLE)
 
@@ -230,8 +246,8 @@ class SqliteStore:
         now = time.time()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until)
-                for m in messages]
+                 origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
+                 int(m.send_at is not None)) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -240,8 +256,8 @@ class SqliteStore:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
                         " attempts, updated_at, callback_url, callback_origin, deliver_by,"
-                        " delivery_class, valid_until) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?)"]
+                        " delivery_class, valid_until, send_at, scheduled) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
                                    * len(chunk)),
                         [value for row in chunk for value in row],
                     )
@@ -267,8 +283,8 @@ class SqliteStore:
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
-            "SELECT status, reason, deliver_by, valid_until FROM messages WHERE id = ?",
-            (message_id,)).fetchone()
+            "SELECT status, reason, deliver_by, valid_until, send_at FROM messages"
+            " WHERE id = ?", (message_id,)).fetchone()
         return StatusRecord(message_id, _STATUS[row[0]], *row[1:]) if row else None
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
@@ -427,11 +443,18 @@ class SqliteStore:
 
     def accepted(self) -> list[Message]:
         rows = self._db.execute(
-            "SELECT id, phone_number, content, created_at, attempts, deliver_by, delivery_class,"
-            " valid_until FROM messages WHERE status = 'ACCEPTED' ORDER BY created_at"
-        )
-        return [Message(i, number, content, at, attempts, None, by, kind, until)
-                for i, number, content, at, attempts, by, kind, until in rows]
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            f" WHERE status = 'ACCEPTED' AND scheduled = 0 ORDER BY created_at")
+        return [_message(row) for row in rows]
+
+    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
+        rows = self._db.execute(
+            f"UPDATE messages SET scheduled = 0 WHERE seq IN (SELECT seq FROM messages"
+            f" WHERE scheduled = 1 AND send_at <= ? ORDER BY send_at LIMIT ?)"
+            f" RETURNING {_MESSAGE_COLUMNS}", (now, limit)).fetchall()
+        (next_at,) = self._db.execute(
+            "SELECT min(send_at) FROM messages WHERE scheduled = 1").fetchone()
+        return sorted((_message(row) for row in rows), key=lambda m: m.ready_at), next_at
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
