@@ -324,10 +324,11 @@ class _Batcher:
         if self.queue.was_attempted(batch):  # parked or recovered: some may be taken since
             await narrow(batch)
         if sent.messages:
+            left_at = self.clock()
             outcome = await deliver(sent, self.provider, self.retry, self.stats.record, narrow)
             self.stats.record(outcome)
             if isinstance(outcome, BatchSucceeded):
-                self.stats.record(ProviderTook.of(sent.messages, self.clock()))
+                self.stats.record(ProviderTook.of(sent.messages, left_at))
         self.mailbox.cast_nowait(_SenderFinished(batch, outcome, sent))
         if isinstance(outcome, BatchFailed):
             with _logged("recording attempts"):

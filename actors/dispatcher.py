@@ -268,10 +268,11 @@ class _Dispatcher:
             return sent
 
         try:
+            left_at = self.clock()
             outcome = await deliver(batch, self.provider, self.retry, self.stats.record, renewed)
             self.stats.record(outcome)
             if isinstance(outcome, BatchSucceeded):
-                self.stats.record(ProviderTook.of(sent.messages, self.clock()))
+                self.stats.record(ProviderTook.of(sent.messages, left_at))
             await self.finish(sent, outcome)
         finally:
             self.state.in_flight -= 1

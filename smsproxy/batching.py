@@ -46,6 +46,10 @@ Expired = tuple[Message, bool]
 """A message past its deadline, and whether the provider may have taken it."""
 
 
+DEADLINE_LEAD = 0.02
+"""Seconds before a message's own deadline that its batch leaves: the time from the
+flush to the provider call's start, on a loaded event loop."""
+
 VALIDITY_EXPIRED = "validity period expired"
 """The reason of a message that was not sent within its validity (valid_for, valid_until)."""
 
@@ -126,7 +130,8 @@ class BatchQueue:
         if message.deliver_by is None:
             return now + self.rules.max_delay
         reference = message.ready_at if wall_now is None else wall_now
-        return now + max(0.0, message.deliver_by - reference)
+        # A little early: the batch must be on its way to the provider by the deadline.
+        return now + max(0.0, message.deliver_by - reference - DEADLINE_LEAD)
 
     def was_attempted(self, batch: Batch) -> bool:
         """Whether any of the batch was tried before: then some may have been taken since."""

@@ -45,6 +45,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 _BATCH_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 _LATENCIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_WAITS = (0.1, 0.25, 0.5, 0.6, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200)
+"""Seconds from acceptance to the provider: the delivery classes' range."""
 _HTTP_LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 _UPDATE_REFUSALS = ("unknown_status", "unknown_message", "final_status", "other")
@@ -140,9 +142,10 @@ class Metrics:
                                        "refused for their signature, by reason.", ["reason"],
                                        registry=registry)
         self.to_provider = Histogram("smsproxy_time_to_provider_seconds", "From a message's "
-                                     "acceptance until the provider took it, by delivery "
+                                     "acceptance until its batch left for the provider (the "
+                                     "attempt the provider took), by delivery "
                                      "class (default: none given; custom: deliver_within).",
-                                     ["class"], buckets=_LATENCIES, registry=registry)
+                                     ["class"], buckets=_WAITS, registry=registry)
         self.deadlines_missed = Counter("smsproxy_deadlines_missed", "Messages the provider "
                                         "took after their deadline, by delivery class.",
                                         ["class"], registry=registry)

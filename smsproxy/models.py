@@ -327,14 +327,15 @@ class HttpServed:
 @dataclass(frozen=True, slots=True)
 class ProviderTook:
     """Messages the provider took, by delivery class (``Message.class_label``): the
-    seconds each waited since it was accepted, and how many left after their deadline."""
+    seconds each waited from its acceptance (its send_at) until the attempt the provider
+    took began, and how many left after their deadline."""
 
     waited: Mapping[str, Sequence[float]]
     late: Mapping[str, int]
 
     @classmethod
     def of(cls, messages: Sequence[Message], at: float) -> "ProviderTook":
-        """``at``: the wall-clock time the provider took them."""
+        """``at``: the wall-clock time the attempt the provider took began."""
         waited: dict[str, list[float]] = {}
         late: dict[str, int] = {}
         for message in messages:
