@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from smsproxy.models import Batch, Message, new_id
 
-__all__ = ["VALIDITY_EXPIRED", "BatchQueue", "BatchingRules", "Expired", "QueueGauge",
-           "lapsed_by_validity", "lapses_at"]
+__all__ = ["DEADLINE_LEAD", "VALIDITY_EXPIRED", "BatchQueue", "BatchingRules", "Expired",
+           "QueueGauge", "lapsed_by_validity", "lapses_at"]
 
 
 @dataclass(frozen=True, slots=True)
