@@ -241,3 +241,9 @@ def test_the_provider_s_intake_is_timed_and_late_messages_counted_by_class():
     assert 'smsproxy_deadlines_missed_total{class="otp"} 1.0' in text
     assert 'smsproxy_time_to_provider_seconds_count{class="otp"} 2.0' in text
     assert 'smsproxy_deadlines_missed_total{class="default"} 0.0' in text
+
+
+def test_without_a_wall_clock_a_deadline_counts_from_acceptance_as_from_now():
+    queue = BatchQueue(RULES)
+    queue.add((message(1, within=30.0),), now=5.0)
+    assert queue.next_wakeup() == pytest.approx(35.0 - DEADLINE_LEAD)

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from api import ApiSettings, create_app
-from smsproxy.batching import VALIDITY_EXPIRED, BatchingRules, BatchQueue
+from smsproxy.batching import VALIDITY_EXPIRED, BatchingRules, BatchQueue, lapsed_by_validity
 from smsproxy.models import Message, new_id
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import PostgresStore
@@ -125,3 +125,44 @@ async def test_valid_until_is_shown_as_given(start_pipeline):
                                              "valid_until": "2030-01-01T13:00:00+01:00"})
     body = await (await client.get(f"/sms/{(await answer.get_json())['id']}")).get_json()
     assert datetime.fromisoformat(body["valid_until"]) == until
+
+
+def test_one_the_provider_may_have_found_lapsed_in_the_queue_is_held_not_failed():
+    """Recovered with attempts on record (the provider may have it), past its validity."""
+    queue = BatchQueue(RULES)
+    queue.add((message(1, valid_for=20.0, attempts=1), message(2)), now=0.0, wall_now=WALL)
+    queue.draining = True
+    [batch] = queue.take_batches(30.0, wall_now=WALL + 30.0)
+    assert [m.id for m in batch.messages] == ["m2"]
+    assert queue.take_lapsed(30.0, WALL + 30.0) == []
+    queue.draining = False
+    queue.succeeded(batch)
+    assert queue.next_wakeup() == 30.0 + (20.0 + 1800.0 - 30.0)  # its grace, then it fails
+    [(held, maybe)] = queue.take_due_parked(1820.0, WALL + 1820.0)
+    assert (held.id, maybe) == ("m1", True)
+
+
+def test_a_message_is_no_longer_sendable_at_the_very_moment_its_validity_ends():
+    queue = BatchQueue(RULES)
+    queue.add((message(1, valid_for=20.0),), now=0.0, wall_now=WALL)
+    assert queue.take_batches(20.0, wall_now=WALL + 20.0) == []
+    [(lapsed, _)] = queue.take_lapsed(20.0, WALL + 20.0)
+    assert lapsed.id == "m1"
+
+
+def test_a_held_message_wakes_at_the_end_of_its_grace_or_fails_if_past_it():
+    queue = BatchQueue(RULES)
+    queue.add((message(1, valid_for=20.0, attempts=1),), now=0.0, wall_now=WALL)
+    queue.take_batches(1.0, wall_now=WALL + 1900.0)  # past its validity and its grace
+    assert [m.id for m, _ in queue.take_lapsed(1.0, WALL + 1900.0)] == ["m1"]
+    queue.add((message(2, valid_for=20.0, attempts=1),), now=2.0, wall_now=WALL)
+    queue.take_batches(3.0, wall_now=WALL + 1819.5)  # half a second of grace left
+    assert queue.take_lapsed(3.0, WALL + 1819.5) == []
+    assert queue.next_wakeup() == pytest.approx(3.5)
+
+
+def test_validity_names_the_reason_only_when_it_ends_first():
+    ttl = RULES.message_ttl
+    assert lapsed_by_validity(message(1, valid_for=ttl), ttl)  # both at once: validity
+    assert not lapsed_by_validity(message(2, valid_for=ttl + 1), ttl)
+    assert not lapsed_by_validity(message(3), ttl)
