@@ -38,6 +38,10 @@ Submission = tuple[Sequence[Message], Idempotency | None, float]
 """What ``save`` takes: the messages, their idempotency key if any, and the time."""
 
 
+class _KeyTaken(Exception):
+    """Another writer remembered the same idempotency key first."""
+
+
 class Repository:
     def __init__(self, store: MessageStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -54,18 +58,25 @@ class Repository:
         With an idempotency key seen before, nothing is saved and the first
         request's ids come back; a key seen with another request is a conflict.
         """
-        if idempotency is not None:
-            found = self.store.find_idempotency(idempotency.scope, idempotency.key)
-            if found is not None:
-                fingerprint, message_ids = found
-                if fingerprint != idempotency.fingerprint:
-                    raise IdempotencyConflict(idempotency.key)
-                return Saved(message_ids, replayed=True)
-        self.store.insert(messages)  # refuses ids that exist or repeat, storing none
         message_ids = tuple(m.id for m in messages)
-        if idempotency is not None:
-            self.store.remember_idempotency(idempotency, message_ids, at)
-        return Saved(message_ids, replayed=False)
+        if idempotency is None:
+            self.store.insert(messages)  # refuses ids that exist or repeat, storing none
+            return Saved(message_ids, replayed=False)
+        found = self.store.find_idempotency(idempotency.scope, idempotency.key)
+        if found is None:
+            try:
+                with self.store.savepoint():
+                    self.store.insert(messages)
+                    if not self.store.remember_idempotency(idempotency, message_ids, at):
+                        raise _KeyTaken()  # another instance, at the same moment: undo
+                return Saved(message_ids, replayed=False)
+            except _KeyTaken:
+                found = self.store.find_idempotency(idempotency.scope, idempotency.key)
+                assert found is not None, "a key another writer committed is there to read"
+        fingerprint, first_ids = found
+        if fingerprint != idempotency.fingerprint:
+            raise IdempotencyConflict(idempotency.key)
+        return Saved(first_ids, replayed=True)
 
     def save_all(self, submissions: Sequence[Submission]) -> list[Saved | RepositoryError]:
         """``save`` for many submissions at once, each all or none on its own.

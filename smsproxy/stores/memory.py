@@ -195,9 +195,15 @@ class MemoryStore:
 
     def remember_idempotency(
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
-    ) -> None:
+    ) -> bool:
         entry = (idempotency.fingerprint, tuple(message_ids), at)
-        self._keys[(idempotency.scope, idempotency.key)] = entry
+        return self._keys.setdefault((idempotency.scope, idempotency.key), entry) is entry
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        # Nothing to take back: insert checks everything before it writes, and with one
+        # writer no other can take a key between find_idempotency and remember.
+        yield
 
     def forget_idempotency(self, before: float, limit: int) -> int:
         old = [k for k, (_, _, at) in self._keys.items() if at < before][:limit]

@@ -522,13 +522,21 @@ class PostgresStore:
 
     def remember_idempotency(
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
-    ) -> None:
-        self._conn.execute(
+    ) -> bool:
+        # Another instance saving the same key now: this waits for its commit, then
+        # remembers nothing (a plain insert would fail, and abort the whole group).
+        remembered = self._conn.execute(
             "INSERT INTO smsproxy_idempotency_keys (scope, key, fingerprint, message_ids,"
-            " created_at) VALUES (%s, %s, %s, %s, %s)",
+            " created_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
             (idempotency.scope, idempotency.key, idempotency.fingerprint,
              ",".join(message_ids), at),
-        )
+        ).fetchone()
+        return remembered is not None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._conn.transaction():  # nested in the open one: a savepoint
+            yield
 
     def forget_idempotency(self, before: float, limit: int) -> int:
         row = self._conn.execute(

@@ -111,6 +111,11 @@ class MessageStore(Protocol):
         """Everything inside commits together, or not at all."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside a transaction: what is done inside is taken back, and the rest of the
+        transaction goes on, when an exception leaves it."""
+        ...
+
     def insert(self, messages: Sequence[Message]) -> None:
         """All or none, each with its ACCEPTED event: an id that exists, or comes
         twice, raises DuplicateMessage and stores nothing."""
@@ -198,7 +203,10 @@ class MessageStore(Protocol):
 
     def remember_idempotency(
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
-    ) -> None: ...
+    ) -> bool:
+        """Remember the key for these ids; False, remembering nothing, when another
+        writer remembered it first (on PostgreSQL, after waiting for it to commit)."""
+        ...
 
     def forget_idempotency(self, before: float, limit: int) -> int:
         """Drop up to ``limit`` keys remembered before ``before``; how many were dropped."""

@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -465,13 +465,17 @@ class SqliteStore:
 
     def remember_idempotency(
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
-    ) -> None:
-        self._db.execute(
+    ) -> bool:
+        cursor = self._db.execute(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, message_ids, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (idempotency.scope, idempotency.key, idempotency.fingerprint,
              ",".join(message_ids), at),
         )
+        return cursor.rowcount == 1
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self._savepoint("repository")
 
     def forget_idempotency(self, before: float, limit: int) -> int:
         cursor = self._db.execute(
