@@ -41,6 +41,7 @@ from smsproxy.models import (
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
     PURGEABLE,
     Backlog,
     CallbackOutcome,
@@ -51,6 +52,7 @@ from smsproxy.stores.protocol import (
     find_statement,
     first_duplicate,
     listed_messages,
+    message_from_row,
     prefixed,
 )
 
@@ -222,8 +224,7 @@ WITH lock AS (
     FROM due, summary, lock
     WHERE m.id = due.id
     AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
-    RETURNING m.id, m.phone_number, m.content, m.created_at, m.attempts, m.deliver_by,
-        m.delivery_class, m.valid_until, m.send_at, due.leave_by, due.claimed_by AS previous
+    RETURNING {prefixed("m", MESSAGE_COLUMNS)}, due.leave_by, due.claimed_by AS previous
 )
 SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
 FROM lock, summary LEFT JOIN taken ON true
@@ -504,11 +505,9 @@ class PostgresStore:
 
     def accepted(self) -> list[Message]:
         rows = self._conn.execute(
-            "SELECT id, phone_number, content, created_at, attempts, deliver_by,"
-            " delivery_class, valid_until, send_at FROM smsproxy_messages"
-            " WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id")
-        return [Message(i, number, content, at, attempts, None, by, kind, until, send_at)
-                for i, number, content, at, attempts, by, kind, until, send_at in rows]
+            f"SELECT {MESSAGE_COLUMNS} FROM smsproxy_messages"
+            f" WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id")
+        return [message_from_row(row) for row in rows]
 
     def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
         return [], None  # claims skip a scheduled row until its not-before time
@@ -584,16 +583,12 @@ class PostgresStore:
         locked, now, waiting, earliest = rows[0][:4]
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
-        # (id, phone number, content, created at, attempts, deliver by, class, valid
-        # until, send at, leave by, previous claimant)
+        # MESSAGE_COLUMNS, then leave by and the previous claimant
         taken = sorted((row[4:] for row in rows if row[4] is not None),
                        key=lambda row: (row[9], row[0]))
         if taken:
             mine = sum(1 for row in taken if row[10] is not None and row[10] != instance)
-            return Claimed(tuple(
-                Message(i, number, content, at, attempts, None, by, kind, until, send_at)
-                for i, number, content, at, attempts, by, kind, until, send_at, _, _ in taken),
-                taken_over=mine)
+            return Claimed(tuple(message_from_row(row[:9]) for row in taken), taken_over=mine)
         if waiting == 0:
             return Claimed(())
         return Claimed((), next_due=earliest, waiting=waiting)

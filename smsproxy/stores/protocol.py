@@ -24,6 +24,7 @@ from smsproxy.statuses import Status
 
 __all__ = [
     "EVENT_COLUMNS",
+    "MESSAGE_COLUMNS",
     "PURGEABLE",
     "Backlog",
     "CallbackOutcome",
@@ -36,6 +37,7 @@ __all__ = [
     "find_statement",
     "first_duplicate",
     "listed_messages",
+    "message_from_row",
     "prefixed",
 ]
 
@@ -47,6 +49,19 @@ CallbackOutcome = Literal["delivered", "abandoned", "retry"]
 PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
 """Statuses of messages that retention deletes: the provider took them, or they failed.
 (A CONFIRMED message older than the retention window will hear no more news.)"""
+
+MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
+                   " delivery_class, valid_until, send_at")
+"""A message's columns in the SQL stores, for ``message_from_row`` (its callback URL
+lives with its events)."""
+
+
+def message_from_row(row: Sequence[Any]) -> Message:
+    """A message from its ``MESSAGE_COLUMNS``."""
+    i, number, content, at, attempts, deliver_by, kind, valid_until, send_at = row
+    return Message(i, number, content, at, attempts, None, deliver_by, kind, valid_until,
+                   send_at)
+
 
 EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
 """An event's columns in the SQL stores, in :class:`Event`'s order."""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreLocked, StoreUnusable
@@ -37,6 +37,7 @@ from smsproxy.models import (
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import (
     EVENT_COLUMNS,
+    MESSAGE_COLUMNS,
     PURGEABLE,
     CallbackOutcome,
     StatusChange,
@@ -45,6 +46,7 @@ from smsproxy.stores.protocol import (
     find_statement,
     first_duplicate,
     listed_messages,
+    message_from_row,
     prefixed,
 )
 
@@ -171,16 +173,6 @@ _ROWS_PER_INSERT = 500
 
 _CANDIDATES = 4
 """Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
-
-_MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
-                    " delivery_class, valid_until, send_at")
-"""A Message's columns, for ``_message``."""
-
-
-def _message(row: Sequence[Any]) -> Message:
-    i, number, content, at, attempts, by, kind, until, send_at = row
-    return Message(i, number, content, at, attempts, None, by, kind, until, send_at)
-
 
 _PURGEABLE = ", ".join(f"'{status}'" for status in PURGEABLE)
 
@@ -443,18 +435,18 @@ class SqliteStore:
 
     def accepted(self) -> list[Message]:
         rows = self._db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            f"SELECT {MESSAGE_COLUMNS} FROM messages"
             f" WHERE status = 'ACCEPTED' AND scheduled = 0 ORDER BY created_at")
-        return [_message(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
         rows = self._db.execute(
             f"UPDATE messages SET scheduled = 0 WHERE seq IN (SELECT seq FROM messages"
             f" WHERE scheduled = 1 AND send_at <= ? ORDER BY send_at LIMIT ?)"
-            f" RETURNING {_MESSAGE_COLUMNS}", (now, limit)).fetchall()
+            f" RETURNING {MESSAGE_COLUMNS}", (now, limit)).fetchall()
         (next_at,) = self._db.execute(
             "SELECT min(send_at) FROM messages WHERE scheduled = 1").fetchone()
-        return sorted((_message(row) for row in rows), key=lambda m: m.ready_at), next_at
+        return sorted((message_from_row(row) for row in rows), key=lambda m: m.ready_at), next_at
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
