@@ -106,6 +106,8 @@ class Connection(TCPServer):
         self.idle_since = trio.current_time()
         self.request_started: float | None = None
         self.head_received = 0.0
+        self._held = b""
+        self._in_body = False
 
     async def run(self) -> None:
         """Serve it; the accept loop has counted it in the registry already."""
@@ -123,14 +125,34 @@ class Connection(TCPServer):
         self.stream.socket.close()
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, Updated):
+        if isinstance(event, RawData):
+            await self._write(event.data)
+        elif isinstance(event, Updated):
+            # hypercorn restarts its idle timer task here; ours is the read deadline
             self.idle = event.idle
             if event.idle:  # the answer is out: the next request starts afresh
                 self.idle_since = trio.current_time()
                 self.request_started = None
             else:
                 self.head_received = trio.current_time()
-        await super().protocol_send(event)
+        else:
+            await self._write(b"")
+            await super().protocol_send(event)
+
+    async def _write(self, data: bytes) -> None:
+        """Send ``data``, an answer's head held back to go out with its first body bytes.
+
+        hypercorn hands over the head, each body chunk and the (empty) end of the
+        message one at a time, each a lock, a shielded scope and a system call; an
+        answer in one write costs a third of that, and leaves as one packet."""
+        if self._our_state() is h11.SEND_BODY and not self._in_body:
+            self._in_body = True  # this is the head: its body follows at once
+            self._held = data
+            return
+        self._in_body = self._our_state() is h11.SEND_BODY
+        data, self._held = self._held + data, b""
+        if data:
+            await super().protocol_send(RawData(data))
 
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
@@ -162,6 +184,11 @@ class Connection(TCPServer):
         """h11's state of the client's side; None for HTTP/2."""
         connection = getattr(self.protocol.protocol, "connection", None)
         return connection.their_state if isinstance(connection, h11.Connection) else None
+
+    def _our_state(self) -> object:
+        """h11's state of our side; None for HTTP/2."""
+        connection = getattr(self.protocol.protocol, "connection", None)
+        return connection.our_state if isinstance(connection, h11.Connection) else None
 
     def _read_deadline(self) -> float:
         limits = self.registry.limits

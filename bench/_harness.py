@@ -1,26 +1,35 @@
 """Shared by the bench scripts: start servers on free ports, drive wrk, compare in rounds."""
 
 import json
+import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 __all__ = [
-    "BENCH", "WrkResult", "bare_server", "ensure_wrk", "median_ratio", "server", "smsproxy_server",
-    "stats", "wrk", "wrk_run",
+    "ADMIN_URL", "BENCH", "WrkResult", "bare_server", "database", "ensure_wrk", "free_port",
+    "machine_busy_seconds", "median_ratio", "process_tree_cpu", "server", "smsproxy_server",
+    "stats", "wait_until_up", "wrk", "wrk_run",
 ]
 
 BENCH = Path(__file__).resolve().parent
+ADMIN_URL = os.environ.get("SMSPROXY_BENCH_POSTGRES",
+                           "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def ensure_wrk() -> str:
@@ -88,6 +97,8 @@ def bare_server() -> AbstractContextManager[str]:
 class WrkResult:
     requests_per_second: float
     p99_ms: float
+    requests: int
+    """Answers wrk read in all (every one 2xx: wrk_run fails otherwise)."""
 
 
 def wrk(url: str, *, seconds: float, connections: int, script: Path | None = None) -> float:
@@ -106,9 +117,10 @@ def wrk_run(
         raise RuntimeError(f"wrk saw error answers:\n{output}")
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-    assert rate and p99, output
+    total = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
+    assert rate and p99 and total, output
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return WrkResult(float(rate.group(1)), float(p99.group(1)) * scale)
+    return WrkResult(float(rate.group(1)), float(p99.group(1)) * scale, int(total.group(1)))
 
 
 def stats(url: str) -> dict[str, Any]:
@@ -119,3 +131,71 @@ def stats(url: str) -> dict[str, Any]:
 def median_ratio(pairs: Sequence[tuple[float, float]]) -> float:
     """Median over rounds of (candidate / baseline) measured back to back."""
     return statistics.median(candidate / baseline for baseline, candidate in pairs)
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    name = f"smsproxy_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        parts = conninfo_to_dict(ADMIN_URL)
+        login = parts.get("user", "postgres")
+        if parts.get("password"):
+            login = f"{login}:{parts['password']}"
+        host, port = parts.get("host", "127.0.0.1"), parts.get("port", 5432)
+        yield f"postgresql://{login}@{host}:{port}/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid or stat.parent.name == str(pid) or _descends(stat, pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _descends(stat: Path, ancestor: int) -> bool:
+    parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    while parent > 1:
+        if parent == ancestor:
+            return True
+        try:
+            parent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(url: str, probe: str = "/readyz") -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}{probe}", timeout=1):
+                time.sleep(1)  # every worker up, not only the first
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")

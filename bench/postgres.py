@@ -8,44 +8,26 @@ Each round makes a fresh database on the server at ``SMSPROXY_BENCH_POSTGRES``
 """
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import date
-from pathlib import Path
 
-import psycopg
-from _harness import BENCH, bare_server, smsproxy_server, stats, wrk
-from psycopg.conninfo import conninfo_to_dict
+from _harness import (
+    BENCH,
+    bare_server,
+    database,
+    free_port,
+    process_tree_cpu,
+    smsproxy_server,
+    stats,
+    wait_until_up,
+    wrk,
+)
 
-ADMIN_URL = os.environ.get("SMSPROXY_BENCH_POSTGRES",
-                           "postgresql://postgres@127.0.0.1:5432/postgres")
 BULK = BENCH / "bulk_100.lua"
 POST = BENCH / "post_sms.lua"
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    name = f"smsproxy_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        parts = conninfo_to_dict(ADMIN_URL)
-        login = parts.get("user", "postgres")
-        if parts.get("password"):
-            login = f"{login}:{parts['password']}"
-        host, port = parts.get("host", "127.0.0.1"), parts.get("port", 5432)
-        yield f"postgresql://{login}@{host}:{port}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def post_ratios(rounds: int, seconds: float) -> list[float]:
@@ -88,42 +70,16 @@ def fill_round(seconds: float, batch_size: int = 100) -> float:
     return messages / calls / batch_size if calls else 0.0
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and all its descendants so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid or stat.parent.name == str(pid) or _descends(stat, pid):
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def _descends(stat: Path, ancestor: int) -> bool:
-    parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-    while parent > 1:
-        if parent == ancestor:
-            return True
-        try:
-            parent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            return False
-    return False
-
-
 def workers_round(seconds: float, workers: int) -> tuple[float, float]:
     """(messages/s, CPU ms per message) of ``--workers N`` under full load."""
-    port = _free_port()
+    port = free_port()
     with database() as store:
         command = [sys.executable, "-m", "api.cli", "serve", "--store", store, "--port",
                    str(port), "--workers", str(workers)]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_until_up(url)
+            wait_until_up(url)
             cpu_before = process_tree_cpu(process.pid)
             rate = wrk(f"{url}/sms", seconds=seconds, connections=64, script=POST)
             cpu = process_tree_cpu(process.pid) - cpu_before
@@ -131,24 +87,6 @@ def workers_round(seconds: float, workers: int) -> tuple[float, float]:
             process.terminate()
             process.wait(timeout=30)
     return rate, 1000 * cpu / (rate * seconds)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1):
-                time.sleep(1)  # every worker up, not only the first
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
 
 
 def main() -> int:

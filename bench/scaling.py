@@ -1,0 +1,144 @@
+"""Per machine: POST /sms with `--workers` 1, 2 and 4 on PostgreSQL against the bare
+single-process endpoint, and the CPU each spends per 1,000 messages.
+
+Every round runs each server on its own (a fresh database for each smsproxy), in an
+order that rotates from round to round: a 1 s warm-up, then wrk for ``--seconds`` at
+``--connections``. CPU comes from /proc: the server's process tree (user + system,
+PostgreSQL's backends not included) and the whole machine's busy time (PostgreSQL,
+wrk and all). Every answer counted must be a 202 whose message is committed: the
+rows the round added are counted in the database, and the round fails if fewer.
+
+    python bench/scaling.py [--rounds 5] [--seconds 3] [--connections 64]
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+from _harness import (
+    BENCH,
+    database,
+    free_port,
+    machine_busy_seconds,
+    process_tree_cpu,
+    wait_until_up,
+    wrk_run,
+)
+
+POST = BENCH / "post_sms.lua"
+BARE = "bare"
+WORKER_COUNTS = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Reading:
+    requests_per_second: float
+    server_cpu_per_1000: float
+    machine_cpu_per_1000: float
+
+
+@contextmanager
+def running(command: list[str], port: int, probe: str) -> Iterator[tuple[str, int]]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url, probe)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def committed(store: str) -> int:
+    with psycopg.connect(store) as db:
+        row = db.execute("SELECT count(*) FROM smsproxy_messages").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def measure(url: str, pid: int, seconds: float, connections: int) -> tuple[Reading, int]:
+    wrk_run(f"{url}/sms", seconds=1, connections=connections, script=POST)  # warm-up
+    time.sleep(0.3)  # the warm-up's last answers committed
+    server_before, machine_before = process_tree_cpu(pid), machine_busy_seconds()
+    result = wrk_run(f"{url}/sms", seconds=seconds, connections=connections, script=POST)
+    server_cpu = process_tree_cpu(pid) - server_before
+    machine_cpu = machine_busy_seconds() - machine_before
+    per_1000 = 1000 / result.requests
+    return Reading(result.requests_per_second, server_cpu * per_1000,
+                   machine_cpu * per_1000), result.requests
+
+
+def bare_round(seconds: float, connections: int) -> Reading:
+    port = free_port()
+    command = [sys.executable, str(BENCH / "bare_app.py"), "--port", str(port)]
+    with running(command, port, f"/sms/{uuid.UUID(int=1)}") as (url, pid):
+        reading, _ = measure(url, pid, seconds, connections)
+    return reading
+
+
+def workers_round(workers: int, seconds: float, connections: int) -> Reading:
+    port = free_port()
+    with database() as store:
+        command = [sys.executable, "-m", "api.cli", "serve", "--store", store,
+                   "--port", str(port), "--workers", str(workers)]
+        with running(command, port, "/readyz") as (url, pid):
+            time.sleep(0.3)
+            before = committed(store)
+            reading, answered = measure(url, pid, seconds, connections)
+            time.sleep(0.5)
+            added = committed(store) - before
+        if added < answered:
+            raise RuntimeError(f"{answered} answers 202 but only {added} messages committed")
+    return reading
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    print(f"# --workers scaling on PostgreSQL, {date.today()}, {args.rounds} rounds x "
+          f"{args.seconds:g} s, {args.connections} connections")
+    servers: list[str | int] = [BARE, *WORKER_COUNTS]
+    readings: dict[str | int, list[Reading]] = {name: [] for name in servers}
+    for n in range(args.rounds):
+        line = []
+        for name in servers[n % len(servers):] + servers[:n % len(servers)]:
+            if name == BARE:
+                reading = bare_round(args.seconds, args.connections)
+            else:
+                reading = workers_round(int(name), args.seconds, args.connections)
+            readings[name].append(reading)
+            line.append(f"{name}: {reading.requests_per_second:.0f} req/s "
+                        f"({reading.server_cpu_per_1000:.2f} / "
+                        f"{reading.machine_cpu_per_1000:.2f} CPU-s per 1,000)")
+        print(f"round {n + 1}: " + "; ".join(line), flush=True)
+    print()
+    print("| server | req/s, median (range) | / bare, median of rounds | CPU-s per 1,000 "
+          "messages: server processes | whole machine |")
+    print("|---|---|---|---|---|")
+    for name in servers:
+        rates = [r.requests_per_second for r in readings[name]]
+        ratios = [r.requests_per_second / b.requests_per_second
+                  for r, b in zip(readings[name], readings[BARE], strict=True)]
+        label = "bare quart-trio endpoint, one process" if name == BARE else \
+            f"smsproxy --workers {name}, PostgreSQL"
+        print(f"| {label} | {statistics.median(rates):.0f} ({min(rates):.0f} to "
+              f"{max(rates):.0f}) | {statistics.median(ratios):.2f} ({min(ratios):.2f} to "
+              f"{max(ratios):.2f}) | "
+              f"{statistics.median(r.server_cpu_per_1000 for r in readings[name]):.2f} | "
+              f"{statistics.median(r.machine_cpu_per_1000 for r in readings[name]):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
