@@ -1,5 +1,6 @@
 """smsproxy on PostgreSQL, in one run: POST /sms against the bare endpoint, bulk submit
-against SQLite, and batch fill with three instances sharing one database.
+against SQLite, and batch fill with three instances sharing one database
+(``--workers`` is bench/scaling.py's).
 
 Each round makes a fresh database on the server at ``SMSPROXY_BENCH_POSTGRES``
 (default ``postgresql://postgres@127.0.0.1:5432/postgres``) and drops it after.
@@ -9,7 +10,6 @@ Each round makes a fresh database on the server at ``SMSPROXY_BENCH_POSTGRES``
 
 import argparse
 import statistics
-import subprocess
 import sys
 from contextlib import ExitStack
 from datetime import date
@@ -18,11 +18,8 @@ from _harness import (
     BENCH,
     bare_server,
     database,
-    free_port,
-    process_tree_cpu,
     smsproxy_server,
     stats,
-    wait_until_up,
     wrk,
 )
 
@@ -70,25 +67,6 @@ def fill_round(seconds: float, batch_size: int = 100) -> float:
     return messages / calls / batch_size if calls else 0.0
 
 
-def workers_round(seconds: float, workers: int) -> tuple[float, float]:
-    """(messages/s, CPU ms per message) of ``--workers N`` under full load."""
-    port = free_port()
-    with database() as store:
-        command = [sys.executable, "-m", "api.cli", "serve", "--store", store, "--port",
-                   str(port), "--workers", str(workers)]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_up(url)
-            cpu_before = process_tree_cpu(process.pid)
-            rate = wrk(f"{url}/sms", seconds=seconds, connections=64, script=POST)
-            cpu = process_tree_cpu(process.pid) - cpu_before
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-    return rate, 1000 * cpu / (rate * seconds)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -96,20 +74,14 @@ def main() -> int:
     args = parser.parse_args()
     print(f"# PostgreSQL, {date.today()}, {args.rounds} rounds x {args.seconds:g} s")
     posts = post_ratios(3 * args.rounds, 1.0)
-    bulks, fills, speedups, costs = [], [], [], []
+    bulks, fills = [], []
     for n in range(1, args.rounds + 1):
         sqlite, postgres = bulk_round(args.seconds)
         fill = fill_round(args.seconds)
-        one, one_cpu = workers_round(args.seconds, 1)
-        two, two_cpu = workers_round(args.seconds, 2)
         print(f"round {n}: bulk SQLite {sqlite:.0f} msg/s, PostgreSQL {postgres:.0f} msg/s; "
-              f"fill {fill:.3f}; "
-              f"one process {one:.0f} msg/s ({one_cpu:.2f} ms CPU each), two workers "
-              f"{two:.0f} msg/s ({two_cpu:.2f} ms CPU each)")
+              f"fill {fill:.3f}")
         bulks.append(postgres / sqlite)
         fills.append(fill)
-        speedups.append(two / one)
-        costs.append(two_cpu / one_cpu)
     print()
     print("| figure | median of rounds (range) | target |")
     print("|---|---|---|")
@@ -118,8 +90,6 @@ def main() -> int:
          posts, ">= 0.90"),
         ("bulk submit msg/s, PostgreSQL / SQLite", bulks, ">= 0.8"),
         ("batch fill, three instances under full load", fills, ">= 0.98"),
-        ("--workers 2 / one process, messages/s", speedups, "reported"),
-        ("--workers 2 / one process, CPU per message", costs, "<= 1.1"),
     ):
         print(f"| {name} | {statistics.median(values):.2f} ({min(values):.2f} to "
               f"{max(values):.2f}) | {target} |")
