@@ -46,6 +46,11 @@ INBOX_CAPACITY = 256
 
 MAX_REPORTS_PER_GROUP = 256
 
+ENOUGH_TO_APPLY = 500
+"""Updates that end the linger at once. A group this large already spreads its commit
+thin; lingering for more saves little, and a provider that waits for each answer
+(the webhook) would be held to a few reports per connection a second."""
+
 RETRY_INITIAL = 0.5
 """Pause before reports the store refused are tried again; it doubles up to RETRY_MAX."""
 RETRY_MAX = 30.0
@@ -195,22 +200,29 @@ async def _gather(
 ) -> list[Envelope[Request]]:
     """``first``, and what arrives within ``linger`` seconds of it.
 
-    Ends early on a full group, on a flush (its caller is waiting), and when the
-    inbox closes (at shutdown).
+    Ends early on a full group, on ``ENOUGH_TO_APPLY`` updates, on a flush (its
+    caller is waiting), and when the inbox closes (at shutdown).
     """
     group = receive_ready(inbox, first, MAX_REPORTS_PER_GROUP)
     if linger <= 0 or any(isinstance(e.request, _Flush) for e in group):
         return group
+    updates = sum(_size(envelope) for envelope in group)
     with trio.move_on_after(linger):
-        while len(group) < MAX_REPORTS_PER_GROUP:
+        while len(group) < MAX_REPORTS_PER_GROUP and updates < ENOUGH_TO_APPLY:
             try:
                 envelope = await inbox.receive()
             except trio.EndOfChannel:
                 break
             group.append(envelope)
+            updates += _size(envelope)
             if isinstance(envelope.request, _Flush):
                 break
     return group
+
+
+def _size(envelope: Envelope[Request]) -> int:
+    request = envelope.request
+    return len(request.updates) if isinstance(request, StatusReport) else 0
 
 
 def _map(report: Mapping[str, str], errors: trio.MemorySendChannel[UpdateRejected]) -> list[Update]:

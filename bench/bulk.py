@@ -5,7 +5,10 @@ on, as it ships) and the in-process simulator, which confirms and delivers
 everything. wrk posts bulk requests of 100 messages; accepted/s comes from wrk,
 delivered/s from /stats (the time until every accepted message is DELIVERED). Each
 round also measures the bare quart-trio endpoint's POST requests/s (32
-connections), the baseline of the targets, and smsproxy's single POST /sms.
+connections), the baseline of the targets, and smsproxy's single POST /sms; and
+the store alone, in this process with no HTTP and no actors: groups of 100
+messages saved, then confirmed and delivered, each in a transaction of its own as
+the service commits them, which is the most any server on that store can reach.
 
     python bench/bulk.py [--seconds 10] [--connections 8] [--rounds 3]
 """
@@ -14,10 +17,17 @@ import argparse
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from datetime import date
+from pathlib import Path
 
 from _harness import BENCH, bare_server, smsproxy_server, stats, wrk
+
+from smsproxy.models import Outgoing, new_messages
+from smsproxy.repository import Repository
+from smsproxy.statuses import Status
+from smsproxy.stores.sqlite import SqliteStore
 
 PER_REQUEST = 100
 
@@ -55,6 +65,26 @@ def bare_round(seconds: float) -> float:
     return rate
 
 
+def store_round(messages: int = 100_000) -> float:
+    """Messages a second through the SQLite store alone: saved, confirmed, delivered."""
+    items = [Outgoing("+4912345678", "Your order has shipped")] * PER_REQUEST
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(str(Path(folder) / "store.db"))
+        repository = Repository(store)
+        started = time.perf_counter()
+        for _ in range(messages // PER_REQUEST):
+            group = new_messages(items, time.time())
+            with store.transaction():
+                repository.save_all([(group, None, 0.0)])
+            with store.transaction():
+                repository.apply_in_order([(m.id, status) for status in
+                                           (Status.CONFIRMED, Status.DELIVERED) for m in group])
+        rate = messages / (time.perf_counter() - started)
+        store.close()
+    print(f"  the store alone: {rate:.0f} msg/s saved, confirmed and delivered")
+    return rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -66,10 +96,11 @@ def main() -> int:
     print(f"# bulk submit, {date.today()}, Python {platform.python_version()}, "
           f"{args.rounds} rounds x {args.seconds:g} s, {args.connections} connections, "
           f"options {args.option or 'none'}")
-    accepted, delivered, single, bare = [], [], [], []
+    accepted, delivered, single, bare, store = [], [], [], [], []
     for round_number in range(1, args.rounds + 1):
         print(f"round {round_number}")
         bare.append(bare_round(args.seconds))
+        store.append(store_round())
         a, d = bulk_round(args.seconds, args.connections, args.option)
         accepted.append(a)
         delivered.append(d)
@@ -82,8 +113,11 @@ def main() -> int:
         ("bulk (100/request), delivered msg/s", delivered, 0),
         ("single POST /sms, req/s", single, 0),
         ("bare endpoint POST /sms, req/s", bare, 0),
+        ("the SQLite store alone, msg/s saved, confirmed and delivered", store, 0),
         ("bulk accepted msg/s / bare req/s (target >= 45)", _ratios(accepted, bare), 1),
         ("bulk delivered msg/s / bare req/s (target >= 45)", _ratios(delivered, bare), 1),
+        ("the store alone / bare req/s", _ratios(store, bare), 1),
+        ("bulk delivered msg/s / the store alone", _ratios(delivered, store), 2),
         ("bulk accepted msg/s / single POST req/s", _ratios(accepted, single), 1),
     ):
         print(f"| {name} | {statistics.median(values):.{digits}f} "

@@ -147,6 +147,34 @@ async def test_nothing_is_applied_before_the_linger_is_over(
     assert (await repo.get(a)).status is Status.DELIVERED
 
 
+async def test_enough_updates_end_the_linger_at_once(
+    memory_repo, start_lingering, autojump_clock
+):
+    """A provider that waits for each answer is not held to a report per linger."""
+    repo = memory_repo
+    ids = await saved(repo, updater.ENOUGH_TO_APPLY)
+    requests = count_apply_requests(repo)
+    updates = await start_lingering(60)
+    half = updater.ENOUGH_TO_APPLY // 2
+    with trio.fail_after(1):  # answered at once, not after 60 s
+        async with trio.open_nursery() as providers:
+            for part in (ids[:half], ids[half:]):
+                providers.start_soon(updates.apply, dict.fromkeys(part, "DELIVERED"))
+    assert [len(r) for r in requests] == [updater.ENOUGH_TO_APPLY]
+    assert {(await repo.get(i)).status for i in ids} == {Status.DELIVERED}
+
+
+async def test_a_group_short_of_enough_updates_lingers(
+    memory_repo, start_lingering, autojump_clock
+):
+    repo = memory_repo
+    ids = await saved(repo, updater.ENOUGH_TO_APPLY - 1)
+    updates = await start_lingering(60)
+    await updates.submit(dict.fromkeys(ids, "DELIVERED"))
+    await trio.sleep(59)
+    assert (await repo.get(ids[0])).status is Status.ACCEPTED
+
+
 async def test_a_flush_does_not_wait_for_the_linger(
     memory_repo, start_lingering, autojump_clock
 ):
