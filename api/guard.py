@@ -8,7 +8,7 @@ runs without keys.
 import hashlib
 import hmac
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from quart import request
@@ -80,14 +80,19 @@ class Guard:
                                     "exceeded; retry later")
 
 
-def idempotency_from_request(client: str, fingerprint_of: Sequence[str]) -> Idempotency | None:
-    """The request's Idempotency-Key, if any; a malformed one is a 400."""
+def idempotency_from_request(
+    client: str, fingerprint_of: Callable[[], Iterable[str]]
+) -> Idempotency | None:
+    """The request's Idempotency-Key, if any; a malformed one is a 400.
+
+    ``fingerprint_of`` gives the parts that make two requests the same; it is called
+    only when there is a key (a bulk's worth of parts is a cost of its own)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
         raise BadIdempotencyKey()
-    digest = hashlib.sha256("\x00".join(fingerprint_of).encode()).hexdigest()
+    digest = hashlib.sha256("\x00".join(fingerprint_of()).encode()).hexdigest()
     return Idempotency(scope=client, key=key, fingerprint=digest)
 
 

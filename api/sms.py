@@ -71,7 +71,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         client = guard.client()
         body = await read_body(settings.sms_max_bytes)
         sms = SmsRequest.model_validate(parse_json_object(body))
-        idempotency = idempotency_from_request(client, _fingerprinted(sms))
+        idempotency = idempotency_from_request(client, lambda: _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
         guard.admit(client, 1)
         saved = await services.batcher.submit_many(
@@ -101,7 +101,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         outgoing = [_outgoing(sms, url, settings)
                     for sms, url in zip(bulk.messages, urls, strict=True)]
         idempotency = idempotency_from_request(
-            client, ["\x00".join(_fingerprinted(sms)) for sms in bulk.messages])
+            client, lambda: ("\x00".join(_fingerprinted(sms)) for sms in bulk.messages))
         guard.admit(client, len(outgoing))
         saved = await services.batcher.submit_many(outgoing, idempotency)
         services.stats.record(BulkReceived(len(outgoing)))
