@@ -4,7 +4,7 @@ hypercorn serves each connection well once it has one, but it bounds neither how
 long a request's head or body may take to arrive, nor how many connections are
 open; and trio's ``serve_listeners`` logs a traceback for every ``accept`` that
 fails for want of file descriptors. So smsproxy accepts connections itself and
-hands each to :class:`Connection`, hypercorn's ``TCPServer`` with three changes:
+hands each to :class:`Connection`, hypercorn's ``TCPServer`` with these changes:
 
 - a request's head must arrive within ``header_timeout`` of its first byte, and
   its body within ``body_timeout`` of its head (an idle keep-alive connection is
@@ -16,7 +16,10 @@ hands each to :class:`Connection`, hypercorn's ``TCPServer`` with three changes:
   hypercorn's keep-alive timer, a task per connection that held its descriptor until
   it ran out, is replaced by the read loop's own deadline;
 - the :class:`Connections` registry knows which connections are idle, so that at
-  the cap the idle ones make room first.
+  the cap the idle ones make room first;
+- an answer leaves in one write, its head with its first body bytes (hypercorn
+  writes the head, each chunk and the end apart, each behind a lock and a shielded
+  scope, with a system call of its own).
 
 Built on hypercorn 0.18's ``TCPServer`` and ``ProtocolWrapper``; the version is
 pinned in ``pyproject.toml`` for that reason.
@@ -145,11 +148,12 @@ class Connection(TCPServer):
         hypercorn hands over the head, each body chunk and the (empty) end of the
         message one at a time, each a lock, a shielded scope and a system call; an
         answer in one write costs a third of that, and leaves as one packet."""
-        if self._our_state() is h11.SEND_BODY and not self._in_body:
-            self._in_body = True  # this is the head: its body follows at once
+        in_body = self._our_state() is h11.SEND_BODY
+        if in_body and not self._in_body:  # the head: its body follows at once
+            self._in_body = True
             self._held = data
             return
-        self._in_body = self._our_state() is h11.SEND_BODY
+        self._in_body = in_body
         data, self._held = self._held + data, b""
         if data:
             await super().protocol_send(RawData(data))
