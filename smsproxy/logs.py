@@ -76,7 +76,10 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(out),  # type: ignore[arg-type]
+        # One write per event, the newline included (PrintLogger writes the line and then
+        # the newline): --workers share one stdout, unbuffered under PYTHONUNBUFFERED,
+        # and two writes per event interleave with another worker's.
+        logger_factory=structlog.WriteLoggerFactory(out),  # type: ignore[arg-type]
         # Not cached: a cached logger would keep writing to the stream of its first use.
         cache_logger_on_first_use=False,
     )

@@ -35,6 +35,34 @@ def test_a_library_logging_through_the_standard_module_logs_json_like_us(stream)
     assert event["timestamp"].endswith("Z")
 
 
+class _Writes(io.StringIO):
+    """Records each write: what reaches the file in one system call when unbuffered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_event_is_one_write_of_a_whole_line():
+    """Workers share one stdout, unbuffered where PYTHONUNBUFFERED is set: an event
+    written as the line and then its newline interleaves with another worker's."""
+    out = _Writes()
+    try:
+        configure_logging("json", "info", stream=out)
+        import structlog
+        structlog.get_logger("smsproxy.test").info("starting", port=8080)
+        logging.getLogger("hypercorn.error").warning("a library's line")
+    finally:
+        configure_logging("console")
+    assert len(out.writes) == 2
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in out.writes)
+    assert [json.loads(w)["event"] for w in out.writes] == ["starting", "a library's line"]
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
