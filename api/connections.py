@@ -191,13 +191,17 @@ class Connection(TCPServer):
 
     def _their_state(self) -> object:
         """h11's state of the client's side; None for HTTP/2."""
-        connection = getattr(self.protocol.protocol, "connection", None)
-        return connection.their_state if isinstance(connection, h11.Connection) else None
+        connection = self._h11()
+        return connection.their_state if connection is not None else None
 
     def _our_state(self) -> object:
         """h11's state of our side; None for HTTP/2."""
+        connection = self._h11()
+        return connection.our_state if connection is not None else None
+
+    def _h11(self) -> h11.Connection | None:
         connection = getattr(self.protocol.protocol, "connection", None)
-        return connection.our_state if isinstance(connection, h11.Connection) else None
+        return connection if isinstance(connection, h11.Connection) else None
 
     def _read_deadline(self) -> float:
         limits = self.registry.limits
