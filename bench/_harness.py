@@ -23,7 +23,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 __all__ = [
     "ADMIN_URL", "BENCH", "WrkResult", "bare_server", "database", "ensure_wrk", "free_port",
-    "machine_busy_seconds", "median_ratio", "process_tree_cpu", "server", "smsproxy_server",
+    "machine_busy_seconds", "median_ratio", "process_tree_cpu", "ratios", "server",
+    "smsproxy_server",
     "stats", "wait_until_up", "wrk", "wrk_run",
 ]
 
@@ -131,6 +132,11 @@ def stats(url: str) -> dict[str, Any]:
 def median_ratio(pairs: Sequence[tuple[float, float]]) -> float:
     """Median over rounds of (candidate / baseline) measured back to back."""
     return statistics.median(candidate / baseline for baseline, candidate in pairs)
+
+
+def ratios(candidates: Sequence[float], baselines: Sequence[float]) -> list[float]:
+    """Each round's candidate / that round's baseline."""
+    return [c / b for c, b in zip(candidates, baselines, strict=True)]
 
 
 @contextmanager

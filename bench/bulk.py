@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from _harness import BENCH, bare_server, smsproxy_server, stats, wrk
+from _harness import BENCH, bare_server, ratios, smsproxy_server, stats, wrk
 
 from smsproxy.models import Outgoing, new_messages
 from smsproxy.repository import Repository
@@ -114,20 +114,15 @@ def main() -> int:
         ("single POST /sms, req/s", single, 0),
         ("bare endpoint POST /sms, req/s", bare, 0),
         ("the SQLite store alone, msg/s saved, confirmed and delivered", store, 0),
-        ("bulk accepted msg/s / bare req/s (target >= 45)", _ratios(accepted, bare), 1),
-        ("bulk delivered msg/s / bare req/s (target >= 45)", _ratios(delivered, bare), 1),
-        ("the store alone / bare req/s", _ratios(store, bare), 1),
-        ("bulk delivered msg/s / the store alone", _ratios(delivered, store), 2),
-        ("bulk accepted msg/s / single POST req/s", _ratios(accepted, single), 1),
+        ("bulk accepted msg/s / bare req/s (target >= 45)", ratios(accepted, bare), 1),
+        ("bulk delivered msg/s / bare req/s (target >= 45)", ratios(delivered, bare), 1),
+        ("the store alone / bare req/s", ratios(store, bare), 1),
+        ("bulk delivered msg/s / the store alone", ratios(delivered, store), 2),
+        ("bulk accepted msg/s / single POST req/s", ratios(accepted, single), 1),
     ):
         print(f"| {name} | {statistics.median(values):.{digits}f} "
               f"({min(values):.{digits}f} to {max(values):.{digits}f}) |")
     return 0
-
-
-def _ratios(candidates: list[float], baselines: list[float]) -> list[float]:
-    """Per round: each pair was measured minutes apart at most."""
-    return [c / b for c, b in zip(candidates, baselines, strict=True)]
 
 
 if __name__ == "__main__":

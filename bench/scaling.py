@@ -29,6 +29,7 @@ from _harness import (
     free_port,
     machine_busy_seconds,
     process_tree_cpu,
+    ratios,
     wait_until_up,
     wrk_run,
 )
@@ -128,13 +129,12 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for name in servers:
         rates = [r.requests_per_second for r in readings[name]]
-        ratios = [r.requests_per_second / b.requests_per_second
-                  for r, b in zip(readings[name], readings[BARE], strict=True)]
+        to_bare = ratios(rates, [b.requests_per_second for b in readings[BARE]])
         label = "bare quart-trio endpoint, one process" if name == BARE else \
             f"smsproxy --workers {name}, PostgreSQL"
         print(f"| {label} | {statistics.median(rates):.0f} ({min(rates):.0f} to "
-              f"{max(rates):.0f}) | {statistics.median(ratios):.2f} ({min(ratios):.2f} to "
-              f"{max(ratios):.2f}) | "
+              f"{max(rates):.0f}) | {statistics.median(to_bare):.2f} ({min(to_bare):.2f} to "
+              f"{max(to_bare):.2f}) | "
               f"{statistics.median(r.server_cpu_per_1000 for r in readings[name]):.2f} | "
               f"{statistics.median(r.machine_cpu_per_1000 for r in readings[name]):.2f} |")
     return 0
