@@ -4,7 +4,9 @@ The parent starts N ``smsproxy serve`` processes with the same configuration (by
 environment), each binding the port with ``SO_REUSEPORT``, so the kernel spreads
 connections over them; they share the PostgreSQL store, as separate instances
 would. It forwards SIGTERM/SIGINT to them, and when one dies unasked, stops the
-others and exits 1, for the process manager to restart the set.
+others and exits 1, for the process manager to restart the set. When the parent
+itself dies without a word (SIGKILL, the OOM killer), the kernel sends each worker
+SIGTERM (Linux's parent-death signal), so that no orphan set keeps serving.
 
 Each worker writes its counters, every second, to a folder the set shares (a
 snapshot for ``/stats`` and a Prometheus text for ``/metrics``, each replaced
@@ -13,6 +15,7 @@ its last file, so totals never go backwards; the gauge of batches in flight is
 summed over the workers that wrote in the last few seconds only.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,9 @@ __all__ = ["FRESH_SECONDS", "merge_expositions", "merge_snapshots", "publish", "
            "run_workers"]
 
 log = structlog.get_logger("smsproxy.workers")
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal a process gets when its parent dies."""
 
 FRESH_SECONDS = 5.0
 """A worker's file older than this is a dead worker's: its gauges no longer count."""
@@ -62,7 +68,8 @@ def run_workers(config: Config) -> int:
     base = config.effective_instance_name
     children = [
         subprocess.Popen([sys.executable, "-m", "api.cli", "serve"],
-                         env=environment | {env_name("instance_name"): f"{base}/{n}"})
+                         env=environment | {env_name("instance_name"): f"{base}/{n}"},
+                         preexec_fn=_terminate_with_parent(os.getpid()))
         for n in range(1, config.workers + 1)
     ]
     stopping = False
@@ -90,6 +97,23 @@ def run_workers(config: Config) -> int:
         shared.rmdir()
     codes = [child.returncode for child in children]
     return 0 if stopping and all(code == 0 for code in codes) else 1
+
+
+def _terminate_with_parent(parent: int) -> Callable[[], None] | None:
+    """What a worker runs before it starts: SIGTERM to it when ``parent`` dies.
+
+    None where the C library has no ``prctl`` (not Linux): the set then relies on
+    its process manager to stop the workers."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is None:
+        return None
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _worker_environment(config: Config, shared: Path) -> dict[str, str]:

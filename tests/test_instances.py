@@ -353,6 +353,45 @@ async def test_two_workers_share_the_port_and_count_as_one(tmp_path, postgres_ur
         workers.stop()
 
 
+async def test_workers_stop_when_their_parent_is_killed(tmp_path, postgres_url):
+    """SIGKILL leaves the parent no time to forward anything: the kernel's parent-death
+    signal stops the workers instead of leaving an orphan set serving the port."""
+    workers = ServiceProcess(tmp_path, "--workers", "2", "--port", str(free_port()),
+                             "--store", postgres_url, name="workers", wait=False)
+    try:
+        with trio.fail_after(30):
+            await listening_twice(workers)
+        pids = workers.event("workers_started")["pids"]
+        workers.process.kill()
+        workers.process.wait()
+        with trio.fail_after(15):
+            await all_gone(pids)
+        stopped = [e for e in workers.events() if e.get("event") == "stopped"]
+        assert sorted(e["instance"][-2:] for e in stopped) == ["/1", "/2"]
+    finally:
+        workers.stop()
+        started = workers.event("workers_started")
+        for pid in started["pids"] if started else []:  # not to outlive a failure here
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def all_gone(pids: list[int]) -> None:
+    while True:
+        if not any(running(pid) for pid in pids):
+            return
+        await trio.sleep(0.1)
+
+
+def running(pid: int) -> bool:
+    """Alive, and not merely a zombie waiting for a reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 async def all_counted(url: str, count: int) -> None:
     """Until every scrape, whichever worker takes it, counts ``count`` sent messages."""
     while True:
