@@ -14,7 +14,8 @@ from typing import Protocol
 import httpcore
 import trio
 
-from smsproxy.callbacks import refused_address
+from smsproxy.callbacks import check_url, refused_address
+from smsproxy.errors import InvalidMessage
 
 __all__ = ["Answer", "CallbackTransport", "HttpCallbackTransport", "Unreachable"]
 
@@ -28,7 +29,7 @@ class Unreachable(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-        """timeout, connection or refused_address (a metric label)"""
+        """timeout, connection, refused_address or invalid_url (a metric label)"""
 
 
 class CallbackTransport(Protocol):
@@ -70,12 +71,19 @@ class HttpCallbackTransport:
         self._max_answer_bytes = max_answer_bytes
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """Every way the URL or the connection can fail is :class:`Unreachable`. The URL
+        is checked and normalised again, by the door's own rule: a row stored before
+        that rule (or by hand) that it refuses is ``invalid_url``, never sent."""
+        try:
+            target = check_url(url)
+        except InvalidMessage as error:
+            raise Unreachable("invalid_url", error.reason) from None
         timeout = self._timeout
         extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout,
                                   "pool": timeout}}
         try:
             with trio.fail_after(timeout):
-                async with self._pool.stream("POST", url, headers=list(headers.items()),
+                async with self._pool.stream("POST", target, headers=list(headers.items()),
                                              content=body, extensions=extensions) as answer:
                     await self._read_some(answer)
                     retry_after = next((value.decode("latin-1") for name, value
@@ -86,9 +94,12 @@ class HttpCallbackTransport:
             raise Unreachable("timeout", f"no answer within {timeout} s") from None
         except httpcore.TimeoutException as error:
             raise Unreachable("timeout", str(error) or type(error).__name__) from None
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol,
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
                 OSError) as error:
             raise Unreachable("connection", str(error) or type(error).__name__) from None
+        except (httpcore.UnsupportedProtocol, UnicodeError, TypeError, ValueError) as error:
+            # UnicodeError: the resolver's IDNA codec refuses the host (a label too long).
+            raise Unreachable("invalid_url", str(error) or type(error).__name__) from None
 
     async def _read_some(self, answer: httpcore.Response) -> None:
         """Read no more than a few KB: the body means nothing to us, and a receiver

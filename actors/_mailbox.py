@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from actors.errors import ActorTimeout, ActorUnavailable
+from actors.errors import ActorBusy, ActorTimeout, ActorUnavailable
 
 __all__ = ["Call", "Envelope", "Mailbox", "Reply", "receive_ready"]
 
@@ -95,9 +95,11 @@ class Mailbox(Generic[T]):
             raise ActorUnavailable(self.name) from None
 
     def cast_nowait(self, request: T) -> None:
-        """Deliver without waiting at all; raises ``trio.WouldBlock`` when the inbox is full."""
+        """Deliver without waiting at all; :class:`ActorBusy` when the inbox is full."""
         try:
             self._send.send_nowait(Envelope(request, None))
+        except trio.WouldBlock:
+            raise ActorBusy(self.name) from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorUnavailable(self.name) from None
 

@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from actors._mailbox import Envelope, Mailbox, receive_ready
+from actors._restarting import restarting
 from actors.errors import ActorError, ActorUnavailable
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, deliver
@@ -34,6 +35,7 @@ from smsproxy.batching import (
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
+    ActorRestarted,
     Batch,
     BatchFailed,
     BatchOutcome,
@@ -238,25 +240,32 @@ class _Batcher:
         self.schedule_changed = trio.Event()
         self.releasing = trio.CancelScope()
 
+    def restarted(self, actor: str) -> None:
+        self.stats.record(ActorRestarted(actor))
+
     async def release_scheduled(self) -> None:
         """Scheduled messages wait in the store; each joins the queue when its send_at
-        comes (recovered after a restart, too: the store knows which are released)."""
+        comes (recovered after a restart, too: the store knows which are released).
+        A side task: restarted when it crashes, until the batcher stops."""
         with self.releasing:
-            while True:
-                try:
-                    due, next_at = await self.repository.release_scheduled(
-                        self.clock(), RELEASE_AT_ONCE)
-                except (StoreError, ActorError):
-                    due, next_at = [], None  # the store logged why; look again soon
-                if due:
-                    self.gauge.force_admit(len(due))
-                    self.mailbox.cast_nowait(_Enqueue(tuple(due), recovered=True))
-                    if len(due) == RELEASE_AT_ONCE:
-                        continue
-                wait = RELEASE_POLL if next_at is None else max(0.0, next_at - self.clock())
-                with trio.move_on_after(min(wait, RELEASE_POLL)):
-                    await self.schedule_changed.wait()
-                self.schedule_changed = trio.Event()
+            await restarting("scheduled_release", self._release_due, self.restarted)
+
+    async def _release_due(self) -> None:
+        while True:
+            try:
+                due, next_at = await self.repository.release_scheduled(
+                    self.clock(), RELEASE_AT_ONCE)
+            except (StoreError, ActorError):
+                due, next_at = [], None  # the store logged why; look again soon
+            if due:
+                self.gauge.force_admit(len(due))
+                self.mailbox.cast_nowait(_Enqueue(tuple(due), recovered=True))
+                if len(due) == RELEASE_AT_ONCE:
+                    continue
+            wait = RELEASE_POLL if next_at is None else max(0.0, next_at - self.clock())
+            with trio.move_on_after(min(wait, RELEASE_POLL)):
+                await self.schedule_changed.wait()
+            self.schedule_changed = trio.Event()
 
     async def serve(self, inbox: trio.MemoryReceiveChannel[Envelope[Request]]) -> None:
         queue = self.queue

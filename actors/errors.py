@@ -4,12 +4,17 @@
     SmsProxyError
     └── ActorError              an actor could not serve a request
         ├── ActorUnavailable    it has stopped (its inbox is closed)
-        └── ActorTimeout        it did not answer in time
+        ├── ActorTimeout        it did not answer in time
+        ├── ActorBusy           its inbox is full (a ``*_nowait`` call only)
+        └── ActorFailed         its work for this request raised an unexpected error
+                                (a bug, a value the driver cannot take): logged once
+                                with the traceback where it happened; the actor
+                                serves the next request
 """
 
 from smsproxy.errors import SmsProxyError
 
-__all__ = ["ActorError", "ActorTimeout", "ActorUnavailable"]
+__all__ = ["ActorBusy", "ActorError", "ActorFailed", "ActorTimeout", "ActorUnavailable"]
 
 
 class ActorError(SmsProxyError):
@@ -26,3 +31,14 @@ class ActorUnavailable(ActorError):
 class ActorTimeout(ActorError):
     def __init__(self, actor: str, seconds: float) -> None:
         super().__init__(actor, f"did not answer within {seconds:g} s")
+
+
+class ActorBusy(ActorError):
+    def __init__(self, actor: str) -> None:
+        super().__init__(actor, "has a full inbox")
+
+
+class ActorFailed(ActorError):
+    def __init__(self, actor: str, error: BaseException) -> None:
+        super().__init__(actor, f"failed to serve a request: {type(error).__name__}")
+        self.error_type = type(error).__name__

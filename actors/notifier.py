@@ -42,9 +42,16 @@ from smsproxy.errors import StoreError
 from smsproxy.models import CallbackAttempted, CallbackBacklog, PendingCallback
 from smsproxy.stores.protocol import CallbackOutcome
 
-__all__ = ["NotifierSettings", "run"]
+__all__ = ["INTERNAL_ERROR", "INTERNAL_ERROR_TRIES", "NotifierSettings", "run"]
 
 log = structlog.get_logger("smsproxy.notifier")
+
+INTERNAL_ERROR = "internal error"
+INTERNAL_ERROR_TRIES = 3
+"""Attempts that crashed before a callback is given up (its attempts count survives a
+restart, so a callback that crashes every time is given up across restarts too)."""
+NEVER_REACHABLE = frozenset({"refused_address", "invalid_url"})
+"""Why a callback cannot get through at any later try: given up at once."""
 
 _STORED: dict[str, CallbackOutcome] = {
     "delivered": "delivered", "retry": "retry", "abandon": "abandoned"}
@@ -148,14 +155,22 @@ class _Notifier:
             self.wake.set()  # the message's next event may be due now
 
     async def attempt(self, callback: PendingCallback) -> Decision:
-        body = payload(callback.event)
-        headers = signed_headers(body, self.settings.secret, self.clock())
         try:
+            body = payload(callback.event)
+            headers = signed_headers(body, self.settings.secret, self.clock())
             status, retry_after = await self.transport.post(callback.url, body, headers)
         except Unreachable as error:
-            if error.reason == "refused_address":  # it resolves elsewhere now: never
+            if error.reason in NEVER_REACHABLE:
                 return Decision("abandon", error.reason)
             return Decision("retry", error.reason)
+        except Exception:
+            # A bug, or an input nothing mapped: this callback's failure, not the
+            # notifier's. Tried a few times (it may be passing), then given up.
+            log.exception("callback_attempt_crashed", message_id=callback.event.message_id,
+                          sequence=callback.event.sequence, attempts=callback.attempts + 1)
+            if callback.attempts + 1 >= INTERNAL_ERROR_TRIES:
+                return Decision("abandon", INTERNAL_ERROR)
+            return Decision("retry", INTERNAL_ERROR)
         return decide(status, retry_after)
 
     async def settle(self, callback: PendingCallback, decision: Decision) -> None:

@@ -7,6 +7,7 @@ store is driven from a worker thread, so the event loop never waits on disk.
 """
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import structlog
 import trio
 
 from actors._mailbox import Call, Envelope, Mailbox, receive_ready
+from actors.errors import ActorFailed
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnusable
 from smsproxy.models import (
     Event,
@@ -413,24 +415,54 @@ def _apply_group(
 
     When the transaction itself fails, nothing of it was stored and the whole
     group gets the :class:`StoreError`; the actor goes on with the next group.
+    When a request's work raises anything else (a bug, a value the driver cannot
+    bind), the transaction is rolled back and each request is applied again in a
+    transaction of its own: the one that raises gets :class:`ActorFailed`, and the
+    others are served as if it had never come.
     """
-    results: list[Any] = [None] * len(group)
-    saves = [(i, e.request) for i, e in enumerate(group) if isinstance(e.request, Save)]
     try:
-        with repository.store.transaction():
-            # All the group's saves at once: one insert, not one per caller.
-            submissions = [(save.messages, save.idempotency, save.at) for _, save in saves]
-            for (i, _), saved in zip(saves, repository.save_all(submissions), strict=True):
-                results[i] = saved
-            for i, envelope in enumerate(group):
-                if not isinstance(envelope.request, Save):
-                    try:
-                        results[i] = _apply(repository, envelope.request)
-                    except RepositoryError as error:
-                        results[i] = error
+        return _apply_together(repository, group)
     except StoreError as error:
         return error
+    except Exception:
+        if len(group) == 1:
+            return [_failed(group[0])]
+    return [_apply_alone(repository, envelope) for envelope in group]
+
+
+def _apply_together(repository: Repository, group: Sequence[Envelope[Request]]) -> list[Any]:
+    results: list[Any] = [None] * len(group)
+    saves = [(i, e.request) for i, e in enumerate(group) if isinstance(e.request, Save)]
+    with repository.store.transaction():
+        # All the group's saves at once: one insert, not one per caller.
+        submissions = [(save.messages, save.idempotency, save.at) for _, save in saves]
+        for (i, _), saved in zip(saves, repository.save_all(submissions), strict=True):
+            results[i] = saved
+        for i, envelope in enumerate(group):
+            if not isinstance(envelope.request, Save):
+                try:
+                    results[i] = _apply(repository, envelope.request)
+                except RepositoryError as error:
+                    results[i] = error
     return results
+
+
+def _apply_alone(repository: Repository, envelope: Envelope[Request]) -> Any:
+    try:
+        [result] = _apply_together(repository, [envelope])
+    except StoreError as error:
+        return error
+    except Exception:
+        return _failed(envelope)
+    return result
+
+
+def _failed(envelope: Envelope[Request]) -> ActorFailed:
+    """Called in an ``except`` block: the request's error, logged once with its traceback."""
+    error = sys.exc_info()[1]
+    assert error is not None
+    log.exception("repository_request_failed", operation=OPERATION_NAMES[type(envelope.request)])
+    return ActorFailed("repository", error)
 
 
 def _apply(repository: Repository, request: Request) -> Any:

@@ -1,5 +1,15 @@
 """The top supervisor: start the actors in dependency order, and stop them in reverse.
 
+Two kinds of children, as in OTP. The core (repository, batcher or dispatcher,
+updater, the provider's task, stats) shares the state every request depends on: a
+crash there ends the process with one clear line and exit 1 (``api.cli``), and a
+process manager starts it again. A request's failure is not a crash: each actor
+answers it with an error and serves the next. The side tasks (notifier,
+housekeeping, the batcher's scheduled release, and with ``--workers`` the
+statistics publishing) do work that can wait: one that crashes is logged with its
+traceback, counted in ``smsproxy_actor_restarts_total{actor}``, and restarted
+one-for-one with a doubling pause (``actors._restarting``).
+
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
 pool), batcher (or, on PostgreSQL, the dispatcher). Shutdown unwinds the same
@@ -31,6 +41,7 @@ import trio
 
 from actors import batcher, dispatcher, notifier, repository, simulator, stats, updater
 from actors._callback_http import HttpCallbackTransport
+from actors._restarting import restarting
 from actors.batcher import WallClock
 from actors.errors import ActorError
 from actors.sender import RetryPolicy
@@ -38,7 +49,7 @@ from smsproxy.batching import BatchingRules
 from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.errors import StoreError
-from smsproxy.models import MessagesPurged, UpdateRejected
+from smsproxy.models import ActorRestarted, MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.stores import store_factory
 
@@ -97,14 +108,14 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                         ))
                         await _recover(repo, own_queue)
                         batches = own_queue
+                    restarted = partial(_record_restart, counts)
                     housekeeping = trio.CancelScope()
-                    batcher_layer.start_soon(
-                        _keep_house, repo, counts, config, wall_clock, housekeeping
-                    )
+                    batcher_layer.start_soon(_side_task, "housekeeping", housekeeping, partial(
+                        _keep_house, repo, counts, config, wall_clock), restarted)
                     notifying = trio.CancelScope()
                     if config.callback_secret:
-                        batcher_layer.start_soon(_notify, repo, counts, config, wall_clock,
-                                                 notifying)
+                        batcher_layer.start_soon(_side_task, "notifier", notifying, partial(
+                            _notify, repo, counts, config, wall_clock), restarted)
                     try:
                         yield Runtime(repo, counts, updates, provider, batches)
                     finally:
@@ -146,12 +157,21 @@ async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHa
     log.info("recovered", messages=len(waiting))
 
 
+async def _side_task(name: str, scope: trio.CancelScope, task: Callable[[], Awaitable[None]],
+                     restarted: Callable[[str], None]) -> None:
+    with scope:
+        await restarting(name, task, restarted)
+
+
+def _record_restart(counts: stats.StatsHandle, actor: str) -> None:
+    counts.record(ActorRestarted(actor))
+
+
 async def _keep_house(
     repo: repository.RepositoryHandle,
     counts: stats.StatsHandle,
     config: Config,
     wall_clock: WallClock,
-    scope: trio.CancelScope,
 ) -> None:
     """Housekeeping: delete the final messages older than ``--retention`` (with their
     history) and the idempotency keys older than their TTL, a hundred at a time in
@@ -163,20 +183,19 @@ async def _keep_house(
         return purged
 
     interval = max(0.1, min(HOUSEKEEPING_INTERVAL, config.retention / 10))
-    with scope:
-        while True:
-            try:
-                purged = await _in_batches(purge, wall_clock() - config.retention)
-                forgotten = await _in_batches(repo.forget_idempotency,
-                                              wall_clock() - config.idempotency_ttl)
-            except (StoreError, ActorError) as error:
-                # The repository logged the store's failure; the next round tries again.
-                log.warning("housekeeping_failed", error=str(error))
-            else:
-                if purged or forgotten:
-                    log.info("housekeeping_done", messages_purged=purged,
-                             idempotency_keys_forgotten=forgotten)
-            await trio.sleep(interval)
+    while True:
+        try:
+            purged = await _in_batches(purge, wall_clock() - config.retention)
+            forgotten = await _in_batches(repo.forget_idempotency,
+                                          wall_clock() - config.idempotency_ttl)
+        except (StoreError, ActorError) as error:
+            # The repository logged the store's failure; the next round tries again.
+            log.warning("housekeeping_failed", error=str(error))
+        else:
+            if purged or forgotten:
+                log.info("housekeeping_done", messages_purged=purged,
+                         idempotency_keys_forgotten=forgotten)
+        await trio.sleep(interval)
 
 
 async def _in_batches(delete: Callable[[float, int], Awaitable[int]], before: float) -> int:
@@ -203,7 +222,7 @@ deletes take at most a third of the store's time while a backlog is worked off."
 
 
 async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, config: Config,
-                  wall_clock: WallClock, scope: trio.CancelScope) -> None:
+                  wall_clock: WallClock) -> None:
     """The notifier, until shutdown begins: what it holds then goes again after a
     restart (its claims run out), and receivers drop what they saw twice."""
     transport = HttpCallbackTransport(timeout=config.callback_timeout,
@@ -214,8 +233,7 @@ async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, 
                                max_age=config.callback_max_age),
         timeout=config.callback_timeout)
     try:
-        with scope:
-            await notifier.run(repo, counts, transport, settings, clock=wall_clock)
+        await notifier.run(repo, counts, transport, settings, clock=wall_clock)
     finally:
         with trio.CancelScope(shield=True):
             await transport.aclose()

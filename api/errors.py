@@ -5,7 +5,7 @@ from pydantic import ValidationError
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from actors.errors import ActorError
+from actors.errors import ActorError, ActorFailed
 from api.common import MalformedJson, json_response
 from api.schemas import describe_validation_error
 from smsproxy.errors import (
@@ -62,6 +62,11 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(ShuttingDown)
     async def shutting_down(error: ShuttingDown) -> Response:
         return error_response(503, str(error), {"Retry-After": "5"})
+
+    @app.errorhandler(ActorFailed)
+    async def actor_failed(error: ActorFailed) -> Response:
+        # Logged once, with its traceback, by the actor whose work raised it.
+        return error_response(500, "internal error")
 
     @app.errorhandler(ActorError)
     async def actor_error(error: ActorError) -> Response:

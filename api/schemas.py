@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -60,6 +60,21 @@ _FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "
            "deliverwithin": "deliver_within", "validfor": "valid_for",
            "validuntil": "valid_until", "sendat": "send_at"}
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def check_time(value: str) -> str:
+    """An RFC 3339 time with a zone offset that the calendar has (no February 30th, no
+    24:00), from 1970 to 9999 in UTC: what every store and every answer can hold."""
+    if not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError as error:
+        raise ValueError(f"is not a time the calendar has ({error})") from None
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError("must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+    return value
 
 
 MAX_VALIDITY = 35 * 86_400.0
@@ -121,9 +136,7 @@ class SmsRequest(BaseModel):
     @field_validator("valid_until", "send_at")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
-        if value is not None and not RFC3339.fullmatch(value):
-            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
-        return value
+        return None if value is None else check_time(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -224,15 +237,19 @@ class EventPage(BaseModel):
 
 UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 """A message id as POST answers it (RFC 4122's hyphenated form, OpenAPI's format uuid)."""
-CURSOR_PATTERN = rf"^[0-9]+(\.[0-9]+)?~{UUID_PATTERN}$"
+CURSOR_PATTERN = rf"^[0-9]{{1,12}}(\.[0-9]{{1,17}})?~{UUID_PATTERN}$"
 """``GET /sms``'s cursor: the accepted time and the id of a page's last message."""
+
+
+MAX_POSITION = 2**63 - 1
+"""The largest event position a store holds (a signed 64-bit integer)."""
 
 
 class FeedQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    after: int = Field(0, ge=0, description="a cursor from an earlier page's next; 0 "
-                                            "for the beginning")
+    after: int = Field(0, ge=0, le=MAX_POSITION, description="a cursor from an earlier "
+                                                             "page's next; 0 for the beginning")
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -250,9 +267,9 @@ class MessageQueryParams(BaseModel):
     @classmethod
     def _rfc3339(cls, value: object) -> object:
         # pydantic alone would also take a number of seconds, or a time without a zone.
-        if value is not None and not (isinstance(value, str) and RFC3339.fullmatch(value)):
+        if value is not None and not isinstance(value, str):
             raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
-        return value
+        return None if value is None else check_time(value)
 
 
 def parse_message_id(text: str) -> str | None:

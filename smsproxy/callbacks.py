@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
+
 from smsproxy.errors import InvalidMessage
 from smsproxy.models import Event
 from smsproxy.signing import sign
@@ -27,22 +29,49 @@ MAX_URL_LENGTH = 2048
 
 
 def check_url(url: str) -> str:
-    """The URL if a callback may go there (http or https, a host, no credentials);
-    InvalidMessage saying why not. Where it resolves to is checked separately."""
+    """The URL in the form it is stored and POSTed to, if a callback may go there (http
+    or https, a host, a port from 1 to 65535, no credentials): non-ASCII in the path and
+    query percent-encoded, an international host in its IDNA (xn--) form. Otherwise
+    InvalidMessage saying why: a URL that can never be delivered is refused here,
+    not retried for a day. Where it resolves to is checked separately."""
     if len(url) > MAX_URL_LENGTH:
         raise InvalidMessage("callback_url", f"longer than {MAX_URL_LENGTH} characters")
+    if unwanted := next((c for c in url if c.isspace() or not c.isprintable()), None):
+        raise InvalidMessage("callback_url", f"must not contain {unwanted!r} (percent-encode it)")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError as error:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
         raise InvalidMessage("callback_url", f"not a URL: {error}") from None
-    if parts.scheme not in ("http", "https"):
+    if parsed.scheme not in ("http", "https"):
         raise InvalidMessage("callback_url", "must be an http or https URL")
-    if not parts.hostname:
+    if not parsed.host:
         raise InvalidMessage("callback_url", "has no host")
-    if parts.username is not None or parts.password is not None:
+    if parsed.userinfo:
         raise InvalidMessage("callback_url", "must not carry credentials")
-    return url
+    if parsed.port is not None and not 1 <= parsed.port <= 65_535:
+        raise InvalidMessage("callback_url", f"port {parsed.port} is not from 1 to 65535")
+    _check_host(parsed.raw_host)
+    normalised = str(httpx.URL(str(parsed)))  # twice: a scheme in capitals keeps its
+    # default port the first time, and a stored URL must come out of here unchanged
+    if len(normalised) > MAX_URL_LENGTH:
+        raise InvalidMessage("callback_url", f"longer than {MAX_URL_LENGTH} characters "
+                                             "once encoded")
+    return normalised
+
+
+def _check_host(raw_host: bytes) -> None:
+    """What DNS takes: labels of 1 to 63 characters, 253 in all (an IP literal passes)."""
+    host = raw_host.decode("ascii").rstrip(".")
+    if ":" in host:  # an IPv6 literal, which httpx has parsed already
+        return
+    if len(host) > 253:
+        raise InvalidMessage("callback_url", "host name longer than 253 characters")
+    if unwanted := next((c for c in host if not (c.isascii() and (c.isalnum() or c in "-_."))),
+                        None):
+        raise InvalidMessage("callback_url", f"host name must not contain {unwanted!r}")
+    if any(not 1 <= len(label) <= 63 for label in host.split(".")):
+        raise InvalidMessage("callback_url", "host name label empty or longer than 63 "
+                                             "characters")
 
 
 def origin(url: str) -> str:
@@ -74,7 +103,9 @@ def refused_address(addresses: Iterable[str]) -> str | None:
 def rfc3339(seconds: float) -> str:
     """Epoch seconds as RFC 3339 in UTC, to the millisecond: 2026-11-28T10:00:00.123Z."""
     moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime's %Y: it writes the year 396 as "396", which RFC 3339 does not take.
+    return (f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}."
+            f"{moment.microsecond // 1000:03d}Z")
 
 
 def payload(event: Event) -> bytes:

@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 
 from smsproxy.models import (
+    ActorRestarted,
     AttemptFinished,
     BatchFailed,
     BatchSucceeded,
@@ -36,7 +37,7 @@ from smsproxy.models import (
     WebhookRefused,
 )
 
-__all__ = ["CONTENT_TYPE", "WEBHOOK_REFUSALS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "SIDE_TASKS", "WEBHOOK_REFUSALS", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -54,11 +55,15 @@ _CALLBACK_OUTCOMES = (
     [("delivered", "2xx")]
     + [(outcome, reason) for outcome in ("retry", "abandon")
        for reason in ("408", "429", "5xx", "timeout", "connection")]
-    + [("abandon", reason) for reason in ("3xx", "4xx", "refused_address")]
+    + [("abandon", reason) for reason in ("3xx", "4xx", "refused_address", "invalid_url",
+                                          "internal error")]
+    + [("retry", "internal error")]
 )
 WEBHOOK_REFUSALS = ("missing_signature", "malformed_timestamp", "stale_signature",
                     "wrong_signature")
 """Why a provider report was refused (``smsproxy.signing.verify``'s answers)."""
+SIDE_TASKS = ("notifier", "housekeeping", "scheduled_release", "stats_publishing")
+"""The tasks restarted one-for-one when they crash (``actors._restarting``)."""
 
 
 class Metrics:
@@ -149,6 +154,9 @@ class Metrics:
         self.deadlines_missed = Counter("smsproxy_deadlines_missed", "Messages the provider "
                                         "took after their deadline, by delivery class.",
                                         ["class"], registry=registry)
+        self.restarts = Counter("smsproxy_actor_restarts", "Side tasks restarted after a "
+                                "crash, by task (their tracebacks are in the log).", ["actor"],
+                                registry=registry)
         self._start_at_zero(max(1, max_attempts), store_operations)
         for label in ("default", "custom", *classes):
             self.to_provider.labels(label)
@@ -168,6 +176,8 @@ class Metrics:
             self.callbacks.labels(outcome, reason)
         for reason in WEBHOOK_REFUSALS:
             self.webhook_refused.labels(reason)
+        for task in SIDE_TASKS:
+            self.restarts.labels(task)
 
     def record(self, record: StatsRecord) -> None:
         match record:
@@ -213,6 +223,8 @@ class Metrics:
                         histogram.observe(duration)
             case WebhookRefused(reason):
                 self.webhook_refused.labels(reason).inc()
+            case ActorRestarted(actor):
+                self.restarts.labels(actor).inc()
             case ProviderTook(waited, late):
                 for label, times in waited.items():
                     histogram = self.to_provider.labels(label)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from smsproxy.statuses import Status
 
 __all__ = [
+    "ActorRestarted",
     "AttemptFinished",
     "Batch",
     "BatchFailed",
@@ -387,8 +388,16 @@ class CallbackBacklog:
     """Seconds since the oldest pending one's event (0 when none is pending)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ActorRestarted:
+    """A side task crashed and is started again."""
+
+    actor: str
+
+
 StatsRecord = (
     BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
     | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
     | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused | ProviderTook
+    | ActorRestarted
 )

@@ -133,3 +133,11 @@ async def wait_for_event(process: ServiceProcess, name: str) -> dict:
         if found is not None:
             return found
         await trio.sleep(0.05)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll until ``condition()`` holds; callers bound the wait with trio.fail_after."""
+    while True:
+        if condition():
+            return
+        await trio.sleep(0.05)

@@ -27,8 +27,8 @@ RECEIVER = textwrap.dedent('''
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with open(sys.argv[2], "a") as out:
-                out.write(json.dumps({"body": body.decode(), "headers": dict(self.headers)})
-                          + "\\n")
+                out.write(json.dumps({"body": body.decode(), "headers": dict(self.headers),
+                                      "path": self.path}) + "\\n")
             self.send_response(204)
             self.end_headers()
 

@@ -4,6 +4,7 @@ pending callbacks in every store, and the notifier on trio's MockClock."""
 import itertools
 import json
 import random
+import re
 import time
 from functools import partial
 
@@ -21,6 +22,7 @@ from smsproxy.callbacks import (
     origin,
     payload,
     refused_address,
+    rfc3339,
     safe_url,
 )
 from smsproxy.errors import InvalidMessage
@@ -44,12 +46,32 @@ def test_http_and_https_urls_with_a_host_are_taken(url):
     ("ftp://shop.example/x", "http or https"), ("javascript:alert(1)", "http or https"),
     ("https:///path", "no host"), ("https://user:pw@shop.example/", "credentials"),
     ("https://user@shop.example/", "credentials"),
-    ("https://shop.example:99999/", "not a URL"), ("https://shop.example/" + "x" * 2100, "longer"),
+    ("https://shop.example:99999/", "port 99999"), ("https://shop.example:0/", "port 0"),
+    ("https://shop.example/" + "x" * 2100, "longer"),
+    ("https://shop example/", "' '"), ("https://shop.example/a b", "' '"),
+    ("https://shop.example/\r\nX: 1", r"'\r'"), ("https://shop.example/\x00", "'\\x00'"),
+    ("https://shop.example/\x7f", "'\\x7f'"), ("https://shop.example/\t", "'\\t'"),
+    (f"https://{'a' * 64}.example/", "63"), ("https://shop..example/", "empty"),
+    (f"https://{'a.' * 127}example/", "253"), ("https://sh%6fp.example/", "'%'"),
+    ("https://[zz]/", "not a URL"),
 ])
 def test_other_urls_are_refused_saying_why(url, why):
-    with pytest.raises(InvalidMessage, match=why) as refused:
+    with pytest.raises(InvalidMessage, match=re.escape(why)) as refused:
         check_url(url)
     assert refused.value.field == "callback_url"
+
+
+@pytest.mark.parametrize(("url", "stored"), [
+    ("https://shop.example/cb?name=José", "https://shop.example/cb?name=Jos%C3%A9"),
+    ("https://shop.example/é/ü", "https://shop.example/%C3%A9/%C3%BC"),
+    ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
+    ("HTTPS://Shop.Example:443/x", "https://shop.example/x"),
+    (f"https://{'a' * 63}.example/", f"https://{'a' * 63}.example/"),
+    ("https://[::1]:8443/x", "https://[::1]:8443/x"),
+])
+def test_urls_are_stored_in_the_form_they_are_sent(url, stored):
+    assert check_url(url) == stored
+    assert check_url(stored) == stored
 
 
 def test_a_url_may_be_2048_characters_long_and_no_longer():
@@ -318,3 +340,27 @@ async def test_one_receiver_cannot_fill_a_claim_and_a_busy_one_is_skipped(repo):
     assert second == []  # the fast one is claimed; the slow ones are skipped
     third = await repo.claim_callbacks("a", now, 5, 30, 10)
     assert len(third) == 4 and {c.url for c in third} == {"https://slow.example/hook"}
+
+
+async def test_a_callback_whose_delivery_crashes_is_given_up_after_a_few_tries(
+    setup, autojump_clock
+):
+    repo, receiver, counts = await setup()
+    crashing, fine = "https://shop.example/crash", "https://shop.example/fine"
+    receiver.script[crashing] = [TypeError("a bug the transport did not map")]
+    message = await save_hooked(repo, crashing)
+    await save_hooked(repo, fine)
+    await trio.sleep(120)
+    crashed = [body for _, url, body, _ in receiver.received if url == crashing]
+    assert len(crashed) == notifier.INTERNAL_ERROR_TRIES
+    assert {body["message_id"] for body in crashed} == {message.id}
+    assert receiver.statuses(fine) == [("ACCEPTED", 1)]  # the notifier kept serving
+    assert (await counts.snapshot()).callbacks_abandoned == 1
+    exposed = (await counts.exposition(0, 0)).decode()
+    assert 'smsproxy_callback_attempts_total{outcome="abandon",reason="internal error"} 1.0' \
+        in exposed
+
+
+def test_times_are_written_with_four_digit_years():
+    assert rfc3339(-49_000_000_000) == "0417-04-02T08:53:20.000Z"
+    assert rfc3339(0) == "1970-01-01T00:00:00.000Z"

@@ -1,10 +1,16 @@
-"""The memory store: dictionaries in the process, for tests and demos."""
+"""The memory store: dictionaries in the process, for tests and demos.
+
+A transaction is all or none here too: every change is journalled with the step that
+takes it back, so that a request whose work raises halfway leaves nothing behind
+(the repository actor then serves the rest of its group without it).
+"""
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage
@@ -31,7 +37,7 @@ def _matches(query: MessageQuery, accepted_at: float, message_id: str) -> bool:
             and (query.before is None or (accepted_at, message_id) < query.before))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Callback:
     event: Event
     url: str
@@ -57,12 +63,42 @@ class MemoryStore:
         self._history: dict[str, list[Event]] = {}
         self._callbacks: dict[tuple[str, int], _Callback] = {}
         self._scheduled: set[str] = set()
+        self._journal: list[Callable[[], None]] = []
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        # The repository actor is the only caller and never interleaves two
-        # groups, so there is nothing to isolate from.
-        yield
+        # The repository actor is the only caller and never interleaves two groups, so
+        # there is nothing to isolate from; only the journal, to take a failure back.
+        self._journal.clear()
+        try:
+            yield
+        except BaseException:
+            while self._journal:
+                self._journal.pop()()
+            raise
+        finally:
+            self._journal.clear()
+
+    def _set(self, mapping: MutableMapping[Any, Any], key: Hashable, value: object) -> None:
+        if key in mapping:
+            old = mapping[key]
+            self._journal.append(lambda: mapping.__setitem__(key, old))
+        else:
+            self._journal.append(lambda: mapping.pop(key, None))
+        mapping[key] = value
+
+    def _delete(self, mapping: MutableMapping[Any, Any], key: Hashable) -> None:
+        if key in mapping:
+            old = mapping.pop(key)
+            self._journal.append(lambda: mapping.__setitem__(key, old))
+
+    def _schedule(self, message_id: str, waiting: bool) -> None:
+        if waiting and message_id not in self._scheduled:
+            self._scheduled.add(message_id)
+            self._journal.append(lambda: self._scheduled.discard(message_id))
+        elif not waiting and message_id in self._scheduled:
+            self._scheduled.discard(message_id)
+            self._journal.append(lambda: self._scheduled.add(message_id))
 
     def insert(self, messages: Sequence[Message]) -> None:
         seen: set[str] = set()
@@ -71,13 +107,13 @@ class MemoryStore:
                 raise DuplicateMessage(message.id)
             seen.add(message.id)
         for message in messages:
-            self._messages[message.id] = message
-            self._records[message.id] = StatusRecord(
+            self._set(self._messages, message.id, message)
+            self._set(self._records, message.id, StatusRecord(
                 message.id, Status.ACCEPTED, deliver_by=message.deliver_by,
-                valid_until=message.valid_until, send_at=message.send_at)
+                valid_until=message.valid_until, send_at=message.send_at))
             if message.send_at is not None:
-                self._scheduled.add(message.id)
-            self._updated[message.id] = message.created_at
+                self._schedule(message.id, True)
+            self._set(self._updated, message.id, message.created_at)
         self.append_events(Event.accepted(messages))
 
     def lookup(self, message_id: str) -> StatusRecord | None:
@@ -104,8 +140,9 @@ class MemoryStore:
         for message_id, status, reason in changes:
             record = self._records.get(message_id)
             if record is not None and record.status not in protected:
-                self._records[message_id] = replace(record, status=status, reason=reason)
-                self._updated[message_id] = time.time()
+                self._set(self._records, message_id,
+                          replace(record, status=status, reason=reason))
+                self._set(self._updated, message_id, time.time())
                 changed.add(message_id)
         return changed
 
@@ -115,23 +152,28 @@ class MemoryStore:
                 for i in message_ids if i in records}
 
     def append_events(self, events: Sequence[Event]) -> None:
+        last = self._last_position
+        self._journal.append(lambda: setattr(self, "_last_position", last))
         for event in events:
             self._last_position += 1
             positioned = replace(event, position=self._last_position)
-            self._events[self._last_position] = positioned
-            self._history.setdefault(event.message_id, []).append(positioned)
+            self._set(self._events, self._last_position, positioned)
+            self._set(self._history, event.message_id,
+                      [*self._history.get(event.message_id, ()), positioned])
             url = self._messages[event.message_id].callback_url
             if url is not None:
-                self._callbacks[(event.message_id, event.sequence)] = _Callback(
-                    positioned, url, due=event.at)
+                self._set(self._callbacks, (event.message_id, event.sequence),
+                          _Callback(positioned, url, due=event.at))
 
     def claim_callbacks(
         self, instance: str, now: float, limit: int, lease: float, per_origin: int,
         skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
         first_pending: dict[str, _Callback] = {}
-        for callback in self._callbacks.values():  # in insertion order: sequence order
-            first_pending.setdefault(callback.event.message_id, callback)
+        for callback in self._callbacks.values():
+            first = first_pending.get(callback.event.message_id)
+            if first is None or callback.event.sequence < first.event.sequence:
+                first_pending[callback.event.message_id] = callback
         skip = set(skip_origins)
         taken: Counter[str] = Counter()
         due: list[_Callback] = []
@@ -142,7 +184,8 @@ class MemoryStore:
                 taken[receiver] += 1
                 due.append(callback)
         for callback in due:
-            callback.claim_until = now + lease
+            self._set(self._callbacks, (callback.event.message_id, callback.event.sequence),
+                      replace(callback, claim_until=now + lease))
         return [PendingCallback(c.event, c.url, c.attempts) for c in due]
 
     def settle_callback(
@@ -151,10 +194,10 @@ class MemoryStore:
     ) -> None:
         key = (message_id, sequence)
         if outcome != "retry":
-            self._callbacks.pop(key, None)
+            self._delete(self._callbacks, key)
         elif key in self._callbacks:
-            callback = self._callbacks[key]
-            callback.attempts, callback.due, callback.claim_until = attempts, retry_at, -1.0
+            self._set(self._callbacks, key, replace(self._callbacks[key], attempts=attempts,
+                                                    due=retry_at, claim_until=-1.0))
 
     def callback_backlog(self) -> tuple[int, float | None]:
         oldest = min((c.event.at for c in self._callbacks.values()), default=None)
@@ -176,7 +219,8 @@ class MemoryStore:
         for message_id in message_ids:
             message = self._messages.get(message_id)
             if message is not None:
-                self._messages[message_id] = replace(message, attempts=message.attempts + attempts)
+                self._set(self._messages, message_id,
+                          replace(message, attempts=message.attempts + attempts))
 
     def accepted(self) -> list[Message]:
         return [self._messages[i] for i, r in self._records.items()
@@ -185,7 +229,8 @@ class MemoryStore:
     def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
         waiting = sorted((self._messages[i] for i in self._scheduled), key=lambda m: m.ready_at)
         due = [m for m in waiting if m.ready_at <= now][:limit]
-        self._scheduled.difference_update(m.id for m in due)
+        for message in due:
+            self._schedule(message.id, False)
         later = [m.ready_at for m in waiting if m.id in self._scheduled]
         return due, min(later, default=None)
 
@@ -196,8 +241,11 @@ class MemoryStore:
     def remember_idempotency(
         self, idempotency: Idempotency, message_ids: Sequence[str], at: float
     ) -> bool:
-        entry = (idempotency.fingerprint, tuple(message_ids), at)
-        return self._keys.setdefault((idempotency.scope, idempotency.key), entry) is entry
+        key = (idempotency.scope, idempotency.key)
+        if key in self._keys:
+            return False
+        self._set(self._keys, key, (idempotency.fingerprint, tuple(message_ids), at))
+        return True
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -208,7 +256,7 @@ class MemoryStore:
     def forget_idempotency(self, before: float, limit: int) -> int:
         old = [k for k, (_, _, at) in self._keys.items() if at < before][:limit]
         for k in old:
-            del self._keys[k]
+            self._delete(self._keys, k)
         return len(old)
 
     def purge(self, before: float, limit: int) -> int:
@@ -217,11 +265,11 @@ class MemoryStore:
                   if record.status in _PURGEABLE and self._messages[i].created_at < before
                   and i not in unsettled][:limit]
         for message_id in doomed:
-            for event in self._history.pop(message_id, ()):
+            for event in self._history.get(message_id, ()):
                 if event.position is not None:  # always: stored events are positioned
-                    del self._events[event.position]
-            del self._messages[message_id], self._records[message_id]
-            del self._updated[message_id]
+                    self._delete(self._events, event.position)
+            for mapping in (self._history, self._messages, self._records, self._updated):
+                self._delete(mapping, message_id)
         return len(doomed)
 
     def check(self) -> None:
