@@ -111,6 +111,7 @@ class Connection(TCPServer):
         self.head_received = 0.0
         self._held = b""
         self._in_body = False
+        self._reading = trio.CancelScope()
 
     async def run(self) -> None:
         """Serve it; the accept loop has counted it in the registry already."""
@@ -136,6 +137,9 @@ class Connection(TCPServer):
             if event.idle:  # the answer is out: the next request starts afresh
                 self.idle_since = trio.current_time()
                 self.request_started = None
+                # The read in progress began while the app was answering, with no
+                # deadline: from now on the keep-alive timeout bounds it.
+                self._reading.deadline = self._read_deadline()
             else:
                 self.head_received = trio.current_time()
         else:
@@ -170,7 +174,7 @@ class Connection(TCPServer):
     async def _read_data(self) -> None:
         # One scope for the connection, its deadline moved before each read: a scope
         # per read costs more than the read's own system call.
-        with trio.CancelScope() as reading:
+        with self._reading as reading:
             while True:
                 reading.deadline = self._read_deadline()
                 try:

@@ -175,6 +175,22 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(server):
     assert KEEP_ALIVE_TIMEOUT - 0.2 <= waited <= KEEP_ALIVE_TIMEOUT + 1.0
 
 
+@pytest.mark.parametrize("requests", [1, 3])
+def test_a_connection_idle_after_its_answers_is_closed_after_the_keep_alive_timeout(
+        server, requests):
+    sock = connect(server)
+    for _ in range(requests):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    received, closed = read_until_closed(sock, KEEP_ALIVE_TIMEOUT + 3.0)
+    assert closed and received == b""
+    assert KEEP_ALIVE_TIMEOUT - 0.2 <= time.monotonic() - started <= KEEP_ALIVE_TIMEOUT + 1.0
+
+
 def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_header_timeout(server):
     head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"a" * 200
     waited = closed_after(connect(server), trickle=head)
