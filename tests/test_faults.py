@@ -198,6 +198,29 @@ def test_a_port_in_use_exits_1_with_one_line_naming_it(tmp_path):
     assert "OSError" in fatal["exception"]  # the traceback, for whoever digs deeper
 
 
+@pytest.mark.parametrize("link", ["symbolic", "hard", "linked folder"])
+def test_a_second_process_through_a_link_to_the_file_exits_2(tmp_path, link):
+    first = ServiceProcess(tmp_path, "--store", "sqlite:///shared.db", name="first")
+    try:
+        if link == "symbolic":
+            (tmp_path / "other.db").symlink_to(tmp_path / "shared.db")
+            other = "other.db"
+        elif link == "hard":
+            os.link(tmp_path / "shared.db", tmp_path / "other.db")
+            other = "other.db"
+        else:
+            (tmp_path / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+            other = "elsewhere/shared.db"
+        done = run_to_exit(tmp_path, "serve", "--store", f"sqlite:///{other}")
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.splitlines()
+        assert "is in use by another smsproxy" in line
+        assert f"pid {first.process.pid}" in line
+        assert first.process.poll() is None
+    finally:
+        first.stop()
+
+
 def test_a_second_process_on_one_sqlite_file_exits_2_naming_the_holder(tmp_path):
     first = ServiceProcess(tmp_path, "--store", "sqlite:///shared.db", name="first")
     try:

@@ -8,9 +8,12 @@ Every call blocks; the repository actor drives this store from a worker thread,
 one transaction at a time, which is why one connection without thread checks is
 safe here.
 
-One process per file: the store holds an exclusive lock on ``<file>.lock`` while
-it is open, and a second process is refused at start (:class:`StoreLocked`).
-Two processes would each recover, and send, the same backlog.
+One process per file, however it is named: the store holds an exclusive lock on
+``<file>.lock`` beside the file that its path resolves to (symbolic links followed),
+and one on the database file itself (which a hard link shares) while it is open; a
+second process is refused at start (:class:`StoreLocked`). Two processes would each
+recover, and send, the same backlog (and through a hard link, each keep a WAL of its
+own).
 """
 
 import fcntl
@@ -189,8 +192,11 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         # ":memory:" is private to its connection: nothing to share, nothing to lock.
         self._lock = None if str(path) == ":memory:" else _hold_lock(Path(path))
+        self._file_lock: int | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if self._lock is not None:
+                self._file_lock = _lock_the_file_itself(Path(path))
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
@@ -200,7 +206,7 @@ class SqliteStore:
             # One process per file (the lock above): a claim found now is a dead one's.
             self._db.execute("UPDATE events SET claim_until = NULL"
                              " WHERE callback_state = 'pending' AND claim_until IS NOT NULL")
-        except (sqlite3.Error, StoreError) as error:
+        except (sqlite3.Error, StoreError, OSError) as error:
             self._release_lock()
             if isinstance(error, StoreError):
                 raise
@@ -495,6 +501,8 @@ class SqliteStore:
         self._release_lock()
 
     def _release_lock(self) -> None:
+        if self._file_lock is not None:
+            os.close(self._file_lock)
         if self._lock is not None:
             self._lock.close()  # closing the descriptor releases the lock
 
@@ -506,7 +514,8 @@ def _hold_lock(database: Path) -> TextIO:
     on a file whenever it closes any descriptor of it, which SQLite does. The
     holder's pid goes into the file, so the refusal can name it.
     """
-    path = database.with_name(database.name + ".lock")
+    resolved = database.resolve()
+    path = resolved.with_name(resolved.name + ".lock")
     try:
         lock = path.open("a+")
     except OSError as error:
@@ -523,3 +532,31 @@ def _hold_lock(database: Path) -> TextIO:
     lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     lock.flush()
     return lock
+
+
+def _lock_the_file_itself(database: Path) -> int:
+    """An flock on the database file, which every name of it (a hard link) shares.
+
+    flock is not SQLite's kind of lock (POSIX record locks), so the two do not meet,
+    and it holds until this descriptor of ours is closed."""
+    descriptor = os.open(database, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        raise StoreLocked(str(database), _flock_holder(database)) from None
+    return descriptor
+
+
+def _flock_holder(database: Path) -> str:
+    """Who holds the file through another name: the pid from ``/proc/locks`` (Linux)."""
+    try:
+        found = os.stat(database)
+        inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "FLOCK" in fields and inode in fields:
+                return f"pid {fields[fields.index(inode) - 1]}, through another name"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "pid unknown, through another name"
