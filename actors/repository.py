@@ -367,14 +367,16 @@ class _Lane:
 
 
 class _StoreHealth:
-    """Logs a failing store without flooding the log: the first failure at once, then
-    at most one line per ``REPEAT_INTERVAL`` saying how many it left out, and the
-    recovery. (Every failure is still counted, in the metric.)"""
+    """Logs a failing store without flooding the log: a failure line at most once per
+    ``REPEAT_INTERVAL`` (saying how many it left out), and the recovery only of a
+    failure that was logged, so that a store flapping between failure and success
+    writes no more than that either. (Every failure is still counted, in the metric.)"""
 
     REPEAT_INTERVAL = 10.0
 
     def __init__(self) -> None:
         self.failing = False
+        self.reported = False
         self.unlogged = 0
         self.next_log = -math.inf
 
@@ -387,12 +389,14 @@ class _StoreHealth:
         log.error("store_transaction_failed", error=str(error), operations=operations,
                   requests=requests, failures_not_logged=self.unlogged)
         self.unlogged = 0
+        self.reported = True
         self.next_log = now + self.REPEAT_INTERVAL
 
     def succeeded(self) -> None:
-        if self.failing:
+        if self.failing and self.reported:
             log.info("store_recovered", failures_not_logged=self.unlogged)
-            self.failing, self.unlogged, self.next_log = False, 0, -math.inf
+            self.unlogged = 0
+        self.failing = self.reported = False
 
 
 def _operations(group: Sequence[Envelope[Request]]) -> tuple[str, ...]:

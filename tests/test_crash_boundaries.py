@@ -2,17 +2,21 @@
 request (a bug, a value the driver cannot bind) is answered to that request, its
 work is taken back, and the repository actor goes on serving, on every store."""
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import structlog
 import trio
 
 from actors import repository
 from actors.errors import ActorFailed
 from smsproxy.models import Message, new_id
 from smsproxy.statuses import Status
-from smsproxy.stores import MessageStore
+from smsproxy.errors import StoreError
+from smsproxy.stores import MemoryStore, MessageStore
 
 POISON = "poison"
 
@@ -99,3 +103,35 @@ async def test_an_update_in_the_group_of_a_failing_request_is_applied_once(poiso
         nursery.start_soon(repo.update, good.id, Status.CONFIRMED)
     assert [e.status for e in await repo.history(good.id)] == [Status.ACCEPTED,
                                                                  Status.CONFIRMED]
+
+
+class FlappingStore(MemoryStore):
+    """Every other transaction fails, as a disk that is full, then freed, then full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transactions = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.transactions += 1
+        if self.transactions % 2 == 0:
+            raise StoreError("SQLite: database or disk is full")
+        with super().transaction():
+            yield
+
+
+async def test_a_flapping_store_is_logged_at_most_once_per_interval(nursery, autojump_clock):
+    repo = await nursery.start(repository.run, FlappingStore)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(100):  # 50 s, half of them failing
+            with contextlib.suppress(StoreError):
+                await repo.get(new_id())
+            await trio.sleep(0.5)
+    failures = [e for e in logs if e["event"] == "store_transaction_failed"]
+    recoveries = [e for e in logs if e["event"] == "store_recovered"]
+    assert 5 <= len(failures) <= 6
+    assert len(recoveries) == len(failures)
+    # Each line counts what it left out; only the last interval's are not told yet.
+    told = len(failures) + sum(e["failures_not_logged"] for e in failures + recoveries)
+    assert 50 - 10 <= told <= 50

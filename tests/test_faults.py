@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -76,17 +77,23 @@ def test_kill_9_while_a_report_lingers_loses_no_status(tmp_path):
 # --- a full disk -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A 4 MiB filesystem of its own (tmpfs; CI runs as root, as this workplace does)."""
+@contextmanager
+def mounted_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A filesystem of its own (tmpfs; CI runs as root, as this workplace does)."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
                    check=True, capture_output=True)
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    with mounted_disk(tmp_path, "4m") as disk:
+        yield disk
 
 
 def fill(disk: Path, leave_bytes: int) -> Path:
@@ -136,6 +143,39 @@ async def test_a_full_disk_is_answered_503_and_the_service_resumes_when_room_com
         assert unexpected == []
     finally:
         proxy.stop()
+
+
+async def test_a_small_disk_filled_and_freed_under_load_stays_writable(tmp_path):
+    """The WAL must never need more room than the disk has: on 16 MiB, SQLite's own
+    checkpoint size (10,000 pages, 40 MB) is never reached, and without a checkpoint
+    the WAL grows until the disk is full again, for good."""
+    with mounted_disk(tmp_path, "16m") as disk:
+        proxy = await ServiceProcess.launch(tmp_path, "--store", f"sqlite:///{disk}/m.db",
+                                            "--max-delay", "0.05", name="proxy")
+        try:
+            async with proxy.client() as client:
+                filler = fill(disk, leave_bytes=256 * 1024)
+                with trio.fail_after(60):
+                    while (await client.post("/sms", json={
+                            "phone_number": PHONE, "content": "x" * 1500})).status_code != 503:
+                        pass
+                filler.unlink()
+                codes: list[int] = []
+                with trio.fail_after(120):
+                    for n in range(3000):  # one commit each: the WAL grows fastest so
+                        answer = await client.post("/sms", json={"phone_number": PHONE,
+                                                                 "content": f"m{n}"})
+                        codes.append(answer.status_code)
+                assert codes[-2000:] == [202] * 2000, (codes.count(503), codes.index(202))
+                assert (await client.get("/readyz")).status_code == 200
+            wal = disk / "m.db-wal"
+            assert not wal.exists() or wal.stat().st_size < 8 * 1024 * 1024
+            failures = [e for e in proxy.events() if e.get("event") == "store_transaction_failed"]
+            recoveries = [e for e in proxy.events() if e.get("event") == "store_recovered"]
+            assert 1 <= len(failures) <= 3 and len(recoveries) <= len(failures)
+            assert proxy.process.poll() is None
+        finally:
+            proxy.stop()
 
 
 # --- a provider that answers garbage ---------------------------------------------------

@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
@@ -166,7 +166,17 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 fewer stalls in the committing thread, for a larger WAL file between checkpoints.
 Until a new WAL file first reaches this size, every commit also grows the file,
 and its fsync costs more (a commit took 374 µs then against 225 µs once the file
-is reused, in a micro-benchmark on this project's machine)."""
+is reused, in a micro-benchmark on this project's machine). On a disk with less
+room the WAL is held smaller (see ``WAL_SHARE_OF_FREE``)."""
+
+WAL_SHARE_OF_FREE = 4
+"""The WAL may take at most a quarter of the room the disk has free: a WAL that
+outgrows the disk fails every commit, and the checkpoint that would reset it never
+comes (SQLite checkpoints by the WAL's size, not by the disk's)."""
+
+WAL_MIN_PAGES = 64
+WAL_RESIZE_EVERY = 1_000
+"""Commits between two looks at the disk's free room."""
 
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
@@ -200,7 +210,10 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+            self._page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._folder = Path(path).resolve().parent if self._lock else None
+            self._commits_to_resize = 0
+            self._size_wal()
             self._db.execute("PRAGMA cache_size = -16384")  # 16 MiB of page cache
             self._migrate()
             # One process per file (the lock above): a claim found now is a dead one's.
@@ -234,7 +247,34 @@ class SqliteStore:
                 raise
             self._db.commit()
         except sqlite3.Error as error:
+            self._make_room()
             raise StoreError(f"SQLite: {error}") from error
+        self._commits_to_resize -= 1
+        if self._commits_to_resize <= 0:
+            self._size_wal()
+
+    def _size_wal(self) -> None:
+        """Checkpoint (and truncate the WAL back) once it holds a share of the disk's
+        free room, or ``WAL_AUTOCHECKPOINT_PAGES``, whichever is less."""
+        pages = WAL_AUTOCHECKPOINT_PAGES
+        if self._folder is not None:
+            with suppress(OSError):
+                disk = os.statvfs(self._folder)
+                free_pages = disk.f_bavail * disk.f_frsize // self._page_size
+                pages = max(WAL_MIN_PAGES, min(pages, free_pages // WAL_SHARE_OF_FREE))
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+        self._db.execute(f"PRAGMA journal_size_limit = {pages * self._page_size}")
+        self._commits_to_resize = WAL_RESIZE_EVERY
+
+    def _make_room(self) -> None:
+        """After a failed transaction (a full disk, most often): move the WAL into the
+        database and truncate it, and hold it smaller from now on. Best effort: with
+        no room at all this fails too, and the next failure tries again."""
+        with suppress(sqlite3.Error):
+            if self._db.in_transaction:  # a COMMIT that failed leaves it open
+                self._db.rollback()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._size_wal()
 
     def insert(self, messages: Sequence[Message]) -> None:
         """All or none, each with its ACCEPTED event: an id that exists already, or
