@@ -13,9 +13,9 @@ import trio
 
 from actors import repository
 from actors.errors import ActorFailed
+from smsproxy.errors import StoreError
 from smsproxy.models import Message, new_id
 from smsproxy.statuses import Status
-from smsproxy.errors import StoreError
 from smsproxy.stores import MemoryStore, MessageStore
 
 POISON = "poison"
