@@ -4,6 +4,7 @@ import math
 from functools import partial
 
 import pytest
+import structlog
 import trio
 import trio.testing
 
@@ -288,3 +289,22 @@ async def test_held_reports_are_tried_once_more_at_shutdown(
     with trio.fail_after(0.1):  # no waiting for the retry pause
         await done.wait()
     assert (await repo.get(a)).status is Status.DELIVERED
+
+
+async def test_a_report_of_many_unknown_ids_is_one_warning_with_their_count(
+        nursery, repo, stats_handle):
+    errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
+    updates = await nursery.start(updater.run, repo, stats_handle, errors_in)
+    [known] = await saved(repo, 1)
+    unknown = {new_id(): "DELIVERED" for _ in range(17_500)}
+    with structlog.testing.capture_logs() as logs:
+        nursery.start_soon(updater.report_errors, errors_out, stats_handle)
+        await updates.submit({**unknown, known: "SENT_TO_MARS"})
+        await updates.flush()
+        await trio.testing.wait_all_tasks_blocked()
+    rejections = [e for e in logs if e["event"] == "status_update_rejected"]
+    assert sorted((e["kind"], e["count"]) for e in rejections) == [
+        ("unknown_message", 17_500), ("unknown_status", 1)]
+    [many] = [e for e in rejections if e["kind"] == "unknown_message"]
+    assert len(many["message_ids"]) == 5 and set(many["message_ids"]) <= set(unknown)
+    assert (await stats_handle.snapshot()).updates_rejected == 17_501
