@@ -134,7 +134,8 @@ class Purge(Call[int]):
 
 @dataclass(frozen=True, slots=True)
 class Ping(Call[None]):
-    pass
+    saves: bool = False
+    """Through the lane that saves take (PostgreSQL has two), not the other."""
 
 
 Request = (
@@ -240,6 +241,11 @@ class RepositoryHandle:
         """Returns once the store answered a transaction; raises when it cannot."""
         await self._mailbox.call(Ping())
 
+    async def ping_saves(self) -> None:
+        """The same through the lane that saves wait on: a store whose saves hang (a
+        lock, a trigger) answers other requests still, and must not look ready."""
+        await self._mailbox.call(Ping(saves=True))
+
     async def close(self) -> None:
         """Serve what was asked before, close the store, and return once it is closed
         (a restart in the same process can then open it again at once)."""
@@ -329,7 +335,10 @@ async def run(
             async for first in inbox:
                 # All that waits at once, so that each lane sees its whole group.
                 for envelope in receive_ready(inbox, first, MAX_ROUTED):
-                    route = saves if isinstance(envelope.request, Save) else others
+                    request = envelope.request
+                    to_saves = isinstance(request, Save) or (isinstance(request, Ping)
+                                                             and request.saves)
+                    route = saves if to_saves else others
                     route.send_nowait(envelope)
             others.close()
             saves.close()
@@ -497,7 +506,7 @@ def _apply(repository: Repository, request: Request) -> Any:
             return repository.find(query)
         case Callbacks(operation, arguments):
             return getattr(repository.store, operation)(*arguments)
-        case Ping():
+        case Ping(_):
             return repository.check()
 
 

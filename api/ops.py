@@ -101,9 +101,11 @@ def ops_routes(
     @document_response(Readiness, 200)
     @document_response(Readiness, 503)
     async def readyz() -> Response:
-        """Ready for traffic: the store answers and every actor runs."""
+        """Ready for traffic: the store answers on every lane a request can wait on
+        (saves have their own on PostgreSQL), and every actor runs."""
         checks = {
             "store": await _check(services.repository.ping()),
+            "store_saves": await _check(services.repository.ping_saves()),
             "stats": await _check(services.stats.snapshot()),
             "updater": await _check(services.updater.flush()),
             "batcher": "ok" if services.batcher.accepting else "not accepting messages",

@@ -128,7 +128,7 @@ async def test_readyz_is_200_when_all_is_well(pipeline):
     assert response.status_code == 200
     body = await response.get_json()
     assert body == {"status": "ready", "checks": {
-        "store": "ok", "stats": "ok", "updater": "ok", "batcher": "ok"}}
+        "store": "ok", "store_saves": "ok", "stats": "ok", "updater": "ok", "batcher": "ok"}}
 
 
 class BrokenStore(MemoryStore):
