@@ -19,9 +19,9 @@ import structlog
 import trio
 
 from actors._mailbox import Envelope, Mailbox, receive_ready
-from actors._restarting import restarting
 from actors.errors import ActorError, ActorUnavailable
 from actors.repository import RepositoryHandle
+from actors.restarting import restarting
 from actors.sender import RetryPolicy, deliver
 from actors.stats import StatsHandle
 from smsproxy.batching import (

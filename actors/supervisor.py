@@ -8,7 +8,7 @@ answers it with an error and serves the next. The side tasks (notifier,
 housekeeping, the batcher's scheduled release, and with ``--workers`` the
 statistics publishing) do work that can wait: one that crashes is logged with its
 traceback, counted in ``smsproxy_actor_restarts_total{actor}``, and restarted
-one-for-one with a doubling pause (``actors._restarting``).
+one-for-one with a doubling pause (``actors.restarting``).
 
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
@@ -41,9 +41,9 @@ import trio
 
 from actors import batcher, dispatcher, notifier, repository, simulator, stats, updater
 from actors._callback_http import HttpCallbackTransport
-from actors._restarting import restarting
 from actors.batcher import WallClock
 from actors.errors import ActorError
+from actors.restarting import restarting
 from actors.sender import RetryPolicy
 from smsproxy.batching import BatchingRules
 from smsproxy.callbacks import RetrySchedule

@@ -17,6 +17,7 @@ import hypercorn.config
 import structlog
 import trio
 
+from actors.restarting import restarting
 from actors.supervisor import Runtime, running
 from api.app import create_app
 from api.common import ApiSettings, Services
@@ -24,6 +25,7 @@ from api.connections import ConnectionLimits, close_when_the_body_is_left_unread
 from api.http_server import serve_http
 from api.workers import publish
 from smsproxy.config import Config
+from smsproxy.models import ActorRestarted
 
 __all__ = [
     "GC_THRESHOLDS", "ListenError", "default_limits", "hypercorn_config", "raise_descriptor_limit",
@@ -198,13 +200,31 @@ PUBLISH_INTERVAL = 1.0
 
 
 async def _publish_figures(services: Services, folder: Path) -> None:
-    """One of a --workers set: write this worker's figures for the others to sum."""
-    while True:
-        snapshot = await services.stats.snapshot()
-        in_flight = services.batcher.in_flight
-        exposition = await services.stats.exposition(services.batcher.queue_depth, in_flight)
-        await trio.to_thread.run_sync(publish, folder, snapshot, exposition, in_flight)
-        await trio.sleep(PUBLISH_INTERVAL)
+    """One of a --workers set: write this worker's figures for the others to sum. A
+    side task: a folder that cannot take them is logged (once, and its recovery), and
+    any other crash restarts it (``smsproxy_actor_restarts_total``)."""
+
+    async def publish_forever() -> None:
+        failing = False
+        while True:
+            snapshot = await services.stats.snapshot()
+            in_flight = services.batcher.in_flight
+            exposition = await services.stats.exposition(services.batcher.queue_depth,
+                                                         in_flight)
+            try:
+                await trio.to_thread.run_sync(publish, folder, snapshot, exposition, in_flight)
+            except OSError as error:
+                if not failing:
+                    log.warning("stats_publish_failed", folder=str(folder), error=str(error))
+                failing = True
+            else:
+                if failing:
+                    log.info("stats_publish_recovered", folder=str(folder))
+                failing = False
+            await trio.sleep(PUBLISH_INTERVAL)
+
+    await restarting("stats_publishing", publish_forever,
+                     lambda actor: services.stats.record(ActorRestarted(actor)))
 
 
 def _services(runtime: Runtime) -> Services:

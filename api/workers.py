@@ -3,16 +3,21 @@
 The parent starts N ``smsproxy serve`` processes with the same configuration (by
 environment), each binding the port with ``SO_REUSEPORT``, so the kernel spreads
 connections over them; they share the PostgreSQL store, as separate instances
-would. It forwards SIGTERM/SIGINT to them, and when one dies unasked, stops the
-others and exits 1, for the process manager to restart the set. When the parent
+would. It forwards SIGTERM/SIGINT to them. It supervises them as a process manager
+would: a worker that dies unasked is started again in its place (the others serve
+meanwhile) after a pause that doubles with each death in a row; only when workers
+die ``MAX_DEATHS`` times within ``DEATH_WINDOW`` seconds does the parent stop the set
+and exit 1, for the process manager above it to decide. When the parent
 itself dies without a word (SIGKILL, the OOM killer), the kernel sends each worker
 SIGTERM (Linux's parent-death signal), so that no orphan set keeps serving.
 
 Each worker writes its counters, every second, to a folder the set shares (a
 snapshot for ``/stats`` and a Prometheus text for ``/metrics``, each replaced
 atomically); whichever worker takes a scrape sums them. A worker that died keeps
-its last file, so totals never go backwards; the gauge of batches in flight is
-summed over the workers that wrote in the last few seconds only.
+its last file, so totals never go backwards (a replacement starts its own file);
+the gauge of batches in flight is summed over the workers that wrote in the last few
+seconds only. A file that cannot be written or read (a full ``/tmp``) is skipped and
+logged, never the end of a worker.
 """
 
 import ctypes
@@ -25,6 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -61,42 +67,73 @@ _SHARED_READINGS = frozenset({"callbacks_pending"})
 """The same in /stats."""
 
 
+MAX_DEATHS = 5
+DEATH_WINDOW = 60.0
+"""More deaths than ``MAX_DEATHS`` within this many seconds stop the set (OTP's
+restart intensity): a worker that cannot stay up is a fault to report, not to hide."""
+RESTART_PAUSE, MAX_RESTART_PAUSE = 0.5, 10.0
+
+
 def run_workers(config: Config) -> int:
     """Run ``config.workers`` serving processes until a signal; the exit code."""
     shared = Path(tempfile.mkdtemp(prefix="smsproxy-workers-"))
     environment = _worker_environment(config, shared)
     base = config.effective_instance_name
-    children = [
-        subprocess.Popen([sys.executable, "-m", "api.cli", "serve"],
-                         env=environment | {env_name("instance_name"): f"{base}/{n}"},
-                         preexec_fn=_terminate_with_parent(os.getpid()))
-        for n in range(1, config.workers + 1)
-    ]
+
+    def start(n: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "api.cli", "serve"],
+                                env=environment | {env_name("instance_name"): f"{base}/{n}"},
+                                preexec_fn=_terminate_with_parent(os.getpid()))
+
+    children = {n: start(n) for n in range(1, config.workers + 1)}
     stopping = False
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    log.info("workers_started", workers=len(children), pids=[c.pid for c in children])
+    log.info("workers_started", workers=len(children),
+             pids=[c.pid for c in children.values()])
+    deaths: list[float] = []
+    restart_at: dict[int, float] = {}
+    failed = False
     try:
-        while any(child.poll() is None for child in children):
-            dead = [c for c in children if c.poll() not in (None, 0)]
-            if dead and not stopping:
-                log.critical("worker_died", pid=dead[0].pid, exit_code=dead[0].returncode)
-                forward(signal.SIGTERM, None)
+        while any(child.poll() is None for child in children.values()) or (
+                restart_at and not stopping):
+            now = time.monotonic()
+            for n, child in children.items():
+                if stopping or n in restart_at or child.poll() is None:
+                    continue
+                deaths = [at for at in deaths if at > now - DEATH_WINDOW] + [now]
+                pause = min(MAX_RESTART_PAUSE, RESTART_PAUSE * 2 ** (len(deaths) - 1))
+                if len(deaths) > MAX_DEATHS:
+                    log.critical("workers_dying", deaths=len(deaths), window=DEATH_WINDOW,
+                                 pid=child.pid, exit_code=child.returncode)
+                    failed = True
+                    forward(signal.SIGTERM, None)
+                    break
+                log.error("worker_died", pid=child.pid, exit_code=child.returncode,
+                          worker=n, restart_in=pause)
+                restart_at[n] = now + pause
+            for n, at in list(restart_at.items()):
+                if stopping:
+                    del restart_at[n]
+                elif now >= at:
+                    del restart_at[n]
+                    children[n] = start(n)
+                    log.info("worker_restarted", worker=n, pid=children[n].pid)
             time.sleep(0.1)
     finally:
         for path in shared.iterdir():
             path.unlink()
         shared.rmdir()
-    codes = [child.returncode for child in children]
-    return 0 if stopping and all(code == 0 for code in codes) else 1
+    codes = [child.returncode for child in children.values()]
+    return 0 if stopping and not failed and all(code == 0 for code in codes) else 1
 
 
 def _terminate_with_parent(parent: int) -> Callable[[], None] | None:
@@ -130,7 +167,8 @@ def _worker_environment(config: Config, shared: Path) -> dict[str, str]:
 
 
 def publish(folder: Path, snapshot: Snapshot, exposition: bytes, in_flight: int) -> None:
-    """This worker's figures, each file replaced at once (a reader never sees half)."""
+    """This worker's figures, each file replaced at once (a reader never sees half);
+    ``OSError`` when the folder cannot take them."""
     name = str(os.getpid())
     _replace(folder / f"{name}.json",
              json.dumps({"snapshot": asdict(snapshot), "in_flight": in_flight}).encode())
@@ -146,9 +184,14 @@ def _replace(path: Path, content: bytes) -> None:
 def read_shared(folder: Path) -> tuple[list[tuple[float, dict[str, Any]]], list[str]]:
     """Every worker's (age, snapshot file) and Prometheus text."""
     now = time.time()
-    snapshots = [(now - path.stat().st_mtime, json.loads(path.read_text()))
-                 for path in folder.glob("*.json")]
-    texts = [path.read_text() for path in folder.glob("*.prom")]
+    snapshots = []
+    for path in folder.glob("*.json"):
+        with suppress(OSError, ValueError):  # gone meanwhile, or unreadable: skipped
+            snapshots.append((now - path.stat().st_mtime, json.loads(path.read_text())))
+    texts = []
+    for path in folder.glob("*.prom"):
+        with suppress(OSError, ValueError):
+            texts.append(path.read_text())
     return snapshots, texts
 
 

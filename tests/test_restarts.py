@@ -8,7 +8,7 @@ import structlog
 import trio
 
 from actors import stats
-from actors._restarting import RestartPolicy, restarting
+from actors.restarting import RestartPolicy, restarting
 from smsproxy.models import ActorRestarted
 
 
