@@ -42,9 +42,11 @@ __all__ = [
     "SmsStatus",
     "StatsBody",
     "StatusReport",
+    "check_time",
     "describe_validation_error",
     "make_cursor",
     "parse_cursor",
+    "timestamp",
 ]
 
 
@@ -60,21 +62,29 @@ _FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "
            "deliverwithin": "deliver_within", "validfor": "valid_for",
            "validuntil": "valid_until", "sendat": "send_at"}
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def check_time(value: str) -> str:
     """An RFC 3339 time with a zone offset that the calendar has (no February 30th, no
-    24:00), from 1970 to 9999 in UTC: what every store and every answer can hold."""
+    24:00, no second 60)."""
     if not RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
     try:
-        moment = datetime.fromisoformat(value.upper())
+        datetime.fromisoformat(value.upper())
     except ValueError as error:
         raise ValueError(f"is not a time the calendar has ({error})") from None
-    if not EARLIEST <= moment <= LATEST:
-        raise ValueError("must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
     return value
+
+
+def timestamp(moment: str | datetime) -> float:
+    """Epoch seconds of a checked time, held to the years 1 to 9999 in UTC, so that
+    every store holds it and every answer writes it back in RFC 3339 form (an offset
+    can move 0001-01-01 or 9999-12-31 out of them; nothing is scheduled that far)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.upper())
+    return min(LATEST, max(EARLIEST, moment.timestamp()))
 
 
 MAX_VALIDITY = 35 * 86_400.0

@@ -1,7 +1,6 @@
 """``POST /sms``, ``GET /sms/<id>``, its history and the event feed: the shop's side."""
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -38,6 +37,7 @@ from api.schemas import (
     make_cursor,
     parse_cursor,
     parse_message_id,
+    timestamp,
 )
 from smsproxy.callbacks import rfc3339
 from smsproxy.errors import InvalidMessage
@@ -144,8 +144,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             return error_response(400, describe_validation_error(error))
         query = MessageQuery(
             status=params.status,
-            since=params.since.timestamp() if params.since else None,
-            until=params.until.timestamp() if params.until else None,
+            since=timestamp(params.since) if params.since else None,
+            until=timestamp(params.until) if params.until else None,
             before=parse_cursor(params.cursor) if params.cursor else None,
             limit=params.limit)
         found = await services.repository.find(query)
@@ -225,7 +225,7 @@ def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) 
 def _send_at(sms: SmsRequest, settings: ApiSettings) -> float | None:
     if sms.send_at is None:
         return None
-    at = _timestamp(sms.send_at)
+    at = timestamp(sms.send_at)
     if at > settings.clock() + MAX_SCHEDULE_AHEAD:
         raise InvalidMessage("send_at", "is more than 35 days ahead")
     return at
@@ -238,14 +238,10 @@ def _valid_until(sms: SmsRequest, send_at: float | None, settings: ApiSettings
         return max(send_at or 0.0, settings.clock()) + sms.valid_for
     if sms.valid_until is None:
         return None
-    until = _timestamp(sms.valid_until)
+    until = timestamp(sms.valid_until)
     if until <= max(send_at or 0.0, settings.clock()):
         raise InvalidMessage("valid_until", "is in the past, or before send_at")
     return until
-
-
-def _timestamp(rfc3339_time: str) -> float:
-    return datetime.fromisoformat(rfc3339_time.upper()).timestamp()
 
 
 def _deliver_within(sms: SmsRequest, settings: ApiSettings) -> float | None:

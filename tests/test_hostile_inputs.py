@@ -21,8 +21,8 @@ pytestmark = pytest.mark.e2e
 PHONE = "+4912345678"
 HUGE = [str(2**63), str(2**64), "9" * 40, "-1", "1e400", "nan"]
 IMPOSSIBLE_TIMES = ["2026-02-30T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01T23:59:60Z",
-                    "0396-01-06T13:08:46Z", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00",
-                    "2026-13-01T00:00:00Z", "2026-12-01T00:00:00+25:00"]
+                    "2026-13-01T00:00:00Z", "2026-12-01T00:00:00+25:00", "2026-00-10T00:00:00Z",
+                    "2026-12-01T12:60:00Z", "0000-01-01T00:00:00Z"]
 UNDELIVERABLE_URLS = ["http://a b.example/", "http://example.com/a b", "http://example.com/\r\n",
                       "http://example.com/\x00", "http://example.com:0/", "http://example.com:65536/",
                       f"http://{'a' * 64}.example/", "http://exa%mple.com/", "http://[zz]/",
@@ -59,6 +59,28 @@ async def test_every_hostile_request_is_answered_below_500_and_the_next_is_serve
                 assert "error" in answer.json()
                 assert (await client.get("/healthz")).status_code == 200, (method, path, body)
         assert proxy.process.poll() is None
+        assert proxy.error_events() == []
+    finally:
+        proxy.stop()
+
+
+async def test_times_at_the_calendar_s_edges_are_written_back_in_rfc_3339_form(tmp_path):
+    proxy = await ServiceProcess.launch(tmp_path)
+    try:
+        async with proxy.client() as client:
+            for field, sent, shown in [
+                ("send_at", "0396-01-06T13:08:46Z", "0396-01-06T13:08:46.000Z"),
+                ("send_at", "0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00.000Z"),
+                ("valid_until", "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.000Z"),
+            ]:
+                answer = await client.post("/sms", json={"phone_number": PHONE, "content": "x",
+                                                         field: sent})
+                assert answer.status_code == 202, answer.text
+                status = (await client.get(f"/sms/{answer.json()['id']}")).json()
+                assert status[field] == shown
+            for since in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+                assert (await client.get(f"/sms?since={since}".replace("+", "%2B"))
+                        ).status_code == 200
         assert proxy.error_events() == []
     finally:
         proxy.stop()
