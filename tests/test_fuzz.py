@@ -21,7 +21,7 @@ from tests.processes import ServiceProcess
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 30
 
 
 @pytest.mark.parametrize(("store", "api_keys", "seed"), [
