@@ -10,9 +10,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import structlog
 import trio
 
-from actors._mailbox import Call, Mailbox
+from actors._mailbox import Call, Envelope, Mailbox
+from actors.errors import ActorFailed
 from smsproxy.metrics import Metrics
 from smsproxy.models import (
     BatchFailed,
@@ -30,6 +32,8 @@ from smsproxy.models import (
 )
 
 __all__ = ["Snapshot", "StatsHandle", "run"]
+
+log = structlog.get_logger("smsproxy.stats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,14 +185,23 @@ async def run(
     async with inbox:
         task_status.started(StatsHandle(mailbox))
         async for envelope in inbox:
-            match envelope.request:
-                case _GetSnapshot():
-                    assert envelope.reply is not None
-                    envelope.reply.set(counters.snapshot())
-                case _Exposition(queue_depth, in_flight):
-                    assert envelope.reply is not None
-                    calls_saved = counters.snapshot().provider_calls_saved
-                    envelope.reply.set(metrics.exposition(queue_depth, in_flight, calls_saved))
-                case record:
-                    counters.record(record)
-                    metrics.record(record)
+            try:
+                _serve(envelope, counters, metrics)
+            except Exception as error:  # that request's failure, as a gen_server answers
+                log.exception("stats_request_failed", request=type(envelope.request).__name__)
+                if envelope.reply is not None:
+                    envelope.reply.fail(ActorFailed("stats", error))
+
+
+def _serve(envelope: Envelope[Request], counters: "_Counters", metrics: Metrics) -> None:
+    match envelope.request:
+        case _GetSnapshot():
+            assert envelope.reply is not None
+            envelope.reply.set(counters.snapshot())
+        case _Exposition(queue_depth, in_flight):
+            assert envelope.reply is not None
+            calls_saved = counters.snapshot().provider_calls_saved
+            envelope.reply.set(metrics.exposition(queue_depth, in_flight, calls_saved))
+        case record:
+            counters.record(record)
+            metrics.record(record)

@@ -8,6 +8,7 @@ import structlog
 import trio
 
 from actors import stats
+from actors.errors import ActorFailed
 from actors.restarting import RestartPolicy, restarting
 from smsproxy.models import ActorRestarted
 
@@ -73,3 +74,11 @@ async def test_what_is_not_an_exception_goes_through(error, autojump_clock):
 
     with pytest.raises(error):
         await restarting("notifier", task, lambda _: None)
+
+
+async def test_a_stats_request_that_raises_fails_alone(nursery):
+    counts = await nursery.start(stats.run)
+    with pytest.raises(ActorFailed):
+        await counts.exposition("not a number", 0)  # type: ignore[arg-type]
+    counts.record(ActorRestarted("notifier"))
+    assert b'smsproxy_actor_restarts_total{actor="notifier"} 1.0' in await counts.exposition(0, 0)
