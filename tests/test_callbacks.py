@@ -364,3 +364,37 @@ async def test_a_callback_whose_delivery_crashes_is_given_up_after_a_few_tries(
 def test_times_are_written_with_four_digit_years():
     assert rfc3339(-49_000_000_000) == "0417-04-02T08:53:20.000Z"
     assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize("url", [
+    "https://shop.example:1/x", "https://shop.example:65535/x", "https://a.b.example/",
+    "https://shop.example./x", "https://" + ".".join(["a" * 63] * 3 + ["b" * 61]) + "/",
+])
+def test_urls_at_the_edges_of_the_rules_are_taken(url):
+    assert check_url(url)
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://shop.example:65536/x", "port 65536 is not from 1 to 65535"),
+    ("https://" + ".".join(["a" * 63] * 3 + ["b" * 62]) + "/",
+     "host name longer than 253 characters"),
+    ("https://shop.example/" + "é" * 600, "longer than 2048 characters once encoded"),
+    ("ftp://shop.example/", "must be an http or https URL"),
+    ("https:///x", "has no host"),
+    ("https://u:p@shop.example/", "must not carry credentials"),
+    ("https://" + "a" * 64 + ".example/", "host name label empty or longer than 63 characters"),
+])
+def test_each_refusal_says_exactly_why(url, reason):
+    with pytest.raises(InvalidMessage) as refused:
+        check_url(url)
+    assert (refused.value.field, refused.value.reason) == ("callback_url", reason)
+
+
+def test_times_are_written_in_utc_whatever_the_machine_s_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert rfc3339(1_764_180_000.5) == "2025-11-26T18:00:00.500Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
