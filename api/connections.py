@@ -27,6 +27,7 @@ pinned in ``pyproject.toml`` for that reason.
 
 import errno
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class Connections:
         self.open: dict[Connection, None] = {}  # insertion order: oldest first
         self._unreported = 0
         self._next_warning = -math.inf
+        self._timeouts: Counter[str] = Counter()
+        self._next_timeout_log = -math.inf
 
     @property
     def full(self) -> bool:
@@ -99,6 +102,18 @@ class Connections:
             self._next_warning = now + self.limits.warn_interval
 
 
+    def note_timeout(self, phase: str) -> None:
+        """A slow client cut off: one line per interval with the counts by phase, not a
+        line per connection (500 slowloris clients time out in the same instant, and
+        500 log writes then hold up everyone else's answers)."""
+        self._timeouts[phase] += 1
+        now = trio.current_time()
+        if now >= self._next_timeout_log:
+            log.info("connections_timed_out", **self._timeouts)
+            self._timeouts.clear()
+            self._next_timeout_log = now + self.limits.warn_interval
+
+
 class Connection(TCPServer):
     """One client connection: hypercorn's, with deadlines for the head and the body."""
 
@@ -112,13 +127,36 @@ class Connection(TCPServer):
         self._held = b""
         self._in_body = False
         self._reading = trio.CancelScope()
+        self._first = b""
 
     async def run(self) -> None:
-        """Serve it; the accept loop has counted it in the registry already."""
+        """Serve it; the accept loop has counted it in the registry already.
+
+        hypercorn's protocol (a task group, h11's state, the app's wrapper) is built
+        once the first bytes have come: a flood of connections that send nothing costs
+        a task and a read each, and the probe behind them is answered sooner."""
         try:
-            await super().run()
+            self._first = await self._first_bytes()
+            if self._first:
+                await super().run()
+            else:
+                with trio.CancelScope(shield=True), suppress(OSError, trio.BrokenResourceError):
+                    await self.stream.aclose()
         finally:
             self.registry.open.pop(self, None)
+
+    async def _first_bytes(self) -> bytes:
+        """What the client sent first, or nothing: it left, was evicted, or sent
+        nothing within the keep-alive timeout."""
+        with trio.move_on_at(self.idle_since + self.registry.limits.keep_alive_timeout):
+            try:
+                data = bytes(await self.stream.receive_some(MAX_RECV))
+            except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+                return b""
+            if data:
+                self.request_started = trio.current_time()
+            return data
+        return b""
 
     def evict(self) -> None:
         """Close it now (it is idle): its reading task sees the socket closed and ends.
@@ -178,9 +216,10 @@ class Connection(TCPServer):
             while True:
                 reading.deadline = self._read_deadline()
                 try:
-                    data = await self.stream.receive_some(MAX_RECV)
+                    data = self._first or await self.stream.receive_some(MAX_RECV)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     break
+                self._first = b""
                 if reading.cancel_called:  # the deadline passed as the bytes came
                     break
                 if data and self.request_started is None and self._their_state() is h11.IDLE:
@@ -223,7 +262,7 @@ class Connection(TCPServer):
     def _timed_out(self) -> None:
         phase = "body" if self._their_state() is h11.SEND_BODY else "header"
         if self.request_started is not None or phase == "body":  # not a mere idle end
-            log.info("connection_timed_out", phase=phase)
+            self.registry.note_timeout(phase)
 
 
 async def accept_connections(

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
+import trio
 
+from api.connections import ConnectionLimits, Connections
 from tests.processes import ServiceProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -289,3 +292,14 @@ def test_sigterm_does_not_wait_for_idle_keep_alive_connections(tmp_path):
             sock.close()
     finally:
         proxy.stop()
+
+
+async def test_timed_out_connections_are_logged_once_per_interval_with_counts(autojump_clock):
+    registry = Connections(ConnectionLimits(100, 30, 10, 30, warn_interval=10))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(500):
+            registry.note_timeout("header")
+        await trio.sleep(11)
+        registry.note_timeout("body")
+    lines = [e for e in logs if e["event"] == "connections_timed_out"]
+    assert [(e.get("header"), e.get("body")) for e in lines] == [(1, None), (499, 1)]
