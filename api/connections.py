@@ -17,6 +17,10 @@ hands each to :class:`Connection`, hypercorn's ``TCPServer`` with these changes:
   it ran out, is replaced by the read loop's own deadline;
 - the :class:`Connections` registry knows which connections are idle, so that at
   the cap the idle ones make room first;
+- hypercorn's protocol (a task group, h11's state, the app's wrapper) is built only
+  once a connection's first bytes arrive, so that a flood of connections that send
+  nothing costs a task and a read each, and a probe behind it is answered in time;
+- slow clients cut off are logged as counts, one line per interval, not one each;
 - an answer leaves in one write, its head with its first body bytes (hypercorn
   writes the head, each chunk and the end apart, each behind a lock and a shielded
   scope, with a system call of its own).
