@@ -32,10 +32,9 @@ pinned in ``pyproject.toml`` for that reason.
 import errno
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
 
 import h11
 import structlog
@@ -45,7 +44,6 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 __all__ = [
     "Connection", "ConnectionLimits", "Connections", "accept_connections",
-    "close_when_the_body_is_left_unread",
 ]
 
 log = structlog.get_logger("smsproxy.connections")
@@ -305,49 +303,3 @@ async def _refuse(stream: trio.SocketStream) -> None:
     with trio.move_on_after(1), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(_REFUSAL)
     await stream.aclose()
-
-
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
-                    Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
-
-
-def close_when_the_body_is_left_unread(app: ASGIApp) -> ASGIApp:
-    """An answer given before the request's body arrived (401, 404, 413) says
-    ``connection: close``: the client learns that the connection ends with it, and
-    does not send its next request into a connection that will not serve it."""
-
-    async def wrapped(
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[Any]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "http" or not _has_body(scope):
-            await app(scope, receive, send)
-            return
-        body_read = False
-
-        async def tracking_receive() -> Any:
-            nonlocal body_read
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_read = True
-            return message
-
-        async def closing_send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start" and not body_read:
-                message = dict(message)
-                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
-            await send(message)
-
-        await app(scope, tracking_receive, closing_send)
-
-    return wrapped
-
-
-def _has_body(scope: MutableMapping[str, Any]) -> bool:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            return value.strip() not in (b"0", b"")
-        if name == b"transfer-encoding":
-            return True
-    return False

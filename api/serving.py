@@ -21,8 +21,9 @@ from actors.restarting import restarting
 from actors.supervisor import Runtime, running
 from api.app import create_app
 from api.common import ApiSettings, Services
-from api.connections import ConnectionLimits, close_when_the_body_is_left_unread
+from api.connections import ConnectionLimits
 from api.http_server import serve_http
+from api.unread_body import close_when_the_body_is_left_unread
 from api.workers import publish
 from smsproxy.config import Config
 from smsproxy.models import ActorRestarted
