@@ -48,8 +48,9 @@ log = structlog.get_logger("smsproxy.notifier")
 
 INTERNAL_ERROR = "internal error"
 INTERNAL_ERROR_TRIES = 3
-"""Attempts that crashed before a callback is given up (its attempts count survives a
-restart, so a callback that crashes every time is given up across restarts too)."""
+"""A crash gives the callback up once it has had this many attempts of any kind, and
+is retried before: the attempts count lives in its row, so a callback that crashes
+every time is given up after three, across restarts too."""
 NEVER_REACHABLE = frozenset({"refused_address", "invalid_url"})
 """Why a callback cannot get through at any later try: given up at once."""
 
