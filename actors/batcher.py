@@ -35,7 +35,6 @@ from smsproxy.batching import (
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
 from smsproxy.logs import debug_enabled
 from smsproxy.models import (
-    ActorRestarted,
     Batch,
     BatchFailed,
     BatchOutcome,
@@ -240,15 +239,12 @@ class _Batcher:
         self.schedule_changed = trio.Event()
         self.releasing = trio.CancelScope()
 
-    def restarted(self, actor: str) -> None:
-        self.stats.record(ActorRestarted(actor))
-
     async def release_scheduled(self) -> None:
         """Scheduled messages wait in the store; each joins the queue when its send_at
         comes (recovered after a restart, too: the store knows which are released).
         A side task: restarted when it crashes, until the batcher stops."""
         with self.releasing:
-            await restarting("scheduled_release", self._release_due, self.restarted)
+            await restarting("scheduled_release", self._release_due, self.stats.record_restart)
 
     async def _release_due(self) -> None:
         while True:

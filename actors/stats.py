@@ -17,6 +17,7 @@ from actors._mailbox import Call, Envelope, Mailbox
 from actors.errors import ActorFailed
 from smsproxy.metrics import Metrics
 from smsproxy.models import (
+    ActorRestarted,
     BatchFailed,
     BatchSucceeded,
     CallbackAttempted,
@@ -159,6 +160,10 @@ class StatsHandle:
     def record(self, record: StatsRecord) -> None:
         """Never waits: the inbox is unbounded (records are small, and few per batch)."""
         self._mailbox.cast_nowait(record)
+
+    def record_restart(self, actor: str) -> None:
+        """A side task crashed and is started again (``actors.restarting``'s callback)."""
+        self.record(ActorRestarted(actor))
 
     async def snapshot(self) -> Snapshot:
         return await self._mailbox.call(_GetSnapshot())

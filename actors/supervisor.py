@@ -49,7 +49,7 @@ from smsproxy.batching import BatchingRules
 from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.errors import StoreError
-from smsproxy.models import ActorRestarted, MessagesPurged, UpdateRejected
+from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.stores import store_factory
 
@@ -108,7 +108,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                         ))
                         await _recover(repo, own_queue)
                         batches = own_queue
-                    restarted = partial(_record_restart, counts)
+                    restarted = counts.record_restart
                     housekeeping = trio.CancelScope()
                     batcher_layer.start_soon(_side_task, "housekeeping", housekeeping, partial(
                         _keep_house, repo, counts, config, wall_clock), restarted)
@@ -161,10 +161,6 @@ async def _side_task(name: str, scope: trio.CancelScope, task: Callable[[], Awai
                      restarted: Callable[[str], None]) -> None:
     with scope:
         await restarting(name, task, restarted)
-
-
-def _record_restart(counts: stats.StatsHandle, actor: str) -> None:
-    counts.record(ActorRestarted(actor))
 
 
 async def _keep_house(

@@ -26,7 +26,6 @@ from api.http_server import serve_http
 from api.unread_body import close_when_the_body_is_left_unread
 from api.workers import publish
 from smsproxy.config import Config
-from smsproxy.models import ActorRestarted
 
 __all__ = [
     "GC_THRESHOLDS", "ListenError", "default_limits", "hypercorn_config", "raise_descriptor_limit",
@@ -224,8 +223,7 @@ async def _publish_figures(services: Services, folder: Path) -> None:
                 failing = False
             await trio.sleep(PUBLISH_INTERVAL)
 
-    await restarting("stats_publishing", publish_forever,
-                     lambda actor: services.stats.record(ActorRestarted(actor)))
+    await restarting("stats_publishing", publish_forever, services.stats.record_restart)
 
 
 def _services(runtime: Runtime) -> Services:
