@@ -14,7 +14,7 @@ import trio
 
 from actors.errors import ActorBusy, ActorTimeout, ActorUnavailable
 
-__all__ = ["Call", "Envelope", "Mailbox", "Reply", "receive_ready"]
+__all__ = ["Call", "Envelope", "Mailbox", "Reply", "receive_ready", "refuse_waiting"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -65,17 +65,21 @@ class Mailbox(Generic[T]):
         self._send = send
         self._timeout = timeout
 
-    async def call(self, request: Call[R], *, shield: bool = False) -> R:
+    async def call(self, request: Call[R], *, shield: bool = False,
+                   unbounded: bool = False) -> R:
         """Deliver and wait for the reply, at most the mailbox's timeout.
 
         ``shield``: the caller's cancellation does not cut the wait short, for
         requests the actor carries out whether or not anyone is still waiting.
+        ``unbounded``: no timeout either, for a request whose outcome the caller must
+        know (an answer "not done" while it may still be done would be a lie).
         """
         reply: Reply[R] = Reply()
         envelope: Envelope[Any] = Envelope(request, reply)
         # A bare cancel scope rather than trio.fail_after, whose generator-based
         # context manager is a measurable cost on every request's path.
-        with trio.CancelScope(relative_deadline=self._timeout, shield=shield):
+        timeout = math.inf if unbounded else self._timeout
+        with trio.CancelScope(relative_deadline=timeout, shield=shield):
             try:
                 try:
                     # Room is the common case: no trip through the scheduler for it.
@@ -125,3 +129,15 @@ def receive_ready(inbox: trio.MemoryReceiveChannel[T], first: T, limit: int) -> 
         except (trio.WouldBlock, trio.EndOfChannel):
             break
     return group
+
+
+def refuse_waiting(inbox: trio.MemoryReceiveChannel[Envelope[T]], name: str) -> None:
+    """When an actor stops: every request still in its inbox is answered
+    :class:`ActorUnavailable`, so that no caller waits for a reply that cannot come."""
+    while True:
+        try:
+            envelope = inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        if envelope.reply is not None:
+            envelope.reply.fail(ActorUnavailable(name))

@@ -5,37 +5,18 @@ raises failing alone, and a failing store logged in proportion."""
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import structlog
 import trio
 
 from actors._mailbox import Envelope, receive_ready
-from actors._repository_requests import (
-    OPERATION_NAMES,
-    AddAttempts,
-    ApplyInOrder,
-    Callbacks,
-    Dispatch,
-    Feed,
-    Find,
-    ForgetIdempotency,
-    Get,
-    History,
-    ListAccepted,
-    Ping,
-    Purge,
-    Request,
-    Save,
-    StillAccepted,
-    UpdateMany,
-)
+from actors._repository_requests import OPERATION_NAMES, Request, Save
 from actors.errors import ActorFailed
-from smsproxy.errors import RepositoryError, SmsProxyError, StoreError, StoreUnusable
+from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
 from smsproxy.models import StoreFailed
 from smsproxy.repository import Repository
 from smsproxy.stores import MessageStore
-from smsproxy.stores.protocol import SharedQueue
 
 __all__ = ["MAX_GROUP", "Lane", "StoreHealth", "close_store"]
 
@@ -143,7 +124,7 @@ def _apply_together(repository: Repository, group: Sequence[Envelope[Request]]) 
         for i, envelope in enumerate(group):
             if not isinstance(envelope.request, Save):
                 try:
-                    results[i] = _apply(repository, envelope.request)
+                    results[i] = envelope.request.apply(repository)
                 except RepositoryError as error:
                     results[i] = error
     return results
@@ -165,44 +146,6 @@ def _failed(envelope: Envelope[Request]) -> ActorFailed:
     assert error is not None
     log.exception("repository_request_failed", operation=OPERATION_NAMES[type(envelope.request)])
     return ActorFailed("repository", error)
-
-
-def _apply(repository: Repository, request: Request) -> Any:
-    match request:
-        case Get(message_id):
-            return repository.get(message_id)
-        case UpdateMany(updates, reason):
-            return repository.update_many(updates, reason)
-        case ApplyInOrder(updates):
-            return repository.apply_in_order(updates)
-        case AddAttempts(message_ids, attempts):
-            return repository.add_attempts(message_ids, attempts)
-        case StillAccepted(message_ids):
-            return repository.still_accepted(message_ids)
-        case ListAccepted():
-            return repository.accepted()
-        case ForgetIdempotency(before, limit):
-            return repository.store.forget_idempotency(before, limit)
-        case Purge(before, limit):
-            return repository.store.purge(before, limit)
-        case Dispatch(operation, arguments):
-            return getattr(_shared_queue(repository.store), operation)(*arguments)
-        case History(message_id):
-            return repository.history(message_id)
-        case Feed(after, limit):
-            return repository.feed(after, limit)
-        case Find(query):
-            return repository.find(query)
-        case Callbacks(operation, arguments):
-            return getattr(repository.store, operation)(*arguments)
-        case Ping(_):
-            return repository.check()
-
-
-def _shared_queue(store: MessageStore) -> SharedQueue:
-    if not hasattr(store, "claim"):
-        raise StoreUnusable(f"{type(store).__name__} is not a shared queue")
-    return cast(SharedQueue, store)
 
 
 def _reply_all(group: Sequence[Envelope[Request]], results: Sequence[Any]) -> None:

@@ -1,11 +1,13 @@
 """The repository actor's requests: a closed set of messages, one frozen dataclass
-each, with the name each goes by in logs and metrics."""
+each, carrying the work it does (``apply``) and the name it goes by in logs and
+metrics. A save is the exception: a lane applies a group's saves together."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from actors._mailbox import Call
+from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
     Event,
@@ -13,116 +15,254 @@ from smsproxy.models import (
     ListedMessage,
     Message,
     MessageQuery,
+    PendingCallback,
     Saved,
     StatusRecord,
 )
+from smsproxy.repository import Repository
 from smsproxy.statuses import Status
+from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
 __all__ = [
-    "OPERATION_NAMES", "AddAttempts", "ApplyInOrder", "Callbacks", "Dispatch", "Feed", "Find",
-    "ForgetIdempotency", "Get", "History", "ListAccepted", "Ping", "Purge", "Request", "Save",
-    "StillAccepted", "UpdateMany",
+    "OPERATION_NAMES", "ApplyInOrder", "Claim", "ClaimCallbacks", "CountBacklog",
+    "CountCallbacks", "Expire", "Feed", "Find", "ForgetIdempotency", "Get", "History",
+    "ListAccepted", "MarkSent", "Park", "Ping", "Purge", "Release", "Renew", "Request", "Save",
+    "SettleCallback", "UpdateMany",
 ]
 
 
+class _Request:
+    __slots__ = ()
+    name: ClassVar[str]
+
+    def apply(self, repository: Repository) -> Any:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class Save(Call[Saved]):
+class Save(_Request, Call[Saved]):
+    name = "save"
     messages: tuple[Message, ...]
     idempotency: Idempotency | None = None
     at: float = 0.0
 
+    def apply(self, repository: Repository) -> Saved:
+        return repository.save(self.messages, self.idempotency, self.at)
+
 
 @dataclass(frozen=True, slots=True)
-class Get(Call[StatusRecord]):
+class Get(_Request, Call[StatusRecord]):
+    name = "get"
     message_id: str
 
+    def apply(self, repository: Repository) -> StatusRecord:
+        return repository.get(self.message_id)
+
 
 @dataclass(frozen=True, slots=True)
-class UpdateMany(Call[dict[str, RepositoryError]]):
+class UpdateMany(_Request, Call[dict[str, RepositoryError]]):
+    name = "update_many"
     updates: Mapping[str, Status]
     reason: str | None = None
 
+    def apply(self, repository: Repository) -> dict[str, RepositoryError]:
+        return repository.update_many(self.updates, self.reason)
+
 
 @dataclass(frozen=True, slots=True)
-class ApplyInOrder(Call[list[tuple[str, Status, RepositoryError]]]):
+class ApplyInOrder(_Request, Call[list[tuple[str, Status, RepositoryError]]]):
+    name = "apply_in_order"
     updates: tuple[tuple[str, Status], ...]
 
-
-@dataclass(frozen=True, slots=True)
-class AddAttempts(Call[None]):
-    message_ids: tuple[str, ...]
-    attempts: int
+    def apply(self, repository: Repository) -> list[tuple[str, Status, RepositoryError]]:
+        return repository.apply_in_order(self.updates)
 
 
 @dataclass(frozen=True, slots=True)
-class StillAccepted(Call[set[str]]):
-    message_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListAccepted(Call[list[Message]]):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch(Call[Any]):
-    """A shared-queue operation (PostgreSQL): the method's name and its arguments."""
-
-    operation: str
-    arguments: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class History(Call[list[Event]]):
+class History(_Request, Call[list[Event]]):
+    name = "history"
     message_id: str
 
+    def apply(self, repository: Repository) -> list[Event]:
+        return repository.history(self.message_id)
+
 
 @dataclass(frozen=True, slots=True)
-class Find(Call[list[ListedMessage]]):
+class Find(_Request, Call[list[ListedMessage]]):
+    name = "find"
     query: MessageQuery
 
+    def apply(self, repository: Repository) -> list[ListedMessage]:
+        return repository.find(self.query)
+
 
 @dataclass(frozen=True, slots=True)
-class Feed(Call[list[Event]]):
+class Feed(_Request, Call[list[Event]]):
+    name = "feed"
     after: int
     limit: int
 
-
-@dataclass(frozen=True, slots=True)
-class Callbacks(Call[Any]):
-    """A status-callback operation of the store: the method's name and its arguments."""
-
-    operation: str
-    arguments: tuple[Any, ...]
+    def apply(self, repository: Repository) -> list[Event]:
+        return repository.feed(self.after, self.limit)
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetIdempotency(Call[int]):
+class ListAccepted(_Request, Call[list[Message]]):
+    name = "list_accepted"
+
+    def apply(self, repository: Repository) -> list[Message]:
+        return repository.accepted()
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetIdempotency(_Request, Call[int]):
+    name = "forget_idempotency"
     before: float
     limit: int
 
+    def apply(self, repository: Repository) -> int:
+        return repository.store.forget_idempotency(self.before, self.limit)
+
 
 @dataclass(frozen=True, slots=True)
-class Purge(Call[int]):
+class Purge(_Request, Call[int]):
+    name = "purge"
     before: float
     limit: int
 
+    def apply(self, repository: Repository) -> int:
+        return repository.store.purge(self.before, self.limit)
+
 
 @dataclass(frozen=True, slots=True)
-class Ping(Call[None]):
+class Ping(_Request, Call[None]):
+    name = "ping"
     saves: bool = False
     """Through the lane that saves take (PostgreSQL has two), not the other."""
 
+    def apply(self, repository: Repository) -> None:
+        repository.check()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCallbacks(_Request, Call[list[PendingCallback]]):
+    name = "claim_callbacks"
+    instance: str
+    now: float
+    limit: int
+    lease: float
+    per_origin: int
+    skip_origins: tuple[str, ...] = ()
+
+    def apply(self, repository: Repository) -> list[PendingCallback]:
+        return repository.store.claim_callbacks(self.instance, self.now, self.limit,
+                                                self.lease, self.per_origin, self.skip_origins)
+
+
+@dataclass(frozen=True, slots=True)
+class SettleCallback(_Request, Call[None]):
+    name = "settle_callback"
+    message_id: str
+    sequence: int
+    outcome: CallbackOutcome
+    attempts: int
+    retry_at: float
+    error: str | None
+
+    def apply(self, repository: Repository) -> None:
+        repository.store.settle_callback(self.message_id, self.sequence, self.outcome,
+                                         self.attempts, self.retry_at, self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class CountCallbacks(_Request, Call[tuple[int, float | None]]):
+    name = "callback_backlog"
+
+    def apply(self, repository: Repository) -> tuple[int, float | None]:
+        return repository.store.callback_backlog()
+
+
+@dataclass(frozen=True, slots=True)
+class Claim(_Request, Call[Claimed]):
+    name = "claim"
+    instance: str
+    rules: ClaimRules
+
+    def apply(self, repository: Repository) -> Claimed:
+        return repository.store.claim(self.instance, self.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Renew(_Request, Call[Renewal]):
+    name = "renew"
+    instance: str
+    message_ids: tuple[str, ...]
+    lease: float
+
+    def apply(self, repository: Repository) -> Renewal:
+        return repository.store.renew(self.instance, self.message_ids, self.lease)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkSent(_Request, Call[None]):
+    name = "mark_sent"
+    instance: str
+    message_ids: tuple[str, ...]
+    attempts: int
+
+    def apply(self, repository: Repository) -> None:
+        repository.store.mark_sent(self.instance, self.message_ids, self.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Park(_Request, Call[None]):
+    name = "park"
+    instance: str
+    message_ids: tuple[str, ...]
+    attempts: int
+    error: str
+    maybe_taken: bool
+    requeue_initial: float
+    requeue_max: float
+
+    def apply(self, repository: Repository) -> None:
+        repository.store.park(self.instance, self.message_ids, self.attempts, self.error,
+                              self.maybe_taken, self.requeue_initial, self.requeue_max)
+
+
+@dataclass(frozen=True, slots=True)
+class Expire(_Request, Call[dict[str, list[str]]]):
+    name = "expire"
+    rules: BatchingRules
+    limit: int
+
+    def apply(self, repository: Repository) -> dict[str, list[str]]:
+        return repository.expire(self.rules, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class CountBacklog(_Request, Call[Backlog]):
+    name = "backlog"
+
+    def apply(self, repository: Repository) -> Backlog:
+        return repository.store.backlog()
+
+
+@dataclass(frozen=True, slots=True)
+class Release(_Request, Call[int]):
+    name = "release"
+    instance: str
+
+    def apply(self, repository: Repository) -> int:
+        return repository.store.release(self.instance)
+
 
 Request = (
-    Save | Get | UpdateMany | ApplyInOrder | AddAttempts | StillAccepted | ListAccepted
-    | ForgetIdempotency | Purge | Ping | Dispatch | History | Feed | Callbacks | Find
+    Save | Get | UpdateMany | ApplyInOrder | History | Find | Feed | ListAccepted
+    | ForgetIdempotency | Purge
+    | Ping | ClaimCallbacks | SettleCallback | CountCallbacks | Claim | Renew | MarkSent | Park
+    | Expire | CountBacklog | Release
 )
 
-
-OPERATION_NAMES: dict[type, str] = {
-    Save: "save", Get: "get", UpdateMany: "update_many", ApplyInOrder: "apply_in_order",
-    AddAttempts: "add_attempts", StillAccepted: "still_accepted", ListAccepted: "list_accepted",
-    ForgetIdempotency: "forget_idempotency", Purge: "purge", Ping: "ping", Dispatch: "dispatch",
-    History: "history", Feed: "feed", Callbacks: "callbacks", Find: "find",
-}
+OPERATION_NAMES: dict[type, str] = {kind: kind.name for kind in _Request.__subclasses__()}
+"""Every request's name, by its type: the label values of the store metrics."""

@@ -1,38 +1,40 @@
-"""The dispatcher actor: the batcher of instances that share one PostgreSQL database.
+"""The dispatcher actor: the one engine that hands messages to the provider in batches.
 
-The message table is the queue. A POST saves its message and wakes this loop; the
-loop claims batches from the table (:class:`~smsproxy.stores.protocol.SharedQueue`)
-for a lease, but only when the cluster's waiting messages fill a batch or the
-oldest of them has waited ``max_delay``. Whichever instance looks first takes the
-batch, and the others find nothing: the provider is called as often with ten
+The message table is the queue, on every store (:class:`~smsproxy.stores.queue.Queue`).
+A POST saves its message and wakes this loop; the loop claims batches from the
+table for a lease, but only when the waiting messages fill a batch or the earliest
+of them is due (``max_delay`` after it was ready, or its own deadline). With
+several instances on one PostgreSQL database, whichever looks first takes the
+batch and the others find nothing: the provider is called as often with ten
 instances as with one. Every instance also looks every ``poll`` seconds, for
-messages saved by the others and claims whose instance died.
+messages saved by the others, parked ones due again and claims whose instance died.
 
-A sender renews its lease before every retry and sends only what it still holds
-and what still waits (a message reported since is left out; a message another
-instance took over is too). The lease outlasts one attempt (``--claim-lease`` >
-``--provider-timeout``), so a batch is never in flight from two live instances.
-Sent messages are marked; a batch that used its attempts is parked in the table
-with a growing delay, for any instance to take; messages past their TTL are failed
-by whichever instance finds them, once.
+A sender keeps its lease alive while it works (every third of the lease) and, before
+every retry, sends only what it still holds and what still waits: a message
+reported on since is left out, and a batch whose lease was lost stops there
+(another instance may hold it; ``--claim-lease`` > ``--provider-timeout``, so a
+batch is never in flight from two live instances). Sent messages are marked and
+never claimed again, even after a restart; a batch that used its attempts is parked
+in the table with a growing delay; messages past their TTL are failed through the
+repository's status rules by whichever instance finds them, once.
 """
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import structlog
 import trio
 
-from actors.batcher import WallClock
 from actors.errors import ActorError
-from actors.repository import RepositoryHandle, SharedQueueHandle
-from actors.sender import RetryPolicy, deliver
+from actors.repository import QueueHandle, RepositoryHandle
+from actors.sender import RetryPolicy, Withdrawn, deliver
 from actors.stats import StatsHandle
-from smsproxy.batching import BatchingRules
+from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown, StoreError
+from smsproxy.logs import debug_enabled
 from smsproxy.models import (
     Batch,
     BatchFailed,
@@ -40,7 +42,6 @@ from smsproxy.models import (
     BatchSucceeded,
     ClaimsTaken,
     Idempotency,
-    Message,
     MessagesAccepted,
     MessagesExpired,
     Outgoing,
@@ -52,16 +53,14 @@ from smsproxy.models import (
 )
 from smsproxy.providers import Provider
 
-__all__ = ["DispatchSettings", "DispatcherHandle", "run"]
+__all__ = ["DispatchSettings", "DispatcherHandle", "WallClock", "run"]
 
 log = structlog.get_logger("smsproxy.dispatcher")
 
-EXPIRY_REASONS = (
-    "not accepted by the provider within the message TTL; no attempt reached it; "
-    "last error: ",
-    "no status report from the provider within the message TTL and the status grace; "
-    "an attempt may have reached it; last error: ",
-)
+WallClock = Callable[[], float]
+
+EXPIRE_AT_ONCE = 1000
+"""Messages failed per expiry transaction, at most (the next round takes the rest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,27 +91,17 @@ class _State:
         self.wake.set()
 
 
-def _due_by(message: Message, max_delay: float) -> Message:
-    """A scheduled message's deadline counts from its send_at: stored, so that claims
-    order it by that and not by its acceptance."""
-    if message.send_at is None or message.deliver_by is not None:
-        return message
-    return replace(message, deliver_by=message.send_at + max_delay)
-
-
 class DispatcherHandle:
-    """The same face as the single-process batcher's handle, for the HTTP layer."""
+    """What the HTTP layer sees: submit, the queue's depth, and the drain at shutdown."""
 
     def __init__(self, repository: RepositoryHandle, stats: StatsHandle, state: _State,
                  max_queue: int, rules: BatchingRules, clock: WallClock) -> None:
         self._repository = repository
         self._stats = stats
-        self._batch_size = rules.batch_size
-        self._max_delay = rules.max_delay
+        self._rules = rules
         self._state = state
         self._max_queue = max_queue
         self._clock = clock
-        self._retry_after = rules.retry_after
 
     @property
     def queue_depth(self) -> int:
@@ -137,29 +126,34 @@ class DispatcherHandle:
     async def submit_many(
         self, items: Sequence[Submitted], idempotency: Idempotency | None = None
     ) -> Saved:
-        """Save as ACCEPTED, all or none; the saved rows are the queue."""
+        """Save as ACCEPTED, all or none; the saved rows are the queue. With an
+        idempotency key seen before, nothing is stored and the first ids come back."""
         if not self.accepting:
             raise ShuttingDown()
         now = self._clock()
-        messages = tuple(_due_by(m, self._max_delay) for m in new_messages(items, now))
+        messages = new_messages(items, now)
         queued = sum(1 for m in messages if m.send_at is None)  # scheduled ones wait aside
         if queued > self._max_queue:
             raise LargerThanQueue(queued, self._max_queue)
         if queued and self._state.unsent + queued > self._max_queue:
-            raise QueueFull(self._state.unsent, self._retry_after)
+            raise QueueFull(self._state.unsent, self._rules.retry_after)
         saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
-        if not saved.replayed:
-            self._state.unsent += queued
-            self._state.claimable += queued
-            earliest = min((m.deliver_by for m in messages if m.deliver_by is not None),
-                           default=math.inf)
-            if self._state.claimable >= self._batch_size or earliest < self._state.next_look:
-                # A batch may be full now, or one of these must leave before the loop
-                # looks again. Short of that, the loop's own timer (the earliest due
-                # time, or the poll) is soon enough, and a claim per POST would cost a
-                # query per POST.
-                self._state.poke()
-            self._stats.record(MessagesAccepted(len(messages)))
+        if saved.replayed:
+            return saved
+        self._state.unsent += queued
+        self._state.claimable += queued
+        earliest = min((self._rules.leave_by(m) for m in messages if m.send_at is None),
+                       default=math.inf)
+        if self._state.claimable >= self._rules.batch_size or earliest < self._state.next_look:
+            # A batch may be full now, or one of these must leave before the loop looks
+            # again. Short of that, the loop's own timer (the earliest due time, or the
+            # poll) is soon enough, and a claim per POST would cost a query per POST.
+            self._state.poke()
+        self._stats.record(MessagesAccepted(len(messages)))
+        if debug_enabled():
+            for message in messages:
+                log.debug("message_queued", message_id=message.id,
+                          phone_number=message.phone_number)
         return saved
 
     async def drain(self) -> None:
@@ -182,12 +176,14 @@ async def run(
     task_status: trio.TaskStatus[DispatcherHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     state = _State()
-    loop = _Dispatcher(repository.shared_queue, provider, stats, rules, retry, settings,
-                       state, clock)
+    loop = _Dispatcher(repository.queue, provider, stats, rules, retry, settings, state, clock)
     try:
         async with trio.open_nursery() as senders:
             loop.senders = senders
             await loop.count()
+            # Nothing to queue again: the table holds them, and a dead process's claims
+            # are void. How many wait is worth a line at start.
+            log.info("recovered", messages=state.unsent)
             task_status.started(DispatcherHandle(repository, stats, state, max_queue, rules,
                                                  clock))
             await loop.serve()
@@ -199,13 +195,14 @@ async def run(
 
 
 class _Dispatcher:
-    def __init__(self, shared: SharedQueueHandle, provider: Provider, stats: StatsHandle,
+    def __init__(self, queue: QueueHandle, provider: Provider, stats: StatsHandle,
                  rules: BatchingRules, retry: RetryPolicy, settings: DispatchSettings,
                  state: _State, clock: WallClock) -> None:
-        self.shared = shared
+        self.queue = queue
         self.provider = provider
         self.stats = stats
         self.rules = rules
+        self.claim_rules = rules.claim(settings.lease)
         self.retry = retry
         self.settings = settings
         self.state = state
@@ -214,9 +211,9 @@ class _Dispatcher:
         self.claims_failing = False
 
     async def serve(self) -> None:
-        next_expiry = next_count = trio.current_time()
+        next_expiry = trio.current_time()
+        next_count = next_expiry + self.settings.count_every  # run() has just counted
         while self.state.accepting:
-            self.state.wake = trio.Event()
             wait = await self.claim_while_room()
             now = trio.current_time()
             if now >= next_expiry:
@@ -228,15 +225,32 @@ class _Dispatcher:
             self.state.next_look = self.clock() + wait
             with trio.move_on_after(wait):
                 await self.state.wake.wait()
+            self.state.wake = trio.Event()  # after waking: a poke since the claim stays
+        await self.flush()
+
+    async def flush(self) -> None:
+        """At shutdown: whatever waits leaves now, in partial batches if need be (the
+        shutdown grace bounds how long); scheduled messages wait for the next start."""
+        rules = self.claim_rules.flushing()
+        while True:
+            while self.state.in_flight >= self.rules.max_in_flight:
+                await self.state.wake.wait()
+                self.state.wake = trio.Event()
+            try:
+                claimed = await self.queue.claim(self.settings.instance, rules)
+            except (StoreError, ActorError):
+                return  # the store logged why; the messages wait in the table
+            if not claimed.messages:
+                return
+            self.state.in_flight += 1
+            self.senders.start_soon(self.send, Batch(new_id(), claimed.messages))
 
     async def claim_while_room(self) -> float:
         """Claim batches while senders are free; seconds until it is worth looking again."""
         wait = self.settings.poll
-        settings, rules = self.settings, self.rules
-        while self.state.accepting and self.state.in_flight < rules.max_in_flight:
+        while self.state.accepting and self.state.in_flight < self.rules.max_in_flight:
             try:
-                claimed = await self.shared.claim(settings.instance, rules.batch_size,
-                                                  rules.max_delay, settings.lease)
+                claimed = await self.queue.claim(self.settings.instance, self.claim_rules)
             except (StoreError, ActorError) as error:
                 if not self.claims_failing:  # once, not every poll (the cause is logged too)
                     log.warning("claims_failing", error=str(error))
@@ -262,14 +276,18 @@ class _Dispatcher:
     async def send(self, batch: Batch) -> None:
         sent = batch
 
-        async def renewed(batch: Batch) -> Batch:
+        async def still_held(batch: Batch) -> Batch:
             nonlocal sent
             sent = await self.still_held(batch)
             return sent
 
         try:
             left_at = self.clock()
-            outcome = await deliver(batch, self.provider, self.retry, self.stats.record, renewed)
+            async with trio.open_nursery() as keeping:
+                keeping.start_soon(self.keep_lease, lambda: sent)
+                outcome = await deliver(batch, self.provider, self.retry, self.stats.record,
+                                        still_held)
+                keeping.cancel_scope.cancel()
             self.stats.record(outcome)
             if isinstance(outcome, BatchSucceeded):
                 self.stats.record(ProviderTook.of(sent.messages, left_at))
@@ -278,16 +296,29 @@ class _Dispatcher:
             self.state.in_flight -= 1
             self.state.poke()
 
+    async def keep_lease(self, holding: Callable[[], Batch]) -> None:
+        """Renew the lease every third of it while the batch is being sent, so that a
+        long backoff between attempts never lets it run out (the loop would claim the
+        same messages again)."""
+        while True:
+            await trio.sleep(self.settings.lease / 3)
+            ids = [m.id for m in holding().messages]
+            with suppress(StoreError, ActorError):  # the resend's renewal will tell
+                await self.queue.renew(self.settings.instance, ids, self.settings.lease)
+
     async def still_held(self, batch: Batch) -> Batch:
-        """Renew the lease: what this instance still holds and what still waits. When
-        the store cannot say, send nothing: another instance may hold it by now."""
+        """Renew the lease: what this instance still holds and what still waits.
+        Withdrawn when none is held while some still wait, or when the store cannot
+        say (another instance may hold it by now)."""
         ids = [m.id for m in batch.messages]
         try:
-            held = await self.shared.renew(self.settings.instance, ids, self.settings.lease)
+            renewal = await self.queue.renew(self.settings.instance, ids, self.settings.lease)
         except (StoreError, ActorError) as error:
             log.warning("lease_not_renewed", batch_id=batch.id, error=str(error))
-            held = set()
-        return Batch(batch.id, tuple(m for m in batch.messages if m.id in held))
+            raise Withdrawn() from error
+        if renewal.lost and not renewal.held:
+            raise Withdrawn()
+        return Batch(batch.id, tuple(m for m in batch.messages if m.id in renewal.held))
 
     async def finish(self, sent: Batch, outcome: BatchOutcome) -> None:
         ids = [m.id for m in sent.messages]
@@ -295,39 +326,37 @@ class _Dispatcher:
             return
         try:
             if isinstance(outcome, BatchFailed):
-                await self.shared.park(
+                await self.queue.park(
                     self.settings.instance, ids, outcome.attempts, outcome.error,
                     outcome.maybe_delivered, self.rules.requeue_initial, self.rules.requeue_max,
                 )
-            else:
-                await self.shared.mark_sent(self.settings.instance, ids)
+            elif isinstance(outcome, BatchSucceeded):
+                await self.queue.mark_sent(self.settings.instance, ids, outcome.attempts)
                 self.state.unsent = max(0, self.state.unsent - len(ids))
         except (StoreError, ActorError) as error:
             # The claim runs out and another instance (or this one) takes it again.
             log.warning("claim_not_settled", batch_id=sent.id, error=str(error))
 
     async def expire(self) -> None:
-        rules = self.rules
         try:
-            failed = await self.shared.expire(rules.message_ttl, rules.status_grace,
-                                              EXPIRY_REASONS)
+            failed = await self.queue.expire(self.rules, EXPIRE_AT_ONCE)
         except (StoreError, ActorError):
             return  # the store logged why; the next round tries again
-        if failed:
-            self.state.unsent = max(0, self.state.unsent - len(failed))
-            self.stats.record(MessagesExpired(len(failed)))
-            log.warning("messages_expired", count=len(failed), message_ids=failed)
+        for reason, ids in failed.items():
+            self.state.unsent = max(0, self.state.unsent - len(ids))
+            self.stats.record(MessagesExpired(len(ids)))
+            log.warning("messages_expired", count=len(ids), reason=reason, message_ids=ids)
 
     async def count(self) -> None:
         # A failure is the store's, logged there; the last count stands meanwhile.
         with suppress(StoreError, ActorError):
-            backlog = await self.shared.backlog()
+            backlog = await self.queue.backlog()
             self.state.unsent, self.state.claimable = backlog.unsent, backlog.claimable
 
     async def release(self) -> None:
         with trio.CancelScope(shield=True):
             try:
-                released = await self.shared.release(self.settings.instance)
+                released = await self.queue.release(self.settings.instance)
             except (StoreError, ActorError) as error:
                 log.warning("claims_not_released", error=str(error))  # they run out instead
                 return

@@ -13,32 +13,38 @@ request whose work raises fails alone) is ``actors._repository_lanes``.
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import structlog
 import trio
 
-from actors._mailbox import Envelope, Mailbox, receive_ready
+from actors._mailbox import Envelope, Mailbox, receive_ready, refuse_waiting
 from actors._repository_lanes import Lane, StoreHealth, close_store
 from actors._repository_requests import (
     OPERATION_NAMES,
-    AddAttempts,
     ApplyInOrder,
-    Callbacks,
-    Dispatch,
+    Claim,
+    ClaimCallbacks,
+    CountBacklog,
+    CountCallbacks,
+    Expire,
     Feed,
     Find,
     ForgetIdempotency,
     Get,
     History,
     ListAccepted,
+    MarkSent,
+    Park,
     Ping,
     Purge,
+    Release,
+    Renew,
     Request,
     Save,
-    StillAccepted,
+    SettleCallback,
     UpdateMany,
 )
+from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
     Event,
@@ -54,13 +60,9 @@ from smsproxy.models import (
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
-from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed
+from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
-__all__ = [
-    "OPERATION_NAMES", "AddAttempts", "ApplyInOrder", "Callbacks", "Dispatch", "Feed", "Find",
-    "ForgetIdempotency", "Get", "History", "ListAccepted", "Ping", "Purge", "RepositoryHandle",
-    "Save", "SharedQueueHandle", "StillAccepted", "UpdateMany", "run",
-]
+__all__ = ["OPERATION_NAMES", "QueueHandle", "RepositoryHandle", "run"]
 
 log = structlog.get_logger("smsproxy.repository")
 
@@ -78,10 +80,13 @@ class RepositoryHandle:
         """Store as ACCEPTED, all or none; returns once the store has committed.
 
         With a known idempotency key, stores nothing and returns the first ids.
-        Shielded: once asked, the store may commit it, so the caller must learn
-        the outcome even when its own request is being cancelled.
+        Shielded, and without a time limit: once asked, the store may commit it, so
+        the caller learns the outcome, however long the store takes (a hanging
+        store is the readiness check's to report), even when its own request is
+        being cancelled. An answer that the message was not stored is then true.
         """
-        return await self._mailbox.call(Save(messages, idempotency, at), shield=True)
+        return await self._mailbox.call(Save(messages, idempotency, at), shield=True,
+                                        unbounded=True)
 
     async def get(self, message_id: str) -> StatusRecord:
         return await self._mailbox.call(Get(message_id))
@@ -102,19 +107,16 @@ class RepositoryHandle:
                               per_origin: int, skip_origins: Sequence[str] = (),
                               ) -> list[PendingCallback]:
         """Callbacks due now, each its message's earliest undelivered event, claimed."""
-        return await self._callbacks("claim_callbacks", instance, now, limit, lease,  # type: ignore[no-any-return]
-                                     per_origin, tuple(skip_origins))
+        return await self._mailbox.call(ClaimCallbacks(
+            instance, now, limit, lease, per_origin, tuple(skip_origins)), shield=True)
 
     async def settle_callback(self, message_id: str, sequence: int, outcome: CallbackOutcome,
                               attempts: int, retry_at: float, error: str | None) -> None:
-        await self._callbacks("settle_callback", message_id, sequence, outcome, attempts,
-                              retry_at, error)
+        await self._mailbox.call(SettleCallback(message_id, sequence, outcome, attempts,
+                                                retry_at, error), shield=True)
 
     async def callback_backlog(self) -> tuple[int, float | None]:
-        return await self._callbacks("callback_backlog")  # type: ignore[no-any-return]
-
-    async def _callbacks(self, operation: str, *arguments: Any) -> Any:
-        return await self._mailbox.call(Callbacks(operation, arguments), shield=True)
+        return await self._mailbox.call(CountCallbacks(), shield=True)
 
     async def update(self, message_id: str, status: Status, reason: str | None = None) -> None:
         refused = await self.update_many({message_id: status}, reason)
@@ -133,21 +135,8 @@ class RepositoryHandle:
         """Apply updates in order, as one request; the refused ones come back, in order."""
         return await self._mailbox.call(ApplyInOrder(tuple(updates)))
 
-    async def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
-        """Count provider attempts against messages, so they survive a restart."""
-        await self._mailbox.call(AddAttempts(tuple(message_ids), attempts))
-
-    async def still_accepted(self, message_ids: Sequence[str]) -> set[str]:
-        """Those of the ids still ACCEPTED: what a resend may carry."""
-        return await self._mailbox.call(StillAccepted(tuple(message_ids)))
-
-    async def release_scheduled(self, now: float, limit: int
-                                ) -> tuple[list[Message], float | None]:
-        """Scheduled messages due at ``now``, released to be queued; when the next is due."""
-        return await self._callbacks("release_scheduled", now, limit)  # type: ignore[no-any-return]
-
     async def accepted(self) -> list[Message]:
-        """Every message still ACCEPTED, oldest first: what a restart must send again."""
+        """Every message still ACCEPTED (sent or not), oldest first: what waits."""
         return await self._mailbox.call(ListAccepted())
 
     async def forget_idempotency(self, before: float, limit: int) -> int:
@@ -176,45 +165,42 @@ class RepositoryHandle:
         await self._closed.wait()
 
     @property
-    def shared_queue(self) -> "SharedQueueHandle":
-        """The store's shared queue, for a store that is one (PostgreSQL)."""
-        return SharedQueueHandle(self._mailbox)
+    def queue(self) -> "QueueHandle":
+        """The store as the queue (:class:`~smsproxy.stores.queue.Queue`)."""
+        return QueueHandle(self._mailbox)
 
 
-class SharedQueueHandle:
-    """The shared-queue operations of :class:`~smsproxy.stores.protocol.SharedQueue`,
-    each one request to the repository actor (and so part of a group commit)."""
+class QueueHandle:
+    """The queue's operations, each one request to the repository actor (and so part
+    of a group commit). Shielded: once asked, the store may carry it out, and the
+    caller must learn how."""
 
     def __init__(self, mailbox: Mailbox[Request]) -> None:
         self._mailbox = mailbox
 
-    async def claim(self, instance: str, batch_size: int, max_delay: float,
-                    lease: float) -> Claimed:
-        return await self._call("claim", instance, batch_size, max_delay, lease)  # type: ignore[no-any-return]
+    async def claim(self, instance: str, rules: ClaimRules) -> Claimed:
+        return await self._mailbox.call(Claim(instance, rules), shield=True)
 
-    async def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
-        return await self._call("renew", instance, tuple(message_ids), lease)  # type: ignore[no-any-return]
+    async def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> Renewal:
+        return await self._mailbox.call(Renew(instance, tuple(message_ids), lease), shield=True)
 
-    async def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None:
-        await self._call("mark_sent", instance, tuple(message_ids))
+    async def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
+        await self._mailbox.call(MarkSent(instance, tuple(message_ids), attempts), shield=True)
 
     async def park(self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
                    maybe_taken: bool, requeue_initial: float, requeue_max: float) -> None:
-        await self._call("park", instance, tuple(message_ids), attempts, error, maybe_taken,
-                         requeue_initial, requeue_max)
+        await self._mailbox.call(Park(instance, tuple(message_ids), attempts, error,
+                                      maybe_taken, requeue_initial, requeue_max), shield=True)
 
-    async def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
-        return await self._call("expire", ttl, grace, reasons)  # type: ignore[no-any-return]
+    async def expire(self, rules: BatchingRules, limit: int) -> dict[str, list[str]]:
+        """Fail what lapsed, through the status rules; the failed ids by reason."""
+        return await self._mailbox.call(Expire(rules, limit), shield=True)
 
     async def backlog(self) -> Backlog:
-        return await self._call("backlog")  # type: ignore[no-any-return]
+        return await self._mailbox.call(CountBacklog(), shield=True)
 
     async def release(self, instance: str) -> int:
-        return await self._call("release", instance)  # type: ignore[no-any-return]
-
-    async def _call(self, operation: str, *arguments: Any) -> Any:
-        # Shielded: once asked, the store may carry it out; the caller must learn how.
-        return await self._mailbox.call(Dispatch(operation, arguments), shield=True)
+        return await self._mailbox.call(Release(instance), shield=True)
 
 
 async def run(
@@ -239,6 +225,8 @@ async def run(
     health = StoreHealth()
     closed = trio.Event()
     stores: list[MessageStore] = []
+    routes: list[tuple[trio.MemorySendChannel[Envelope[Request]],
+                       trio.MemoryReceiveChannel[Envelope[Request]]]] = []
     try:
         stores.append(await trio.to_thread.run_sync(open_store))
         if stores[0].concurrent:
@@ -246,12 +234,12 @@ async def run(
         for notice in stores[0].notices:
             log.warning("store_notice", notice=notice)
         lanes = [Lane(Repository(store, clock), health, on_store_error) for store in stores]
-        async with inbox, trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
             task_status.started(RepositoryHandle(mailbox, closed))
             if len(lanes) == 1:
                 await lanes[0].serve(inbox)
                 return
-            routes = [trio.open_memory_channel[Envelope[Request]](math.inf) for _ in lanes]
+            routes += [trio.open_memory_channel[Envelope[Request]](math.inf) for _ in lanes]
             for lane, (_, requests) in zip(lanes, routes, strict=True):
                 nursery.start_soon(lane.serve, requests)
             others, saves = (send for send, _ in routes)
@@ -266,6 +254,9 @@ async def run(
             others.close()
             saves.close()
     finally:
+        for waiting in (inbox, *(requests for _, requests in routes)):
+            refuse_waiting(waiting, "repository")
+            waiting.close()
         with trio.CancelScope(shield=True):
             for store in stores:
                 await close_store(store)

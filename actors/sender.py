@@ -4,8 +4,10 @@ Each attempt has its own timeout. Only :class:`ProviderUnavailable` is retried; 
 :class:`ProviderRejected` ends the batch at once. Before every resend, the batch
 is narrowed to the messages still waiting (``narrow``): a message the provider
 has meanwhile reported on was taken by an attempt whose answer was lost, and
-sending it again would be paid for twice. Anything else raised is a bug and
-propagates to the batcher's nursery.
+sending it again would be paid for twice. When ``narrow`` finds the batch is no
+longer this instance's to send (:class:`Withdrawn`: its lease was lost), it stops
+there, neither sent nor failed. Anything else raised is a bug and propagates to
+the dispatcher's nursery.
 """
 
 from collections.abc import Awaitable, Callable
@@ -22,15 +24,27 @@ from smsproxy.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from smsproxy.models import AttemptFinished, Batch, BatchFailed, BatchOutcome, BatchSucceeded
+from smsproxy.models import (
+    AttemptFinished,
+    Batch,
+    BatchFailed,
+    BatchLeaseLost,
+    BatchOutcome,
+    BatchSucceeded,
+)
 from smsproxy.providers import Provider
 
-__all__ = ["Narrow", "RetryPolicy", "deliver"]
+__all__ = ["Narrow", "RetryPolicy", "Withdrawn", "deliver"]
 
 log = structlog.get_logger("smsproxy.sender")
 
 Narrow = Callable[[Batch], Awaitable[Batch]]
-"""The batch less the messages that no longer wait to be sent."""
+"""The batch less the messages that no longer wait to be sent; raises Withdrawn when
+what still waits is no longer this sender's."""
+
+
+class Withdrawn(Exception):
+    """The rest of the batch is no longer this sender's to send (its lease was lost)."""
 
 
 async def _unchanged(batch: Batch) -> Batch:
@@ -60,7 +74,8 @@ async def deliver(
     """Try the batch up to ``policy.max_attempts`` times; report how it ended.
 
     ``observe`` hears of every attempt, for latency metrics. When ``narrow`` leaves
-    nothing to resend, the provider has taken every message: that is a success.
+    nothing to resend, the provider has taken every message: that is a success;
+    when it raises :class:`Withdrawn`, the batch ends as :class:`BatchLeaseLost`.
     """
     attempt_number = 0
     maybe_delivered = False
@@ -77,7 +92,12 @@ async def deliver(
             with attempt:
                 attempt_number = attempt.retry_state.attempt_number
                 if attempt_number > 1:
-                    sending = await narrow(sending)
+                    try:
+                        sending = await narrow(sending)
+                    except Withdrawn:
+                        log.warning("batch_lease_lost", batch_id=batch.id,
+                                    attempts=attempt_number - 1, messages=len(sending))
+                        return BatchLeaseLost(batch.id, len(sending), attempt_number - 1)
                     if not sending.messages:
                         log.info("batch_taken_before_resend", batch_id=batch.id,
                                  attempts=attempt_number - 1, messages=len(batch))
@@ -94,7 +114,7 @@ async def deliver(
                     messages=len(batch), error=reason, maybe_delivered=maybe_delivered)
         return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered)
     log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(sending))
-    return BatchSucceeded(batch.id, len(batch), attempt_number)
+    return BatchSucceeded(batch.id, len(sending), attempt_number)
 
 
 def _wait_between_attempts(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:

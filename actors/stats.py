@@ -19,6 +19,7 @@ from smsproxy.metrics import Metrics
 from smsproxy.models import (
     ActorRestarted,
     BatchFailed,
+    BatchLeaseLost,
     BatchSucceeded,
     CallbackAttempted,
     CallbackBacklog,
@@ -63,6 +64,9 @@ class Snapshot:
     """Messages this instance claimed from the shared queue (PostgreSQL)."""
     claims_taken_over: int = 0
     """Of them, how many another instance had claimed and let run out."""
+    leases_lost: int = 0
+    """Batches that stopped before a resend because their lease was lost: neither sent
+    nor failed (another instance, or a later claim, has their messages)."""
     callbacks_delivered: int = 0
     callback_attempts_failed: int = 0
     """POSTs to a callback URL that did not end in a 2xx (retried or abandoned)."""
@@ -120,6 +124,9 @@ class _Counters:
                 n["attempts"] += attempts
                 n["messages_parked"] += size
                 self.last_error = error
+            case BatchLeaseLost(attempts=attempts):
+                n["leases_lost"] += 1
+                n["attempts"] += attempts
             case MessagesAccepted(count):
                 n["messages_accepted"] += count
             case MessagesExpired(count):

@@ -1,32 +1,30 @@
 """The top supervisor: start the actors in dependency order, and stop them in reverse.
 
-Two kinds of children, as in OTP. The core (repository, batcher or dispatcher,
-updater, the provider's task, stats) shares the state every request depends on: a
-crash there ends the process with one clear line and exit 1 (``api.cli``), and a
-process manager starts it again. A request's failure is not a crash: each actor
-answers it with an error and serves the next. The side tasks (notifier,
-housekeeping, the batcher's scheduled release, and with ``--workers`` the
-statistics publishing) do work that can wait: one that crashes is logged with its
-traceback, counted in ``smsproxy_actor_restarts_total{actor}``, and restarted
-one-for-one with a doubling pause (``actors.restarting``).
+Two kinds of children, as in OTP. The core (repository, dispatcher, updater, the
+provider's task, stats) shares the state every request depends on: a crash there
+ends the process with one clear line and exit 1 (``api.cli``), and a process
+manager starts it again. A request's failure is not a crash: each actor answers it
+with an error and serves the next. The side tasks (notifier, housekeeping, and with
+``--workers`` the statistics publishing) do work that can wait: one that crashes is
+logged with its traceback, counted in ``smsproxy_actor_restarts_total{actor}``, and
+restarted one-for-one with a doubling pause (``actors.restarting``).
 
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
-pool), batcher (or, on PostgreSQL, the dispatcher). Shutdown unwinds the same
-nesting from the inside, so every actor outlives the actors that call it:
+pool), dispatcher. Shutdown unwinds the same nesting from the inside, so every
+actor outlives the actors that call it:
 
 1. the door that serves them stops taking requests (``api.serving``);
-2. the batcher refuses new messages, flushes, waits for in-flight batches for up
-   to ``shutdown_grace`` seconds, then its senders are cancelled;
+2. the dispatcher refuses new messages, flushes what waits, waits for in-flight
+   batches for up to ``shutdown_grace`` seconds (then its senders are cancelled),
+   and gives back what it still holds;
 3. the provider delivers the status reports it holds, the updater applies them;
 4. the repository closes the store, and the stats actor stops.
 
-The notifier (status callbacks, with ``--callback-secret``) runs beside the batcher
-and stops when shutdown begins: what it held is sent again after a restart.
-
-At start, before HTTP opens, every message still ACCEPTED in the store is queued
-again: a 202 from a previous run is a promise this run keeps. (On PostgreSQL the
-table itself is the queue of every instance: there is nothing to queue again.)
+The notifier (status callbacks, with ``--callback-secret``) runs beside the
+dispatcher and stops when shutdown begins: what it held is sent again after a
+restart. On every store the table is the queue: a restart has nothing to queue
+again, since every unsent message is still there and a dead process's claims are void.
 """
 
 import math
@@ -39,24 +37,22 @@ from functools import partial
 import structlog
 import trio
 
-from actors import batcher, dispatcher, notifier, repository, simulator, stats, updater
+from actors import dispatcher, notifier, repository, simulator, stats, updater
 from actors._callback_http import HttpCallbackTransport
-from actors.batcher import WallClock
+from actors.dispatcher import WallClock
 from actors.errors import ActorError
 from actors.restarting import restarting
 from actors.sender import RetryPolicy
-from smsproxy.batching import BatchingRules
 from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
+from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import StoreError
 from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.stores import store_factory
 
-__all__ = ["Batches", "Runtime", "running"]
+__all__ = ["Runtime", "running"]
 
-Batches = batcher.BatcherHandle | dispatcher.DispatcherHandle
-"""The batcher of one process (its own queue), or of several instances (the table)."""
 
 log = structlog.get_logger("smsproxy.supervisor")
 
@@ -67,7 +63,7 @@ class Runtime:
     stats: stats.StatsHandle
     updater: updater.UpdaterHandle
     provider: Provider
-    batcher: Batches
+    dispatcher: dispatcher.DispatcherHandle
 
 
 @asynccontextmanager
@@ -82,7 +78,8 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
         ))
         async with trio.open_nursery() as repository_layer:
             repo = await repository_layer.start(partial(
-                repository.run, store_factory(config.store), on_store_error=counts.record,
+                repository.run, store_factory(config.store, _store_clock(wall_clock)),
+                on_store_error=counts.record,
                 clock=wall_clock,
             ))
             async with trio.open_nursery() as updater_layer:
@@ -92,36 +89,27 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                 ))
                 async with (
                     _provider(config, updates) as provider,
-                    trio.open_nursery() as batcher_layer,
+                    trio.open_nursery() as dispatcher_layer,
                 ):
-                    batches: Batches
-                    if config.shared_store:  # the table is the queue: nothing to recover
-                        batches = await batcher_layer.start(partial(
-                            dispatcher.run, repo, provider, counts, _batching_rules(config),
-                            _retry_policy(config), config.max_queue,
-                            _dispatch_settings(config), clock=wall_clock,
-                        ))
-                    else:
-                        own_queue = await batcher_layer.start(partial(
-                            batcher.run, repo, provider, counts, _batching_rules(config),
-                            _retry_policy(config), config.max_queue, clock=wall_clock,
-                        ))
-                        await _recover(repo, own_queue)
-                        batches = own_queue
+                    dispatch = await dispatcher_layer.start(partial(
+                        dispatcher.run, repo, provider, counts, _batching_rules(config),
+                        _retry_policy(config), config.max_queue,
+                        _dispatch_settings(config), clock=wall_clock,
+                    ))
                     restarted = counts.record_restart
                     housekeeping = trio.CancelScope()
-                    batcher_layer.start_soon(_side_task, "housekeeping", housekeeping, partial(
+                    dispatcher_layer.start_soon(_side_task, "housekeeping", housekeeping, partial(
                         _keep_house, repo, counts, config, wall_clock), restarted)
                     notifying = trio.CancelScope()
                     if config.callback_secret:
-                        batcher_layer.start_soon(_side_task, "notifier", notifying, partial(
+                        dispatcher_layer.start_soon(_side_task, "notifier", notifying, partial(
                             _notify, repo, counts, config, wall_clock), restarted)
                     try:
-                        yield Runtime(repo, counts, updates, provider, batches)
+                        yield Runtime(repo, counts, updates, provider, dispatch)
                     finally:
                         housekeeping.cancel()
                         notifying.cancel()
-                        await _drain(batches, config.shutdown_grace, batcher_layer)
+                        await _drain(dispatch, config.shutdown_grace, dispatcher_layer)
                 await updates.close()
             await repo.close()
         await counts.close()
@@ -148,13 +136,6 @@ async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIter
             yield client
         finally:
             await client.close()
-
-
-async def _recover(repo: repository.RepositoryHandle, batches: batcher.BatcherHandle) -> None:
-    """Queue again every message a previous run acknowledged but did not see through."""
-    waiting = await repo.accepted()
-    batches.requeue(waiting)
-    log.info("recovered", messages=len(waiting))
 
 
 async def _side_task(name: str, scope: trio.CancelScope, task: Callable[[], Awaitable[None]],
@@ -235,12 +216,19 @@ async def _notify(repo: repository.RepositoryHandle, counts: stats.StatsHandle, 
             await transport.aclose()
 
 
-async def _drain(batches: "Batches", grace: float, layer: trio.Nursery) -> None:
+async def _drain(dispatch: dispatcher.DispatcherHandle, grace: float, layer: trio.Nursery
+                 ) -> None:
     with trio.move_on_after(grace) as waited:
-        await batches.drain()
+        await dispatch.drain()
     if waited.cancelled_caught:
-        log.warning("shutdown_grace_exceeded", grace=grace, queue_depth=batches.queue_depth)
+        log.warning("shutdown_grace_exceeded", grace=grace, queue_depth=dispatch.queue_depth)
         layer.cancel_scope.cancel()
+
+
+def _store_clock(wall_clock: WallClock) -> WallClock | None:
+    """The store's clock: the process's own only when a test replaced it (by default
+    each store keeps its own: this machine's, or the PostgreSQL server's)."""
+    return None if wall_clock is time.time else wall_clock
 
 
 def _batching_rules(config: Config) -> BatchingRules:

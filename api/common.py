@@ -12,7 +12,6 @@ from quart import Response, request
 from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from actors.batcher import BatcherHandle
 from actors.dispatcher import DispatcherHandle
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
@@ -28,7 +27,7 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Services:
     repository: RepositoryHandle
-    batcher: BatcherHandle | DispatcherHandle
+    dispatcher: DispatcherHandle
     stats: StatsHandle
     updater: UpdaterHandle
 

@@ -66,7 +66,7 @@ def ops_routes(
         """Delivery statistics, as the stats actor counted them."""
         http_counts.flush()
         snapshot = await services.stats.snapshot()
-        in_flight = services.batcher.in_flight
+        in_flight = services.dispatcher.in_flight
         if shared_stats is not None:
             files, _ = await trio.to_thread.run_sync(read_shared, shared_stats)
             snapshot, in_flight = merge_snapshots(files)
@@ -74,7 +74,7 @@ def ops_routes(
             "batches_sent": snapshot.batches_sent,
             "success_percentage": snapshot.success_percentage,
             "provider_calls_saved": snapshot.provider_calls_saved,
-            "queue_depth": services.batcher.queue_depth,
+            "queue_depth": services.dispatcher.queue_depth,
             "batches_in_flight": in_flight,
         }
         return json_response(body, 200)
@@ -84,7 +84,7 @@ def ops_routes(
         """Prometheus text exposition."""
         http_counts.flush()
         text = await services.stats.exposition(
-            services.batcher.queue_depth, services.batcher.in_flight
+            services.dispatcher.queue_depth, services.dispatcher.in_flight
         )
         if shared_stats is not None:
             _, texts = await trio.to_thread.run_sync(read_shared, shared_stats)
@@ -108,7 +108,7 @@ def ops_routes(
             "store_saves": await _check(services.repository.ping_saves()),
             "stats": await _check(services.stats.snapshot()),
             "updater": await _check(services.updater.flush()),
-            "batcher": "ok" if services.batcher.accepting else "not accepting messages",
+            "dispatcher": "ok" if services.dispatcher.accepting else "not accepting messages",
         }
         ready = all(result == "ok" for result in checks.values())
         body = {"status": "ready" if ready else "unavailable", "checks": checks}

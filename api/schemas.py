@@ -345,6 +345,7 @@ class StatsBody(BaseModel):
     callbacks_abandoned: int
     callbacks_pending: int
     claims_taken_over: int
+    leases_lost: int
     success_by_attempt: dict[int, int]
     last_error: str | None
     queue_depth: int

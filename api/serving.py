@@ -208,8 +208,8 @@ async def _publish_figures(services: Services, folder: Path) -> None:
         failing = False
         while True:
             snapshot = await services.stats.snapshot()
-            in_flight = services.batcher.in_flight
-            exposition = await services.stats.exposition(services.batcher.queue_depth,
+            in_flight = services.dispatcher.in_flight
+            exposition = await services.stats.exposition(services.dispatcher.queue_depth,
                                                          in_flight)
             try:
                 await trio.to_thread.run_sync(publish, folder, snapshot, exposition, in_flight)
@@ -227,7 +227,7 @@ async def _publish_figures(services: Services, folder: Path) -> None:
 
 
 def _services(runtime: Runtime) -> Services:
-    return Services(runtime.repository, runtime.batcher, runtime.stats, runtime.updater)
+    return Services(runtime.repository, runtime.dispatcher, runtime.stats, runtime.updater)
 
 
 def _api_settings(config: Config) -> ApiSettings:

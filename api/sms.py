@@ -74,7 +74,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         idempotency = idempotency_from_request(client, lambda: _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
         guard.admit(client, 1)
-        saved = await services.batcher.submit_many(
+        saved = await services.dispatcher.submit_many(
             [_outgoing(sms, callback_url, settings)], idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
@@ -103,7 +103,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         idempotency = idempotency_from_request(
             client, lambda: ("\x00".join(_fingerprinted(sms)) for sms in bulk.messages))
         guard.admit(client, len(outgoing))
-        saved = await services.batcher.submit_many(outgoing, idempotency)
+        saved = await services.dispatcher.submit_many(outgoing, idempotency)
         services.stats.record(BulkReceived(len(outgoing)))
         accepted = [
             {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count}

@@ -42,7 +42,7 @@ async def drive(store: str, messages: int) -> None:
         sent = 0
         while sent < messages:
             try:
-                await runtime.batcher.submit_many(pairs)
+                await runtime.dispatcher.submit_many(pairs)
             except QueueFull:
                 await trio.sleep(0.01)
                 continue

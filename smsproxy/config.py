@@ -90,7 +90,7 @@ class Config:
                                          "cannot share a SQLite file or a memory store")
         if self.workers > 1 and self.port == 0:
             raise ConfigError("workers", "above 1 needs a fixed --port to share")
-        if self.shared_store and self.claim_lease <= self.provider_timeout:
+        if self.claim_lease <= self.provider_timeout:
             raise ConfigError("claim_lease", f"must be longer than --provider-timeout "
                               f"({self.provider_timeout:g} s), so that a lease outlasts an "
                               f"attempt (got {self.claim_lease:g})")

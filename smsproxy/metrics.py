@@ -20,6 +20,7 @@ from smsproxy.models import (
     ActorRestarted,
     AttemptFinished,
     BatchFailed,
+    BatchLeaseLost,
     BatchSucceeded,
     BulkReceived,
     CallbackAttempted,
@@ -62,7 +63,7 @@ _CALLBACK_OUTCOMES = (
 WEBHOOK_REFUSALS = ("missing_signature", "malformed_timestamp", "stale_signature",
                     "wrong_signature")
 """Why a provider report was refused (``smsproxy.signing.verify``'s answers)."""
-SIDE_TASKS = ("notifier", "housekeeping", "scheduled_release", "stats_publishing")
+SIDE_TASKS = ("notifier", "housekeeping", "stats_publishing")
 """The tasks restarted one-for-one when they crash (``actors._restarting``)."""
 
 
@@ -187,6 +188,8 @@ class Metrics:
                 self.messages_sent.inc(size)
             case BatchFailed(attempts=attempts):
                 self.batches.labels("failed", str(attempts)).inc()
+            case BatchLeaseLost(attempts=attempts):
+                self.batches.labels("lease_lost", str(attempts)).inc()
             case AttemptFinished(seconds=seconds, ok=ok):
                 self.attempt_seconds.labels("ok" if ok else "error").observe(seconds)
                 self.provider_calls.inc()

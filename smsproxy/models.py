@@ -14,6 +14,7 @@ __all__ = [
     "AttemptFinished",
     "Batch",
     "BatchFailed",
+    "BatchLeaseLost",
     "BatchOutcome",
     "BatchSucceeded",
     "BulkReceived",
@@ -262,7 +263,17 @@ class BatchFailed:
     """An attempt's outcome is unknown: the provider may have taken the batch."""
 
 
-BatchOutcome = BatchSucceeded | BatchFailed
+@dataclass(frozen=True, slots=True)
+class BatchLeaseLost:
+    """Before a resend, what was left of the batch was no longer this instance's (its
+    lease ran out, another instance holds it): nothing more was sent."""
+
+    batch_id: str
+    size: int
+    attempts: int
+
+
+BatchOutcome = BatchSucceeded | BatchFailed | BatchLeaseLost
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,8 +407,9 @@ class ActorRestarted:
 
 
 StatsRecord = (
-    BatchSucceeded | BatchFailed | AttemptFinished | MessagesAccepted | MessagesExpired
-    | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed | BulkReceived | StoreFailed
+    BatchSucceeded | BatchFailed | BatchLeaseLost | AttemptFinished | MessagesAccepted
+    | MessagesExpired | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed
+    | BulkReceived | StoreFailed
     | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused | ProviderTook
     | ActorRestarted
 )

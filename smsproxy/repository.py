@@ -12,6 +12,7 @@
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from smsproxy.dispatching import BatchingRules, expiry_reason
 from smsproxy.errors import (
     DuplicateMessage,
     FinalStatusLocked,
@@ -173,16 +174,21 @@ class Repository:
     def feed(self, after: int, limit: int) -> list[Event]:
         return self.store.feed(after, limit)
 
-    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
-        self.store.add_attempts(message_ids, attempts)
-
-    def still_accepted(self, message_ids: Sequence[str]) -> set[str]:
-        """Those of the ids that are still ACCEPTED: the ones a resend may carry."""
-        statuses = self.store.statuses(message_ids)
-        return {i for i, status in statuses.items() if status is Status.ACCEPTED}
-
     def accepted(self) -> list[Message]:
         return self.store.accepted()
+
+    def expire(self, rules: BatchingRules, limit: int) -> dict[str, list[str]]:
+        """Fail up to ``limit`` messages that lapsed in the queue (their TTL or validity,
+        and the grace when an attempt may have reached the provider): each an ordinary
+        FAILED step, with its event and callback, worded by ``expiry_reason``. The
+        failed ids by reason."""
+        by_reason: dict[str, list[str]] = {}
+        for lapsed in self.store.lapsed(rules.message_ttl, rules.status_grace, limit):
+            by_reason.setdefault(expiry_reason(lapsed, rules), []).append(lapsed.message_id)
+        for reason, ids in by_reason.items():
+            # Held since lapsed() and still ACCEPTED: no update is refused.
+            self.apply_in_order([(i, Status.FAILED) for i in ids], reason)
+        return by_reason
 
     def check(self) -> None:
         self.store.check()

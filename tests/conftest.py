@@ -13,18 +13,18 @@ import trio
 from hypothesis import settings
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from actors import batcher, repository, simulator, stats, updater
-from actors.batcher import BatcherHandle
+from actors import dispatcher, repository, simulator, stats, updater
+from actors.dispatcher import DispatcherHandle, DispatchSettings
 from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
 from api import Services
-from smsproxy.batching import BatchingRules
+from smsproxy.dispatching import BatchingRules
 from smsproxy.models import UpdateRejected
 from smsproxy.stores import MemoryStore, MessageStore, PostgresStore
 from smsproxy.stores.sqlite import SqliteStore
-from tests.fakes import ScriptedProvider
+from tests.fakes import ManualClock, ScriptedProvider, wall_clock
 
 # Tests write nothing into the working directory: no example database in .hypothesis/.
 settings.register_profile("smsproxy", database=None)
@@ -89,10 +89,10 @@ def postgres_store_url(conninfo: str, schema: str) -> str:
 def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], MessageStore]:
     """Each backend in turn: the repository rules must hold for all of them."""
     if request.param == "memory":
-        return MemoryStore
+        return partial(MemoryStore, wall_clock)
     if request.param == "postgres":
-        return partial(PostgresStore, request.getfixturevalue("postgres_url"))
-    return partial(SqliteStore, tmp_path / "messages.db")
+        return partial(PostgresStore, request.getfixturevalue("postgres_url"), wall_clock)
+    return partial(SqliteStore, tmp_path / "messages.db", wall_clock)
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ async def stats_handle(nursery: trio.Nursery) -> StatsHandle:
 
 @dataclass
 class Pipeline:
-    batcher: BatcherHandle
+    dispatcher: DispatcherHandle
     repository: RepositoryHandle
     stats: StatsHandle
     provider: ScriptedProvider
@@ -116,34 +116,32 @@ class Pipeline:
 
     @property
     def services(self) -> Services:
-        return Services(self.repository, self.batcher, self.stats, self.updater)
+        return Services(self.repository, self.dispatcher, self.stats, self.updater)
 
     async def accept(self, count: int = 1) -> list[str]:
         """Submit ``count`` messages one by one; their ids."""
         ids = []
         for i in range(count):
-            saved = await self.batcher.submit("+4912345", f"message {i}")
+            saved = await self.dispatcher.submit("+4912345", f"message {i}")
             ids.extend(saved.message_ids)
         return ids
 
 
-WALL_CLOCK_AT_START = 1_764_180_000.0
-"""Messages are stamped with a realistic wall-clock time, so that a rule that mixes
-up wall-clock and elapsed time (``wall_now + created_at``) cannot pass."""
-
-
-def wall_clock() -> float:
-    """Wall-clock time that moves with trio's clock, so that MockClock drives the TTL."""
-    return WALL_CLOCK_AT_START + trio.current_time()
+PIPELINE_DISPATCH = DispatchSettings("test", lease=30.0, poll=2.0, count_every=5.0)
+"""Fewer looks than in production: on the mock clock an hour of waiting is then 1,800
+claims, not 14,400 (a POST, a sender finishing and a claim's next due time still wake
+the loop at once)."""
 
 
 @pytest.fixture
 def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
-    """Start repository, stats and batcher around a scripted provider."""
+    """Start repository, stats and dispatcher around a scripted provider."""
+    test_nursery = nursery
 
     async def start(
         provider: ScriptedProvider | None = None,
         *,
+        within: trio.Nursery | None = None,
         batch_size: int = 100,
         max_delay: float = 1.0,
         max_in_flight: int = 4,
@@ -152,13 +150,17 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         message_ttl: float = 3600.0,
         max_queue: int = 100_000,
         store: MessageStore | None = None,
+        open_store: Callable[[], MessageStore] | None = None,
         stats_handle: StatsHandle | None = None,
         simulate: bool = False,
         status_linger: float = 0.0,
         status_grace: float = 3600.0,
     ) -> Pipeline:
-        """``simulate``: the in-process simulator confirms and delivers through the updater."""
-        repo = await nursery.start(repository.run, lambda: store or MemoryStore())
+        """``simulate``: the in-process simulator confirms and delivers through the updater.
+        ``within``: a nursery of the test's own to run the actors in (the test's, else)."""
+        nursery = within or test_nursery
+        opening = open_store or (lambda: store or MemoryStore(wall_clock))
+        repo = await nursery.start(partial(repository.run, opening, clock=wall_clock))
         counts = stats_handle or await nursery.start(stats.run)
         errors_in, errors_out = trio.open_memory_channel[UpdateRejected](math.inf)
         updates = await nursery.start(
@@ -172,11 +174,29 @@ def start_pipeline(nursery: trio.Nursery) -> Callable[..., Awaitable[Pipeline]]:
         )
         policy = RetryPolicy(max_attempts, attempt_timeout)
         handle = await nursery.start(
-            lambda task_status: batcher.run(
-                repo, provider, counts, rules, policy, max_queue,
+            lambda task_status: dispatcher.run(
+                repo, provider, counts, rules, policy, max_queue, PIPELINE_DISPATCH,
                 clock=wall_clock, task_status=task_status,
             )
         )
         return Pipeline(handle, repo, counts, provider, updates, errors_out)
 
     return start
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def queue(request, tmp_path, clock):
+    """Each store in turn, on the test's clock."""
+    if request.param == "memory":
+        store: MessageStore = MemoryStore(clock)
+    elif request.param == "sqlite":
+        store = SqliteStore(tmp_path / "queue.db", clock)
+    else:
+        store = PostgresStore(request.getfixturevalue("postgres_url"), clock)
+    yield store
+    store.close()

@@ -8,7 +8,49 @@ import trio
 
 from smsproxy.errors import ProviderError, ProviderUnavailable, StoreError
 from smsproxy.models import Batch, Message
-from smsproxy.stores import MemoryStore
+from smsproxy.stores import MemoryStore, PostgresStore, SqliteStore
+
+WALL_CLOCK_AT_START = 1_764_180_000.0
+"""Messages are stamped with a realistic wall-clock time, so that a rule that mixes
+up wall-clock and elapsed time (``wall_now + created_at``) cannot pass."""
+
+
+def wall_clock() -> float:
+    """Wall-clock time that moves with trio's clock, so that MockClock drives the TTL
+    and the queue's leases; also from a store's worker thread (a blocking store)."""
+    try:
+        return WALL_CLOCK_AT_START + trio.current_time()
+    except RuntimeError:
+        return WALL_CLOCK_AT_START + trio.from_thread.run_sync(trio.current_time)
+
+
+MANUAL_CLOCK_AT_START = 1_764_180_000.0
+
+
+class ManualClock:
+    """Wall-clock seconds that move only when a test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = MANUAL_CLOCK_AT_START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class InlineSqliteStore(SqliteStore):
+    """SQLite driven on the event loop's thread, for tests on trio's MockClock.
+
+    Under an autojump clock a task waiting on a worker thread looks blocked, so
+    the clock would jump past every timeout while the thread works.
+    """
+
+    blocking = False
+
+
+class InlinePostgresStore(PostgresStore):
+    """PostgreSQL driven on the event loop's thread, for the same reason."""
+
+    blocking = False
 
 
 class ScriptedProvider:
@@ -53,14 +95,15 @@ class CountingStore(MemoryStore):
     """A memory store that counts its transactions and inserts, to see group commit at work."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(wall_clock)
         self.transactions = 0
         self.inserts = 0
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.transactions += 1
-        yield
+        with super().transaction():
+            yield
 
     def insert(self, messages: Sequence[Message]) -> None:
         self.inserts += 1
@@ -71,7 +114,7 @@ class FailingStore(MemoryStore):
     """A memory store whose transactions fail, as on a full disk, while ``failing`` is set."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(wall_clock)
         self.failing = False
         self.refused = 0
 
@@ -80,7 +123,8 @@ class FailingStore(MemoryStore):
         if self.failing:
             self.refused += 1
             raise StoreError("SQLite: database or disk is full")
-        yield
+        with super().transaction():
+            yield
 
 
 def drain_channel(channel: trio.MemoryReceiveChannel) -> list:

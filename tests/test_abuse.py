@@ -193,7 +193,7 @@ async def test_idempotency_survives_a_restart(start_pipeline, tmp_path):
 
 
 async def test_old_keys_are_forgotten(pipeline):
-    await pipeline.batcher.submit(PHONE, "hi", idempotency=None)
+    await pipeline.dispatcher.submit(PHONE, "hi", idempotency=None)
     client = client_for(pipeline)
     await post(client, headers={"Idempotency-Key": "old"})
     assert await pipeline.repository.forget_idempotency(before=1e12, limit=10) == 1

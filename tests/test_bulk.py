@@ -77,7 +77,7 @@ async def test_one_invalid_item_rejects_all_and_stores_nothing(pipeline, client)
     assert "content" in body["invalid"][1]["error"]
     assert "nothing was accepted" in body["error"]
     assert await pipeline.repository.accepted() == []
-    assert pipeline.batcher.queue_depth == 0
+    assert pipeline.dispatcher.queue_depth == 0
 
 
 async def test_a_thousand_items_are_accepted_and_all_delivered(start_pipeline, autojump_clock):

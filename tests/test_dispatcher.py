@@ -1,228 +1,388 @@
-"""The dispatcher's own rules on trio's MockClock, with the shared queue in memory: when
-it claims, how many batches at once, what a failure and a shutdown do. (The queue's
-SQL is tested against PostgreSQL in test_postgres_store.py, the whole in
-test_instances.py.)"""
+"""The dispatcher on every store (memory, SQLite, PostgreSQL), on trio's MockClock: when
+batches leave, how many at once, what a failure, a lost lease, expiry and a shutdown do.
+(The queue's own rules: test_queue.py; several instances at once: test_instances.py.)"""
 
 import math
+import threading
+from collections.abc import Callable
 from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
-from actors import dispatcher, stats
-from actors.dispatcher import DispatchSettings
-from actors.sender import RetryPolicy
-from smsproxy.batching import BatchingRules
-from smsproxy.errors import StoreError
-from smsproxy.models import Message, Saved
+from smsproxy.errors import ProviderTimeout, QueueFull, ShuttingDown
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import Backlog, Claimed
-from tests.fakes import ScriptedProvider
+from smsproxy.stores import MemoryStore, MessageStore
+from tests.fakes import (
+    FailingStore,
+    InlinePostgresStore,
+    InlineSqliteStore,
+    ScriptedProvider,
+    wall_clock,
+)
 
 PHONE = "+4912345678"
 
 
-class MemoryQueue:
-    """The shared queue's rules, kept in memory, on trio's clock (see SharedQueue)."""
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def open_engine_store(request, tmp_path) -> Callable[[], MessageStore]:
+    """Each store in turn, on the wall clock that follows trio's (the pipeline's), driven
+    on the event loop's thread (see InlineSqliteStore)."""
+    if request.param == "memory":
+        return partial(MemoryStore, wall_clock)
+    if request.param == "sqlite":
+        return partial(InlineSqliteStore, tmp_path / "dispatch.db", wall_clock)
+    return partial(InlinePostgresStore, request.getfixturevalue("postgres_url"), wall_clock)
+
+
+@pytest.fixture
+def start_pipeline(start_pipeline, open_engine_store):
+    """The pipeline of conftest, on each store unless a test brings its own."""
+
+    async def start(*arguments, store=None, **options):
+        if store is not None:
+            return await start_pipeline(*arguments, store=store, **options)
+        return await start_pipeline(*arguments, open_store=open_engine_store, **options)
+
+    return start
+
+
+async def submit(pipeline, count: int) -> list[str]:
+    return await pipeline.accept(count)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1])
+async def test_batch_size_0_or_1_sends_each_message_at_once(
+    start_pipeline, batch_size, autojump_clock
+):
+    pipeline = await start_pipeline(batch_size=batch_size, max_delay=60)
+    ids = await submit(pipeline, 3)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [[i] for i in ids]
+    assert trio.current_time() == 0
+
+
+async def test_batch_size_2_waits_for_the_second_message(start_pipeline):
+    pipeline = await start_pipeline(batch_size=2, max_delay=60)
+    first = await submit(pipeline, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.calls == []
+    second = await submit(pipeline, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [first + second]
+
+
+async def test_independent_batches_stay_independent(start_pipeline):
+    pipeline = await start_pipeline(batch_size=2, max_delay=60)
+    ids = await submit(pipeline, 5)
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [ids[0:2], ids[2:4]]
+
+
+async def test_lone_message_is_flushed_after_max_delay_not_before(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=1.0)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.999)
+    assert pipeline.provider.calls == []
+    await trio.sleep(0.002)
+    assert pipeline.provider.sent_ids() == [ids]
+    assert pipeline.provider.call_times == [pytest.approx(1.0)]
+
+
+async def test_max_delay_counts_from_the_oldest_pending_message(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=1.0)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.5)
+    ids += await submit(pipeline, 1)
+    await trio.sleep(0.6)
+    assert pipeline.provider.sent_ids() == [ids]
+    assert pipeline.provider.call_times == [pytest.approx(1.0)]
+
+
+async def test_at_most_max_in_flight_batches_at_once(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, batch_size=1, max_in_flight=2)
+    await submit(pipeline, 6)
+    await trio.sleep(10)
+    assert len(provider.calls) == 6
+    assert provider.max_concurrent == 2
+
+
+async def test_messages_arriving_while_all_slots_are_busy_fill_the_next_batch(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, batch_size=3, max_delay=0.1, max_in_flight=1)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(0.2)  # the first batch is in flight, alone
+    ids += await submit(pipeline, 3)
+    await trio.sleep(5)
+    assert provider.sent_ids() == [ids[:1], ids[1:]]
+
+
+async def test_submit_returns_before_the_provider_answers(start_pipeline):
+    provider = ScriptedProvider(latency=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1)
+    [message_id] = await pipeline.accept()
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(provider.calls) == 1  # in flight, and it never answers
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
+    assert pipeline.dispatcher.queue_depth == 1
+
+
+async def test_full_queue_refuses_then_drains(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=2, max_queue=4)
+    await submit(pipeline, 4)
+    with pytest.raises(QueueFull) as refused:
+        await submit(pipeline, 1)
+    assert refused.value.retry_after >= 1
+    provider.released.set()
+    await trio.sleep(2)
+    assert pipeline.dispatcher.queue_depth == 0
+    await submit(pipeline, 1)
+
+
+async def test_refused_message_is_not_stored(start_pipeline):
+    pipeline = await start_pipeline(ScriptedProvider(latency=math.inf), max_queue=1)
+    await submit(pipeline, 1)
+    with pytest.raises(QueueFull):
+        await submit(pipeline, 1)
+    assert len(await pipeline.repository.accepted()) == 1
+
+
+async def test_drain_flushes_a_half_full_batch_at_once(start_pipeline, autojump_clock):
+    pipeline = await start_pipeline(batch_size=10, max_delay=60)
+    ids = await submit(pipeline, 3)
+    await pipeline.dispatcher.drain()
+    assert pipeline.provider.sent_ids() == [ids]
+    assert trio.current_time() < 1
+    with pytest.raises(ShuttingDown):
+        await submit(pipeline, 1)
+
+
+async def test_drain_waits_for_batches_in_flight(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(latency=3.0)
+    pipeline = await start_pipeline(provider, batch_size=1)
+    await submit(pipeline, 2)
+    await pipeline.dispatcher.drain()
+    assert trio.current_time() == pytest.approx(3.0)
+    assert (await pipeline.stats.snapshot()).success == 2
+
+
+async def test_exhausted_batch_is_retried_later_not_dropped(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=4)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=3)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(120)
+    assert provider.sent_ids() == [ids] * 5  # 3 attempts, parked, then 2 more
+    snapshot = await pipeline.stats.snapshot()
+    assert (snapshot.failed, snapshot.success) == (1, 1)
+    assert pipeline.dispatcher.queue_depth == 0
+
+
+async def test_messages_past_their_ttl_fail_with_a_reason(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600)
+    ids = await submit(pipeline, 1)
+    await trio.sleep(599)
+    assert (await pipeline.repository.get(ids[0])).status is Status.ACCEPTED
+    await trio.sleep(60)
+    record = await pipeline.repository.get(ids[0])
+    assert record.status is Status.FAILED
+    assert "TTL" in (record.reason or "")
+    assert pipeline.dispatcher.queue_depth == 0
+    calls = len(provider.calls)
+    await trio.sleep(3600)
+    assert len(provider.calls) == calls  # given up for good
+
+
+async def test_a_submit_cancelled_while_saving_still_queues_what_was_stored(
+    start_pipeline, autojump_clock
+):
+    pipeline = await start_pipeline(batch_size=1)
+    with trio.CancelScope() as client_hung_up:
+        client_hung_up.cancel()
+        saved = await pipeline.dispatcher.submit("+4912345678", "hello")
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.sent_ids() == [list(saved.message_ids)]
+
+
+async def test_a_message_the_provider_may_have_taken_gets_the_status_grace(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(600 + 1800 - 60)
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
+    await trio.sleep(120)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert "may have reached it" in (record.reason or "")
+    assert "grace of 1800 s" in (record.reason or "")
+
+
+async def test_a_refused_message_fails_at_the_ttl_and_says_no_attempt_reached_it(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf)  # ProviderUnavailable: it did not take it
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(660)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert "no attempt reached it" in (record.reason or "")
+
+
+async def test_a_late_report_within_the_grace_is_kept_and_nothing_counts_as_expired(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=math.inf, error=ProviderTimeout)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=2, message_ttl=600,
+                                    status_grace=1800)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(900)  # past the TTL, within the grace
+    await pipeline.updater.apply({message_id: "DELIVERED"})
+    await trio.sleep(3600)
+    assert (await pipeline.repository.get(message_id)).status is Status.DELIVERED
+    assert (await pipeline.stats.snapshot()).messages_expired == 0
+
+
+async def test_expiry_counts_only_the_messages_it_changed(start_pipeline, autojump_clock):
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=1, message_ttl=600)
+    reported, silent = await submit(pipeline, 2)
+    await trio.sleep(500)  # the last resend before the TTL was at 316 s
+    calls = len(provider.calls)
+    await pipeline.updater.apply({reported: "DELIVERED"})
+    await trio.sleep(200)
+    assert len(provider.calls) == calls  # no resend saw the report before the expiry
+    assert (await pipeline.repository.get(silent)).status is Status.FAILED
+    assert (await pipeline.repository.get(reported)).status is Status.DELIVERED
+    assert (await pipeline.stats.snapshot()).messages_expired == 1
+    assert pipeline.dispatcher.queue_depth == 0
+
+
+async def test_a_parked_batch_resends_only_the_messages_still_accepted(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=3)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=3)
+    taken, waiting = await submit(pipeline, 2)
+    await trio.sleep(1 + 0.5 + 1 + 3)  # max delay, then two backoffs: parked now
+    assert provider.sent_ids() == [[taken, waiting]] * 3
+    await pipeline.updater.apply({taken: "CONFIRMED"})  # an answer lost, a report not
+    await trio.sleep(10)
+    assert provider.sent_ids()[3:] == [[waiting]]
+    assert pipeline.dispatcher.queue_depth == 0
+
+
+async def test_a_batch_whose_messages_were_all_reported_is_not_sent_again(
+    start_pipeline, autojump_clock
+):
+    provider = ScriptedProvider(failures=3)
+    pipeline = await start_pipeline(provider, batch_size=2, max_attempts=3)
+    ids = await submit(pipeline, 2)
+    await trio.sleep(6)
+    await pipeline.updater.apply(dict.fromkeys(ids, "DELIVERED"))
+    await trio.sleep(60)
+    assert len(provider.calls) == 3
+    assert pipeline.dispatcher.queue_depth == 0
+    assert pipeline.dispatcher.in_flight == 0
+
+
+class SlowInsertStore(MemoryStore):
+    """Blocks each insert until ``go_on`` is set: a save still running when shutdown ends."""
+
+    blocking = True
 
     def __init__(self) -> None:
-        self.rows: dict[str, dict] = {}
-        self.failing = False
-        self.claims = 0
+        super().__init__(wall_clock)
+        self.inserting = threading.Event()
+        self.go_on = threading.Event()
 
-    def now(self) -> float:
-        return trio.current_time()
-
-    def _due(self) -> list[dict]:
-        now = self.now()
-        return sorted(
-            (r for r in self.rows.values() if r["status"] is Status.ACCEPTED and not r["sent"]
-             and r["not_before"] <= now and (r["until"] is None or r["until"] < now)),
-            key=lambda r: r["message"].created_at)
-
-    async def claim(self, instance, batch_size, max_delay, lease) -> Claimed:
-        await trio.lowlevel.checkpoint()
-        if self.failing:
-            raise StoreError("database away")
-        self.claims += 1
-        due = self._due()[:batch_size]
-        if not due:
-            return Claimed(())
-        oldest = due[0]["message"].created_at
-        if len(due) < batch_size and self.now() < oldest + max_delay:
-            return Claimed((), next_due=oldest + max_delay, waiting=len(due))
-        for row in due:
-            row["owner"], row["until"] = instance, self.now() + lease
-        return Claimed(tuple(row["message"] for row in due))
-
-    async def renew(self, instance, ids, lease) -> set[str]:
-        held = {i for i in ids if self.rows[i]["owner"] == instance
-                and self.rows[i]["status"] is Status.ACCEPTED}
-        for i in held:
-            self.rows[i]["until"] = self.now() + lease
-        return held
-
-    async def mark_sent(self, instance, ids) -> None:
-        for i in ids:
-            self.rows[i].update(sent=True, owner=None, until=None)
-
-    async def park(self, instance, ids, attempts, error, maybe_taken, initial, maximum) -> None:
-        for i in ids:
-            row = self.rows[i]
-            row.update(owner=None, until=None,
-                       not_before=self.now() + min(maximum, initial * 2 ** row["rounds"]))
-            row["rounds"] += 1
-
-    async def expire(self, ttl, grace, reasons) -> list[str]:
-        return []
-
-    async def backlog(self) -> Backlog:
-        unsent = sum(1 for r in self.rows.values() if not r["sent"])
-        return Backlog(unsent, len(self._due()))
-
-    async def release(self, instance) -> int:
-        mine = [r for r in self.rows.values() if r["owner"] == instance]
-        for row in mine:
-            row.update(owner=None, until=None)
-        return len(mine)
+    def insert(self, messages):
+        self.inserting.set()
+        self.go_on.wait(60)
+        super().insert(messages)
 
 
-class Repository:
-    """The repository handle as the dispatcher uses it: saves, and the shared queue."""
-
-    def __init__(self, queue: MemoryQueue) -> None:
-        self.shared_queue = queue
-
-    async def save(self, *messages: Message, idempotency=None, at: float = 0.0) -> Saved:
-        for message in messages:
-            self.shared_queue.rows[message.id] = {
-                "message": message, "status": Status.ACCEPTED, "sent": False, "owner": None,
-                "until": None, "not_before": 0.0, "rounds": 0}
-        return Saved(tuple(m.id for m in messages), replayed=False)
-
-
-@pytest.fixture
-def queue():
-    return MemoryQueue()
-
-
-@pytest.fixture
-def start(nursery, queue):
-    async def start_dispatcher(provider=None, *, batch_size=10, max_delay=1.0,
-                               max_in_flight=4, max_attempts=1, lease=30.0, poll=0.25):
-        provider = provider or ScriptedProvider()
-        counts = await nursery.start(stats.run)
-        rules = BatchingRules(batch_size, max_delay, max_in_flight, message_ttl=3600)
-        handle = await nursery.start(partial(
-            dispatcher.run, Repository(queue), provider, counts, rules,
-            RetryPolicy(max_attempts, 10.0), 100_000, DispatchSettings("me", lease, poll),
-            clock=trio.current_time,
-        ))
-        return handle, provider
-
-    return start_dispatcher
-
-
-async def submit(handle, count: int) -> list[str]:
-    return [i for _ in range(count)
-            for i in (await handle.submit(PHONE, "hello")).message_ids]
-
-
-async def test_a_full_batch_leaves_at_once_and_a_partial_one_after_the_max_delay(
-    start, autojump_clock
+async def test_a_message_stored_while_shutdown_finishes_is_still_answered_202(
+    start_pipeline, nursery
 ):
-    handle, provider = await start(batch_size=10, max_delay=1.0)
-    full = await submit(handle, 10)
-    await trio.sleep(0.01)
-    assert provider.sent_ids() == [full]
-    started = trio.current_time()
-    rest = await submit(handle, 3)
-    await trio.sleep(0.9)
-    assert len(provider.calls) == 1  # not yet: neither full nor overdue
-    await trio.sleep(0.2)
-    assert provider.sent_ids() == [full, rest]
-    assert provider.call_times[1] - started == pytest.approx(1.0, abs=0.01)
+    store = SlowInsertStore()
+    pipeline = await start_pipeline(store=store)
+    answers = []
+    answered = trio.Event()
+
+    async def post() -> None:
+        answers.append(await pipeline.dispatcher.submit("+4912345678", "hello"))
+        answered.set()
+
+    nursery.start_soon(post)
+    await trio.to_thread.run_sync(store.inserting.wait)
+    async with trio.open_nursery() as stopping:
+        stopping.start_soon(pipeline.dispatcher.drain)  # shutdown begins during the save
+        await trio.testing.wait_all_tasks_blocked()
+        assert not pipeline.dispatcher.accepting
+        store.go_on.set()
+    with trio.fail_after(5):
+        await answered.wait()
+    [saved] = answers
+    assert not saved.replayed
+    [message_id] = saved.message_ids
+    # In the table either way: flushed to the provider, or waiting for the next start.
+    assert (await pipeline.repository.get(message_id)).status is Status.ACCEPTED
 
 
-async def test_posts_short_of_a_batch_do_not_each_cost_a_claim(start, queue, autojump_clock):
-    handle, provider = await start(ScriptedProvider(latency=5), batch_size=10, max_delay=10,
-                                   poll=1.2)
-    await submit(handle, 25)  # two full batches in flight, 5 waiting
-    await trio.sleep(1.5)  # past a count of the backlog, which includes what is in flight
-    claims_before = queue.claims
-    await submit(handle, 4)  # still short of a batch: the timer will do
-    await trio.sleep(0.01)
-    assert queue.claims == claims_before
-    await submit(handle, 1)  # now a batch is full
-    await trio.sleep(0.01)
-    assert len(provider.calls) == 3
+async def test_expiry_waits_out_a_failing_store_and_the_batcher_goes_on(
+    start_pipeline, autojump_clock
+):
+    store = FailingStore()
+    provider = ScriptedProvider(failures=math.inf)
+    pipeline = await start_pipeline(provider, batch_size=1, max_attempts=1, message_ttl=600,
+                                    store=store)
+    [message_id] = await submit(pipeline, 1)
+    await trio.sleep(590)
+    store.failing = True  # the disk fills before the TTL runs out
+    await trio.sleep(110)
+    assert store.refused > 1  # tried, and tried again
+    store.failing = False
+    await trio.sleep(120)
+    record = await pipeline.repository.get(message_id)
+    assert record.status is Status.FAILED
+    assert (await pipeline.stats.snapshot()).messages_expired == 1
+    assert pipeline.dispatcher.queue_depth == 0
+    assert (await pipeline.dispatcher.submit(PHONE, "still serving")).message_ids
 
 
-async def test_at_most_max_in_flight_batches_at_once(start, autojump_clock):
-    handle, provider = await start(ScriptedProvider(latency=5), batch_size=10, max_in_flight=2)
-    await submit(handle, 50)
-    await trio.sleep(1)
-    assert provider.max_concurrent == 2
-    await trio.sleep(20)
-    assert len(provider.calls) == 5
+async def test_a_save_that_outlasts_the_call_timeout_is_answered_once_committed_never_503(
+    start_pipeline, nursery, autojump_clock
+):
+    """A 503 tells the client to retry: said while the row may still commit, the retry
+    would text twice under two ids. The POST waits for the commit instead."""
+    store = SlowInsertStore()
+    pipeline = await start_pipeline(store=store)
+    answers: list = []
+    answered = trio.Event()
 
+    async def post() -> None:
+        try:
+            answers.append(await pipeline.dispatcher.submit(PHONE, "hello"))
+        except Exception as error:
+            answers.append(error)
+        answered.set()
 
-async def test_a_failed_batch_is_parked_and_tried_again_later(start, queue, autojump_clock):
-    handle, provider = await start(ScriptedProvider(failures=1), batch_size=2)
-    ids = await submit(handle, 2)
-    await trio.sleep(1)
-    assert len(provider.calls) == 1
-    assert all(not queue.rows[i]["sent"] for i in ids)
-    await trio.sleep(5)  # the first park is 5 s
-    assert provider.sent_ids() == [ids, ids]
-    assert all(queue.rows[i]["sent"] for i in ids)
-
-
-async def test_a_retry_sends_only_what_is_still_held_and_waiting(start, queue, autojump_clock):
-    provider = ScriptedProvider(failures=1)
-    handle, _ = await start(provider, batch_size=2, max_attempts=2)
-    reported, waiting = await submit(handle, 2)
-    await trio.sleep(0.1)  # the first attempt failed; the retry waits its backoff
-    queue.rows[reported]["status"] = Status.CONFIRMED  # reported before the retry
-    await trio.sleep(5)
-    assert provider.sent_ids() == [[reported, waiting], [waiting]]
-
-
-async def test_a_database_away_is_one_warning_and_claims_resume(start, queue, autojump_clock):
-    handle, provider = await start(batch_size=2)
-    queue.failing = True
-    ids = await submit(handle, 2)
-    await trio.sleep(5)
-    assert provider.calls == []
-    queue.failing = False
-    await trio.sleep(1)
-    assert provider.sent_ids() == [ids]
-
-
-async def test_draining_waits_for_the_batches_in_flight(start, queue, autojump_clock):
-    handle, provider = await start(ScriptedProvider(latency=math.inf), batch_size=2)
-    ids = await submit(handle, 2)
-    await trio.sleep(1)
-    with trio.move_on_after(3) as waited:
-        await handle.drain()  # the provider hangs: drain waits for it
-    assert waited.cancelled_caught
-    assert not handle.accepting
-    provider.released.set()
-    await handle.drain()
-    assert all(queue.rows[i]["sent"] for i in ids)
-
-
-async def test_claims_go_back_when_shutdown_cuts_the_senders_off(nursery, queue, autojump_clock):
-    provider = ScriptedProvider(latency=math.inf)
-    counts = await nursery.start(stats.run)
-    rules = BatchingRules(2, 1.0, 4, message_ttl=3600)
-    async with trio.open_nursery() as layer:  # as the supervisor runs it
-        handle = await layer.start(partial(
-            dispatcher.run, Repository(queue), provider, counts, rules, RetryPolicy(1, 10.0),
-            100_000, DispatchSettings("me", 30.0), clock=trio.current_time,
-        ))
-        ids = await submit(handle, 2)
-        await trio.sleep(1)
-        assert all(queue.rows[i]["owner"] == "me" for i in ids)
-        layer.cancel_scope.cancel()  # the grace ran out
-    assert all(queue.rows[i]["owner"] is None for i in ids)  # not held for 30 s more
+    nursery.start_soon(post)
+    await trio.to_thread.run_sync(store.inserting.wait)
+    await trio.sleep(45)  # past the mailbox's 30 s call timeout, on the mock clock
+    assert answers == []  # still waiting for the commit
+    store.go_on.set()
+    await answered.wait()  # (no deadline: the mock clock jumps while the thread works)
+    [saved] = answers
+    assert not isinstance(saved, Exception), saved
+    assert (await pipeline.repository.get(saved.message_ids[0])).status is Status.ACCEPTED

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from api import create_app
-from smsproxy.models import Message, MessageQuery, new_ids
+from smsproxy.dispatching import BatchingRules
+from smsproxy.models import Message, MessageQuery, new_id, new_ids
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import PostgresStore
@@ -197,19 +198,28 @@ def test_postgres_feed_positions_follow_commit_order_not_insert_order(postgres_u
     assert [e.message_id for e in late] == [slow_message.id]
 
 
-def test_postgres_expiry_is_an_event(postgres_url):
-    store = PostgresStore(postgres_url, clock=lambda: 1_764_180_000.0 + 7200)
-    [message] = messages(1)
-    with store.transaction():
-        store.insert([message])
-    with store.transaction():
-        expired = store.expire(3600, 0, ("never sent: ", "maybe sent: "))
-    with store.transaction():
-        history = store.events_of(message.id)
-    store.close()
-    assert expired == [message.id]
+def test_expiry_is_an_event_with_its_callback_on_every_store(queue, clock):
+    """An expired message's FAILED step is written as every other step is: its event,
+    and a pending callback for the shop (PostgreSQL's used to have none)."""
+    message = Message(new_id(), "+4912345678", "hi", created_at=clock.now,
+                      callback_url="https://shop.example/cb")
+    with queue.transaction():
+        queue.insert([message])
+    repository = Repository(queue, clock)
+    rules = BatchingRules(batch_size=10, max_delay=1.0, max_in_flight=1, message_ttl=3600,
+                          status_grace=0)
+    clock.now += 3600
+    with queue.transaction():
+        [[expired]] = repository.expire(rules, 10).values()
+        history = queue.events_of(message.id)
+        [accepted] = queue.claim_callbacks("me", clock.now, 10, 30.0, 10)
+        queue.settle_callback(message.id, 1, "delivered", 1, clock.now, None)
+        [failed] = queue.claim_callbacks("me", clock.now, 10, 30.0, 10)
+    assert expired == message.id
     assert steps(history) == [(1, Status.ACCEPTED, None), (2, Status.FAILED, Status.ACCEPTED)]
-    assert history[1].reason == "never sent: none recorded"
+    assert history[1].reason.endswith("no attempt reached it; last error: none recorded")
+    assert (accepted.event.sequence, failed.event.sequence) == (1, 2)
+    assert failed.event.status is Status.FAILED
 
 
 def test_postgres_reports_for_one_message_from_two_instances_never_share_a_sequence(

@@ -4,6 +4,7 @@ the next request; a callback URL that cannot be delivered, written straight into
 store, is given up, and the process survives it and a restart."""
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def write_undeliverable_rows(database: Path, urls: list[str]) -> list[str]:
     store = SqliteStore(database)
     ids = [new_id() for _ in urls]
     with store.transaction():
-        store.insert([Message(i, PHONE, "x", created_at=0.0, callback_url=url)
+        store.insert([Message(i, PHONE, "x", created_at=time.time(), callback_url=url)
                       for i, url in zip(ids, urls, strict=True)])
     store.close()
     return ids

@@ -139,7 +139,7 @@ async def test_rejected_input_stores_nothing(app_and_pipeline):
     app, pipeline = app_and_pipeline
     await post_sms(app.test_client(), {"phone_number": "oops", "content": "hi"})
     assert await pipeline.repository.accepted() == []
-    assert pipeline.batcher.queue_depth == 0
+    assert pipeline.dispatcher.queue_depth == 0
 
 
 async def test_body_over_64_kib_is_413(client):
@@ -222,7 +222,7 @@ async def test_full_queue_is_503_with_retry_after(start_pipeline):
 
 async def test_post_during_shutdown_is_503(app_and_pipeline):
     app, pipeline = app_and_pipeline
-    await pipeline.batcher.drain()
+    await pipeline.dispatcher.drain()
     status, answer, headers = await post_sms(
         app.test_client(), {"phone_number": PHONE, "content": "hi"}
     )

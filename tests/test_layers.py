@@ -58,7 +58,7 @@ def test_the_walk_finds_every_layer_and_the_adapters() -> None:
 @pytest.mark.parametrize(
     ("layer", "source", "offends"),
     [
-        ("smsproxy", "from actors.batcher import BatcherHandle", True),
+        ("smsproxy", "from actors.dispatcher import DispatcherHandle", True),
         ("smsproxy", "def f():\n    import api.app", True),
         ("smsproxy", "import hypercorn.trio", True),
         ("smsproxy", "from quart import request", True),

@@ -128,7 +128,7 @@ async def test_readyz_is_200_when_all_is_well(pipeline):
     assert response.status_code == 200
     body = await response.get_json()
     assert body == {"status": "ready", "checks": {
-        "store": "ok", "store_saves": "ok", "stats": "ok", "updater": "ok", "batcher": "ok"}}
+        "store": "ok", "store_saves": "ok", "stats": "ok", "updater": "ok", "dispatcher": "ok"}}
 
 
 class BrokenStore(MemoryStore):
@@ -158,10 +158,10 @@ async def test_readyz_is_503_when_the_store_is_broken(start_pipeline, nursery):
 
 
 async def test_readyz_is_503_while_draining(pipeline):
-    await pipeline.batcher.drain()
+    await pipeline.dispatcher.drain()
     response = await create_app(pipeline.services).test_client().get("/readyz")
     assert response.status_code == 503
-    assert (await response.get_json())["checks"]["batcher"] == "not accepting messages"
+    assert (await response.get_json())["checks"]["dispatcher"] == "not accepting messages"
 
 
 async def test_openapi_document_is_valid_and_lists_every_route(pipeline):

@@ -17,7 +17,7 @@ from smsproxy.stores.postgres import (
     SCHEMA_VERSION,
     PostgresStore,
 )
-from smsproxy.stores.protocol import Backlog
+from smsproxy.stores.protocol import ClaimRules
 
 
 def make_message(message_id: str | None = None) -> Message:
@@ -103,7 +103,7 @@ def test_an_unreachable_server_at_open_is_not_fatal(postgres_url):
     store.close()
 
 
-# --- shared dispatch: the table is the queue ----------------------------------------------
+# --- the queue's PostgreSQL side (its rules on every store: test_queue.py) ---------------
 
 T0 = 1_764_180_000.0
 
@@ -139,27 +139,7 @@ def saved(store: PostgresStore, count: int, at: float = T0) -> list[str]:
 
 def claim(store: PostgresStore, instance: str = "a", size: int = 10, lease: float = 30.0):
     with store.transaction():
-        return store.claim(instance, size, max_delay=1.0, lease=lease)
-
-
-def test_a_claim_waits_for_a_full_batch_or_the_max_delay(queue, clock):
-    saved(queue, 3)
-    waiting = claim(queue)
-    assert waiting.messages == ()
-    assert waiting.next_due == pytest.approx(T0 + 1.0)
-    assert waiting.waiting == 3
-    clock.now = T0 + 1.0
-    taken = claim(queue)
-    assert len(taken.messages) == 3
-    assert [m.content for m in taken.messages] == ["m0", "m1", "m2"]  # oldest first
-
-
-def test_a_full_batch_is_claimed_at_once_and_no_message_twice(queue):
-    ids = saved(queue, 25)
-    first, second = claim(queue, size=10), claim(queue, "b", size=10)
-    assert [m.id for m in first.messages] == ids[:10]
-    assert [m.id for m in second.messages] == ids[10:20]
-    assert claim(queue, "c", size=10).messages == ()  # 5 left: not a batch, not due yet
+        return store.claim(instance, ClaimRules(size, max_delay=1.0, lease=lease, ttl=3600))
 
 
 def test_concurrent_claims_never_take_a_message_twice(postgres_url, clock):
@@ -183,99 +163,6 @@ def test_concurrent_claims_never_take_a_message_twice(postgres_url, clock):
     assert len(flat) == len(set(flat)) == 30
 
 
-def test_a_lapsed_claim_is_taken_over_and_its_old_holder_can_no_longer_renew(queue, clock):
-    ids = saved(queue, 10)
-    assert len(claim(queue, "dead", lease=30).messages) == 10
-    clock.now = T0 + 29
-    assert claim(queue, "alive").messages == ()  # still held
-    clock.now = T0 + 31
-    takeover = claim(queue, "alive")
-    assert [m.id for m in takeover.messages] == ids
-    assert takeover.taken_over == 10
-    with queue.transaction():
-        assert queue.renew("dead", ids, 30) == set()
-        assert queue.renew("alive", ids, 30) == set(ids)
-
-
-def test_renewal_leaves_out_messages_reported_meanwhile(queue, clock):
-    ids = saved(queue, 10)
-    claim(queue)
-    with queue.transaction():
-        queue.set_statuses_unless([(ids[0], Status.CONFIRMED, None)], frozenset())
-        assert queue.renew("a", ids, 30) == set(ids[1:])
-
-
-def test_sent_messages_are_never_claimed_again(queue, clock):
-    ids = saved(queue, 10)
-    claim(queue)
-    with queue.transaction():
-        queue.mark_sent("a", ids)
-        assert queue.backlog() == Backlog(unsent=0, claimable=0)
-    clock.now = T0 + 3600
-    assert claim(queue).messages == ()
-
-
-def test_a_parked_claim_comes_back_after_a_growing_delay(queue, clock):
-    ids = saved(queue, 10)
-    claim(queue)
-    with queue.transaction():
-        queue.park("a", ids, attempts=3, error="down", maybe_taken=False,
-                   requeue_initial=5, requeue_max=300)
-    clock.now = T0 + 4.9
-    assert claim(queue, "b").messages == ()
-    clock.now = T0 + 5.0
-    assert len(claim(queue, "b").messages) == 10  # any instance may take it
-    with queue.transaction():
-        queue.park("b", ids, attempts=3, error="down", maybe_taken=False,
-                   requeue_initial=5, requeue_max=300)
-    clock.now = T0 + 14.9
-    assert claim(queue).messages == ()
-    clock.now = T0 + 15.0  # 10 s the second time
-    assert [m.attempts for m in claim(queue).messages] == [6] * 10
-
-
-def test_expiry_fails_each_late_message_once_with_its_reason(queue, clock):
-    refused, maybe = saved(queue, 1), saved(queue, 1)
-    claim(queue, size=1)
-    claim(queue, size=1)
-    with queue.transaction():
-        queue.park("a", refused, 2, "HTTP 500", False, 5, 300)
-        queue.park("a", maybe, 2, "timed out", True, 5, 300)
-    reasons = ("no attempt reached it; last error: ", "one may have; last error: ")
-    clock.now = T0 + 600
-    with queue.transaction():
-        assert queue.expire(600, 1800, reasons) == refused
-        assert queue.expire(600, 1800, reasons) == []  # once
-        assert queue.lookup(refused[0]).reason == "no attempt reached it; last error: HTTP 500"
-    clock.now = T0 + 2400
-    with queue.transaction():
-        assert queue.expire(600, 1800, reasons) == maybe
-        assert queue.lookup(maybe[0]).reason == "one may have; last error: timed out"
-
-
-def test_release_gives_back_every_claim_of_an_instance(queue):
-    saved(queue, 10)
-    claim(queue, "leaving")
-    with queue.transaction():
-        assert queue.release("leaving") == 10
-    assert len(claim(queue, "other").messages) == 10
-
-
-def test_the_backlog_counts_what_waits_and_what_a_claim_could_take(queue, clock):
-    ids = saved(queue, 12)
-    with queue.transaction():
-        assert queue.backlog() == Backlog(unsent=12, claimable=12)
-    claim(queue)  # the 10 oldest
-    with queue.transaction():
-        assert queue.backlog() == Backlog(unsent=12, claimable=2)
-        queue.park("a", ids[:10], attempts=1, error="down", maybe_taken=False,
-                   requeue_initial=5, requeue_max=300)
-        assert queue.backlog() == Backlog(unsent=12, claimable=2)  # not before 5 s
-    clock.now = T0 + 6
-    with queue.transaction():
-        assert queue.backlog() == Backlog(unsent=12, claimable=12)
-
-
 def test_the_queue_table_is_vacuumed_by_rows_changed(postgres_url):
     store = PostgresStore(postgres_url)
     with store.transaction():
@@ -295,7 +182,7 @@ def test_claims_scan_the_queue_index_in_order_never_by_bitmap(queue):
         setting = queue._conn.execute("SHOW enable_bitmapscan").fetchone()
         plan = "\n".join(row[0] for row in queue._conn.execute(
             f"EXPLAIN {_CLAIM}", {"now": T0, "lock": 1, "size": 100, "max_delay": 1.0,
-                                  "me": "a", "lease": 30.0}))
+                                  "me": "a", "lease": 30.0, "ttl": 3600.0, "lead": 0.02}))
     assert setting == ("off",)
     assert "Index Scan using smsproxy_messages_" in plan  # the queue's or the status one
     assert "Bitmap" not in plan

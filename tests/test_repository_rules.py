@@ -58,9 +58,3 @@ def test_a_final_status_reached_earlier_in_the_same_request_is_named(repository)
     assert isinstance(error, FinalStatusLocked)
     assert (error.message_id, error.status) == ("a", Status.DELIVERED)
     assert repository.get("a").status is Status.DELIVERED
-
-
-def test_still_accepted_leaves_out_reported_and_unknown_ids(repository):
-    repository.save([message("a"), message("b"), message("c")])
-    repository.apply_in_order([("b", Status.CONFIRMED), ("c", Status.FAILED)])
-    assert repository.still_accepted(["a", "b", "c", "ghost"]) == {"a"}

@@ -14,7 +14,7 @@ from smsproxy.models import Idempotency, Message, new_ids
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.sqlite import SqliteStore
-from tests.conftest import wall_clock
+from tests.fakes import wall_clock
 
 PHONE = "+4912345678"
 DAY = 86_400.0
@@ -130,7 +130,7 @@ async def test_the_service_purges_by_itself(autojump_clock, retention):
     config = Config(store="memory://", batch_size=1, max_delay=0.0, status_linger=0.0,
                     retention=retention)
     async with running(config, wall_clock=wall_clock) as service:
-        [message_id] = (await service.batcher.submit(PHONE, "hello")).message_ids
+        [message_id] = (await service.dispatcher.submit(PHONE, "hello")).message_ids
         await trio.sleep(1)  # the simulator delivers at once
         await trio.sleep(retention / 2)
         assert (await service.repository.get(message_id)).status is Status.DELIVERED

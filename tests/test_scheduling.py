@@ -1,6 +1,6 @@
 """Scheduled sending (send_at): a message waits in the store, not in memory, until its
 time, does not count toward --max-queue, survives a restart, and then goes like any
-other; on PostgreSQL its not-before time holds it back from every instance's claims."""
+other; its not-before time holds it back from every claim, on every store."""
 
 import time
 from datetime import UTC, datetime
@@ -11,13 +11,9 @@ import trio
 from api import ApiSettings, create_app
 from smsproxy.callbacks import rfc3339
 from smsproxy.models import Message, new_id
-from smsproxy.stores import MemoryStore
-from smsproxy.stores.postgres import PostgresStore
-from smsproxy.stores.sqlite import SqliteStore
-from tests.conftest import WALL_CLOCK_AT_START, wall_clock
-from tests.fakes import ScriptedProvider
+from smsproxy.stores.protocol import ClaimRules
+from tests.fakes import WALL_CLOCK_AT_START, ScriptedProvider, wall_clock
 from tests.processes import ServiceProcess, wait_for_status
-from tests.test_postgres_store import FakeClock
 
 PHONE = "+4915112345678"
 WALL = 1_764_180_000.0
@@ -39,7 +35,7 @@ async def test_a_scheduled_message_waits_aside_until_its_time(service, autojump_
     assert answer.status_code == 202
     message_id = (await answer.get_json())["id"]
     # not in the queue: with --max-queue 1, another message still gets in
-    assert pipeline.batcher.queue_depth == 0
+    assert pipeline.dispatcher.queue_depth == 0
     now = await client.post("/sms", json={"phone_number": PHONE, "content": "now"})
     assert now.status_code == 202
     await trio.sleep(29)
@@ -73,39 +69,23 @@ async def test_a_schedule_the_server_will_not_keep_is_a_400(service, fields, err
     assert error in (await answer.get_data()).decode()
 
 
-@pytest.mark.parametrize("make_store", [MemoryStore, "sqlite"])
-def test_the_store_releases_scheduled_messages_once_in_time_order(make_store, tmp_path):
-    store = SqliteStore(tmp_path / "s.db") if make_store == "sqlite" else make_store()
-    later = Message(new_id(), PHONE, "later", WALL, send_at=WALL + 20)
-    sooner = Message(new_id(), PHONE, "sooner", WALL, send_at=WALL + 10)
-    plain = Message(new_id(), PHONE, "plain", WALL)
-    with store.transaction():
-        store.insert([later, sooner, plain])
-        assert [m.content for m in store.accepted()] == ["plain"]
-        assert store.release_scheduled(WALL + 5, 10) == ([], WALL + 10)
-        released, next_at = store.release_scheduled(WALL + 30, 10)
-        assert [m.content for m in released] == ["sooner", "later"] and next_at is None
-        assert released[0].send_at == WALL + 10
-        assert store.release_scheduled(WALL + 30, 10) == ([], None)
-        assert {m.content for m in store.accepted()} == {"plain", "sooner", "later"}
-
-
-def test_postgres_claims_skip_a_scheduled_message_until_its_time(postgres_url):
-    clock = FakeClock()
-    clock.now = WALL
-    store = PostgresStore(postgres_url, clock=clock)
-    try:
-        scheduled = Message(new_id(), PHONE, "later", WALL, deliver_by=WALL + 61,
-                            send_at=WALL + 60)
-        with store.transaction():
-            store.insert([scheduled])
-            assert store.backlog().unsent == 0  # not toward --max-queue before its time
-            assert store.claim("a", 10, max_delay=1.0, lease=30.0).messages == ()
-        clock.now = WALL + 61
-        with store.transaction():
-            assert [m.id for m in store.claim("a", 10, 1.0, 30.0).messages] == [scheduled.id]
-    finally:
-        store.close()
+def test_a_scheduled_message_is_held_back_from_claims_and_the_backlog_until_its_time(
+    queue, clock
+):
+    later = Message(new_id(), PHONE, "later", clock.now, send_at=clock.now + 20)
+    sooner = Message(new_id(), PHONE, "sooner", clock.now, send_at=clock.now + 10)
+    rules = ClaimRules(10, max_delay=0.0, lease=30.0, ttl=3600.0)
+    with queue.transaction():
+        queue.insert([later, sooner])
+        assert queue.backlog().unsent == 0  # not toward --max-queue before its time
+        assert queue.claim("a", rules).messages == ()
+    clock.now += 10
+    with queue.transaction():
+        assert [m.content for m in queue.claim("a", rules).messages] == ["sooner"]
+    clock.now += 10
+    with queue.transaction():
+        [taken] = queue.claim("a", rules).messages
+    assert (taken.content, taken.send_at, taken.deliver_by) == ("later", later.send_at, None)
 
 
 @pytest.mark.e2e

@@ -1,9 +1,11 @@
 """The SQLite backend: durable settings, schema versioning, group commit, failures."""
 
 import math
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -12,8 +14,9 @@ from actors import repository
 from smsproxy.errors import DuplicateMessage, StoreError
 from smsproxy.models import Message, new_id
 from smsproxy.statuses import Status
+from smsproxy.stores.protocol import ClaimRules
 from smsproxy.stores.sqlite import SCHEMA_VERSION, SqliteStore
-from tests.fakes import ScriptedProvider
+from tests.fakes import InlineSqliteStore, ManualClock, ScriptedProvider, wall_clock
 
 
 def make_message() -> Message:
@@ -83,14 +86,19 @@ def test_an_insert_that_meets_an_existing_id_takes_back_all_its_rows(tmp_path, c
     assert {m.id for m in store.accepted()} == {existing.id, before.id}
 
 
-def test_attempts_are_kept(tmp_path):
+def test_attempts_are_kept_across_a_restart(tmp_path):
     store = SqliteStore(tmp_path / "s.db")
     message = make_message()
+    rules = ClaimRules(1, max_delay=0.0, lease=30.0, ttl=1e12)
     with store.transaction():
         store.insert([message])
-        store.add_attempts([message.id], 3)
+        store.claim("a", rules)
+        store.park("a", [message.id], 3, "down", False, 0.0, 0.0)
+    store.close()
+    store = SqliteStore(tmp_path / "s.db")
     with store.transaction():
-        store.add_attempts([message.id], 2)
+        store.claim("b", rules)
+        store.mark_sent("b", [message.id], 2)
     [loaded] = store.accepted()
     assert loaded.attempts == 5
 
@@ -147,25 +155,15 @@ async def test_a_store_failure_fails_its_group_and_the_actor_goes_on(nursery, tm
     assert (await repo.get(message.id)).status is Status.ACCEPTED
 
 
-class InlineSqliteStore(SqliteStore):
-    """SQLite driven on the event loop's thread, for tests on trio's MockClock.
-
-    Under an autojump clock a task waiting on a worker thread looks blocked, so
-    the clock would jump past every timeout while the thread works.
-    """
-
-    blocking = False
-
-
 async def test_outage_then_recovery_delivers_everything(start_pipeline, tmp_path, autojump_clock):
     provider = ScriptedProvider(failures=10)
     pipeline = await start_pipeline(provider, batch_size=5, max_attempts=3,
-                                    store=InlineSqliteStore(tmp_path / "s.db"))
+                                    store=InlineSqliteStore(tmp_path / "s.db", wall_clock))
     ids = await pipeline.accept(20)
     await trio.sleep(600)
     sent = {i for batch in provider.sent_ids()[10:] for i in batch}
     assert sent == set(ids)
-    assert pipeline.batcher.queue_depth == 0
+    assert pipeline.dispatcher.queue_depth == 0
     snapshot = await pipeline.stats.snapshot()
     assert snapshot.messages_sent == 20
     assert snapshot.failed >= 1
@@ -176,7 +174,7 @@ async def test_provider_that_never_recovers_fails_messages_after_ttl(
 ):
     provider = ScriptedProvider(failures=math.inf)
     pipeline = await start_pipeline(provider, batch_size=5, max_attempts=2, message_ttl=900,
-                                    store=InlineSqliteStore(tmp_path / "s.db"))
+                                    store=InlineSqliteStore(tmp_path / "s.db", wall_clock))
     ids = await pipeline.accept(3)
     await trio.sleep(1000)
     for message_id in ids:
@@ -207,3 +205,30 @@ def test_a_version_1_database_is_migrated_and_keeps_its_messages(tmp_path):
         store.insert([make_message()])  # the new layout takes new rows
     with pytest.raises(DuplicateMessage), store.transaction():
         store.insert([Message("m-1", "+4912345", "again", 2.0)])
+
+
+def test_a_file_of_the_release_before_the_one_engine_is_upgraded_in_place(tmp_path):
+    """Its ACCEPTED messages are sent as before, their attempts kept; one an attempt was
+    made for counts as one the provider may have; a scheduled one waits for its time."""
+    path = tmp_path / "old.sqlite3"
+    shutil.copy(Path(__file__).parent / "data" / "schema_v9.sqlite3", path)
+    clock = ManualClock()
+    clock.now = 1_764_180_010.0
+    store = SqliteStore(path, clock)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        with store.transaction():
+            taken = store.claim("a", ClaimRules(10, max_delay=1.0, lease=30.0, ttl=3600.0))
+            assert {m.id: m.attempts for m in taken.messages} == {"waiting": 0, "tried": 2}
+            store.park("a", ["waiting", "tried"], 1, "down", False, 5, 300)
+        clock.now = 1_764_180_000.0 + 3600 + 1
+        with store.transaction():
+            lapsed = {x.message_id: x.maybe_taken for x in store.lapsed(3600, 1800, 10)}
+        assert lapsed == {"waiting": False}  # "tried" gets the grace
+        clock.now = 1_764_190_000.0
+        with store.transaction():
+            [scheduled] = store.claim("a", ClaimRules(10, 0.0, 30.0, 3600.0)).messages
+        assert scheduled.id == "scheduled"
+        assert store.lookup("done").status is Status.DELIVERED
+    finally:
+        store.close()

@@ -42,7 +42,7 @@ async def test_percentage_is_rounded(stats_handle):
 
 async def test_retried_batch_records_one_success_with_its_attempts(start_pipeline, autojump_clock):
     pipeline = await start_pipeline(ScriptedProvider(failures=2), batch_size=1, max_attempts=3)
-    await pipeline.batcher.submit("+4912345", "hello")
+    await pipeline.dispatcher.submit("+4912345", "hello")
     await trio.sleep(30)
     snapshot = await pipeline.stats.snapshot()
     assert (snapshot.success, snapshot.failed, snapshot.attempts) == (1, 0, 3)
@@ -53,7 +53,7 @@ async def test_a_stats_actor_that_never_reads_delays_no_post(start_pipeline, aut
     mailbox, _inbox = Mailbox.open("stats")  # nobody serves this inbox
     pipeline = await start_pipeline(batch_size=1, stats_handle=StatsHandle(mailbox))
     for i in range(50):
-        await pipeline.batcher.submit("+4912345", f"m{i}")
+        await pipeline.dispatcher.submit("+4912345", f"m{i}")
     await trio.testing.wait_all_tasks_blocked()
     assert trio.current_time() == 0
     assert len(pipeline.provider.calls) == 50

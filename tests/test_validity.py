@@ -1,6 +1,6 @@
 """Validity periods: a message the provider has not taken by its valid_until is never
 sent late; it becomes FAILED with the reason 'validity period expired', in the
-batcher's bookkeeping, through a provider outage, on PostgreSQL and over HTTP."""
+queue of every store, through a provider outage, and over HTTP."""
 
 from datetime import UTC, datetime
 
@@ -8,60 +8,16 @@ import pytest
 import trio
 
 from api import ApiSettings, create_app
-from smsproxy.batching import VALIDITY_EXPIRED, BatchingRules, BatchQueue, lapsed_by_validity
-from smsproxy.models import Message, new_id
+from smsproxy.dispatching import VALIDITY_EXPIRED, BatchingRules, expiry_reason
 from smsproxy.statuses import Status
-from smsproxy.stores.postgres import PostgresStore
-from tests.conftest import WALL_CLOCK_AT_START
-from tests.fakes import ScriptedProvider
-from tests.test_postgres_store import FakeClock
+from smsproxy.stores.protocol import Lapsed
+from tests.fakes import WALL_CLOCK_AT_START, ScriptedProvider
+from tests.test_queue import T0, claim, in_transaction, saved
 
 WALL = 1_764_180_000.0
 PHONE = "+4915112345678"
 RULES = BatchingRules(batch_size=10, max_delay=1.0, max_in_flight=1, message_ttl=3600.0,
                       status_grace=1800.0, requeue_initial=5.0, requeue_max=300.0)
-
-
-def message(n: int, valid_for: float | None = None, attempts: int = 0) -> Message:
-    return Message(f"m{n}", PHONE, "hi", WALL, attempts,
-                   valid_until=None if valid_for is None else WALL + valid_for)
-
-
-def test_a_waiting_message_past_its_validity_is_never_put_in_a_batch():
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=2.0), message(2)), now=0.0, wall_now=WALL)
-    [batch] = queue.take_batches(3.0, wall_now=WALL + 3.0)
-    assert [m.id for m in batch.messages] == ["m2"]
-    assert [(m.id, maybe) for m, maybe in queue.take_lapsed(3.0, WALL + 3.0)] == [("m1", False)]
-
-
-def test_a_parked_batch_fails_at_the_validity_not_the_ttl():
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=20.0), message(2)), now=0.0, wall_now=WALL)
-    [batch] = queue.take_batches(1.0, wall_now=WALL + 1.0)
-    assert queue.exhausted(batch, 2.0, WALL + 2.0) == []
-    assert queue.next_wakeup() == 7.0  # the retry delay (5 s) comes first
-    assert queue.take_due_parked(7.0, WALL + 7.0) == []
-    [again] = queue.take_batches(7.0, wall_now=WALL + 7.0)
-    queue.exhausted(again, 8.0, WALL + 8.0)  # 10 s to the next retry; 12 s of validity
-    assert queue.next_wakeup() == 18.0
-    queue.take_due_parked(18.0, WALL + 18.0)
-    [third] = queue.take_batches(18.0, wall_now=WALL + 18.0)
-    queue.exhausted(third, 19.0, WALL + 19.0)  # 20 s to the next retry: past the validity
-    assert queue.next_wakeup() == 20.0
-    assert [m.id for m, _ in queue.take_due_parked(20.0, WALL + 20.0)] == ["m1"]
-
-
-def test_one_the_provider_may_have_is_held_unsent_until_its_grace_is_over():
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=20.0),), now=0.0, wall_now=WALL)
-    [batch] = queue.take_batches(1.0, wall_now=WALL + 1.0)
-    queue.exhausted(batch, 2.0, WALL + 2.0, maybe_taken=True)
-    assert queue.take_due_parked(7.0, WALL + 25.0) == []  # past validity: held, not sent
-    assert queue.take_batches(7.0, wall_now=WALL + 25.0) == []
-    assert queue.next_wakeup() == 7.0 + (20.0 + 1800.0 - 25.0)
-    [(expired, maybe)] = queue.take_due_parked(1802.0, WALL + 1820.0)
-    assert (expired.id, maybe) == ("m1", True)
 
 
 async def test_an_outage_longer_than_the_validity_fails_the_message_unsent(
@@ -80,26 +36,6 @@ async def test_an_outage_longer_than_the_validity_fails_the_message_unsent(
     assert provider.call_times and max(provider.call_times) <= accepted_at + 60
     body = await (await client.get(f"/sms/{message_id}")).get_json()
     assert body["valid_until"].endswith("Z") and body["reason"] == VALIDITY_EXPIRED
-
-
-def test_postgres_never_claims_a_message_past_its_validity_and_fails_it(postgres_url):
-    clock = FakeClock()
-    clock.now = WALL
-    store = PostgresStore(postgres_url, clock=clock)
-    try:
-        short = Message(new_id(), PHONE, "short", WALL, valid_until=WALL + 5.0)
-        with store.transaction():
-            store.insert([short])
-        clock.now = WALL + 10.0
-        with store.transaction():
-            assert store.claim("a", 10, max_delay=1.0, lease=30.0).messages == ()
-            assert store.expire(3600.0, 1800.0, ("never: ", "maybe: ")) == [short.id]
-        with store.transaction():
-            record = store.lookup(short.id)
-        assert record is not None
-        assert (record.status, record.reason) == (Status.FAILED, VALIDITY_EXPIRED)
-    finally:
-        store.close()
 
 
 @pytest.mark.parametrize(("fields", "error"), [
@@ -127,42 +63,47 @@ async def test_valid_until_is_shown_as_given(start_pipeline):
     assert datetime.fromisoformat(body["valid_until"]) == until
 
 
-def test_one_the_provider_may_have_found_lapsed_in_the_queue_is_held_not_failed():
-    """Recovered with attempts on record (the provider may have it), past its validity."""
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=20.0, attempts=1), message(2)), now=0.0, wall_now=WALL)
-    queue.draining = True
-    [batch] = queue.take_batches(30.0, wall_now=WALL + 30.0)
-    assert [m.id for m in batch.messages] == ["m2"]
-    assert queue.take_lapsed(30.0, WALL + 30.0) == []
-    queue.draining = False
-    queue.succeeded(batch)
-    assert queue.next_wakeup() == 30.0 + (20.0 + 1800.0 - 30.0)  # its grace, then it fails
-    [(held, maybe)] = queue.take_due_parked(1820.0, WALL + 1820.0)
-    assert (held.id, maybe) == ("m1", True)
+# --- in the queue, on every store ----------------------------------------------------------
 
 
-def test_a_message_is_no_longer_sendable_at_the_very_moment_its_validity_ends():
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=20.0),), now=0.0, wall_now=WALL)
-    assert queue.take_batches(20.0, wall_now=WALL + 20.0) == []
-    [(lapsed, _)] = queue.take_lapsed(20.0, WALL + 20.0)
-    assert lapsed.id == "m1"
+def test_a_waiting_message_past_its_validity_is_never_claimed_and_lapses_by_it(queue, clock):
+    [short] = saved(queue, 1, valid_until=T0 + 2.0)
+    [plain] = saved(queue, 1)
+    clock.now = T0 + 3.0
+    assert [m.id for m in claim(queue).messages] == [plain]
+    assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == [
+        Lapsed(short, False, True, None)]
 
 
-def test_a_held_message_wakes_at_the_end_of_its_grace_or_fails_if_past_it():
-    queue = BatchQueue(RULES)
-    queue.add((message(1, valid_for=20.0, attempts=1),), now=0.0, wall_now=WALL)
-    queue.take_batches(1.0, wall_now=WALL + 1900.0)  # past its validity and its grace
-    assert [m.id for m, _ in queue.take_lapsed(1.0, WALL + 1900.0)] == ["m1"]
-    queue.add((message(2, valid_for=20.0, attempts=1),), now=2.0, wall_now=WALL)
-    queue.take_batches(3.0, wall_now=WALL + 1819.5)  # half a second of grace left
-    assert queue.take_lapsed(3.0, WALL + 1819.5) == []
-    assert queue.next_wakeup() == pytest.approx(3.5)
+def test_a_parked_batch_lapses_at_the_validity_not_the_ttl(queue, clock):
+    [short] = saved(queue, 1, valid_until=T0 + 20.0)
+    claim(queue, max_delay=0)
+    in_transaction(queue, queue.park, "a", [short], 1, "HTTP 503", False, 5, 300)
+    clock.now = T0 + 19.9
+    assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == []
+    clock.now = T0 + 20.0
+    assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == [
+        Lapsed(short, False, True, "HTTP 503")]
 
 
-def test_validity_names_the_reason_only_when_it_ends_first():
+def test_one_the_provider_may_have_is_held_unsent_until_its_grace_is_over(queue, clock):
+    [short] = saved(queue, 1, valid_until=T0 + 20.0)
+    claim(queue, max_delay=0)
+    in_transaction(queue, queue.park, "a", [short], 1, "timed out", True, 5, 300)
+    clock.now = T0 + 25.0  # past its validity: never sent again, not failed yet
+    assert claim(queue, max_delay=0).messages == ()
+    assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == []
+    clock.now = T0 + 20.0 + 1800
+    assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == [
+        Lapsed(short, True, True, "timed out")]
+
+
+def test_validity_names_the_reason_only_when_it_ends_first(queue, clock):
     ttl = RULES.message_ttl
-    assert lapsed_by_validity(message(1, valid_for=ttl), ttl)  # both at once: validity
-    assert not lapsed_by_validity(message(2, valid_for=ttl + 1), ttl)
-    assert not lapsed_by_validity(message(3), ttl)
+    both = saved(queue, 1, valid_until=T0 + ttl)[0]  # both at once: validity
+    later = saved(queue, 1, valid_until=T0 + ttl + 1)[0]
+    clock.now = T0 + ttl + 1
+    facts = {x.message_id: x for x in in_transaction(queue, queue.lapsed, ttl, 0, 10)}
+    assert facts[both].by_validity and not facts[later].by_validity
+    assert expiry_reason(facts[both], RULES) == VALIDITY_EXPIRED
+    assert "TTL" in expiry_reason(facts[later], RULES)

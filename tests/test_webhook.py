@@ -134,7 +134,7 @@ async def test_a_stuck_updater_answers_503_after_its_linger_and_the_wait(
 ):
     mailbox, _inbox = Mailbox.open("updater", capacity=1)  # nobody serves this inbox
     stuck = UpdaterHandle(mailbox, linger)
-    services = Services(pipeline.repository, pipeline.batcher, pipeline.stats, stuck)
+    services = Services(pipeline.repository, pipeline.dispatcher, pipeline.stats, stuck)
     app = create_app(services, ApiSettings(webhook_wait=2.0))
     started = trio.current_time()
     response = await post_status(app, {"b": "DELIVERED"}, headers={})

@@ -26,7 +26,6 @@ from contextlib import contextmanager
 import psycopg
 from psycopg.rows import TupleRow
 
-from smsproxy.batching import VALIDITY_EXPIRED
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage, StoreError, StoreUnusable
 from smsproxy.models import (
@@ -46,6 +45,9 @@ from smsproxy.stores.protocol import (
     Backlog,
     CallbackOutcome,
     Claimed,
+    ClaimRules,
+    Lapsed,
+    Renewal,
     StatusChange,
     event_from_row,
     event_row,
@@ -168,6 +170,17 @@ ALTER TABLE smsproxy_messages ADD COLUMN valid_until double precision;
     9: """
 ALTER TABLE smsproxy_messages ADD COLUMN send_at double precision;
 """,
+    # One engine: a message's deadline counts from when it is ready (accepted, or
+    # due by its send_at), as on every store; claims and expiry read it from indexes.
+    10: """
+ALTER TABLE smsproxy_messages ADD COLUMN ready_at double precision;
+UPDATE smsproxy_messages SET ready_at = coalesce(send_at, created_at);
+DROP INDEX smsproxy_messages_unsent;
+CREATE INDEX smsproxy_messages_unsent ON smsproxy_messages (ready_at)
+    WHERE status = 'ACCEPTED' AND sent_at IS NULL;
+CREATE INDEX smsproxy_messages_unsent_by_validity ON smsproxy_messages (valid_until)
+    WHERE status = 'ACCEPTED' AND sent_at IS NULL AND valid_until IS NOT NULL;
+""",
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -193,6 +206,9 @@ _NOW = "coalesce(%(now)s::float8, extract(epoch FROM statement_timestamp()))"
 differ agree on every lease), unless a test's clock gives it as ``now``."""
 
 
+_UNSENT = "status = 'ACCEPTED' AND sent_at IS NULL"
+
+
 def _unclaimed_due(now: str) -> str:
     """Messages any instance may claim at ``now`` (an SQL expression)."""
     return (f"status = 'ACCEPTED' AND sent_at IS NULL AND not_before <= {now}"
@@ -205,16 +221,18 @@ WITH lock AS (
     SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked, {_NOW} AS now
 ), plain AS (
     -- The earliest deadlines: of those without one of their own (--max-delay after
-    -- acceptance, so oldest first) and of those with one, each from its own index.
-    SELECT m.id, m.claimed_by, m.created_at + %(max_delay)s AS leave_by
+    -- they were ready, so oldest first) and of those with one, each from its index.
+    SELECT m.id, m.claimed_by, m.ready_at + %(max_delay)s AS leave_by
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NULL
-    ORDER BY m.created_at LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    AND m.ready_at > lock.now - %(ttl)s
+    ORDER BY m.ready_at, m.id LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
 ), urgent AS (
-    SELECT m.id, m.claimed_by, m.deliver_by AS leave_by
+    SELECT m.id, m.claimed_by, m.deliver_by - %(lead)s AS leave_by
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NOT NULL
-    ORDER BY m.deliver_by LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    AND m.ready_at > lock.now - %(ttl)s
+    ORDER BY m.deliver_by, m.id LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
 ), due AS (
     SELECT * FROM plain UNION ALL SELECT * FROM urgent ORDER BY leave_by, id LIMIT %(size)s
 ), summary AS (
@@ -340,10 +358,10 @@ class PostgresStore:
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by, delivery_class, valid_until, send_at, not_before)"
+            " deliver_by, delivery_class, valid_until, send_at, not_before, ready_at)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
             " callback_url, callback_origin, deliver_by, delivery_class, valid_until,"
-            " send_at, coalesce(send_at, 0)"
+            " send_at, coalesce(send_at, 0), coalesce(send_at, created_at)"
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],"
             " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
@@ -497,20 +515,10 @@ class PostgresStore:
             f" ORDER BY position LIMIT %s", (after, limit))
         return [event_from_row(row) for row in rows]
 
-    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
-        self._conn.execute(
-            "UPDATE smsproxy_messages SET attempts = attempts + %s WHERE id = ANY(%s)",
-            (attempts, list(message_ids)),
-        )
-
     def accepted(self) -> list[Message]:
-        rows = self._conn.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM smsproxy_messages"
-            f" WHERE status = 'ACCEPTED' AND sent_at IS NULL ORDER BY created_at, id")
+        rows = self._conn.execute(f"SELECT {MESSAGE_COLUMNS} FROM smsproxy_messages"
+                                  f" WHERE status = 'ACCEPTED' ORDER BY created_at, id")
         return [message_from_row(row) for row in rows]
-
-    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
-        return [], None  # claims skip a scheduled row until its not-before time
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._conn.execute(
@@ -564,21 +572,20 @@ class PostgresStore:
     def check(self) -> None:
         self._conn.execute("SELECT 1 FROM smsproxy_messages LIMIT 1").fetchall()
 
-    # --- shared dispatch (SharedQueue) ---------------------------------------------
+    # --- the queue (smsproxy.stores.queue.Queue) ---------------------------------------
 
     def _at(self, **parameters: object) -> dict[str, object]:
         """Parameters with ``now``: the test clock's time, or None for the server's
         (``_NOW`` in the statement), so that no statement waits for a clock query."""
         return {"now": self._clock() if self._clock is not None else None, **parameters}
 
-    def claim(
-        self, instance: str, batch_size: int, max_delay: float, lease: float
-    ) -> Claimed:
+    def claim(self, instance: str, rules: ClaimRules) -> Claimed:
         """One statement. One instance claims at a time (a transaction-level advisory
         lock): two claiming at the due moment would split one batch in two, since rows
         saved after the first one's snapshot are not locked by it."""
         rows = self._conn.execute(_CLAIM, self._at(
-            lock=CLAIM_LOCK, size=batch_size, max_delay=max_delay, me=instance, lease=lease,
+            lock=CLAIM_LOCK, size=rules.batch_size, max_delay=rules.max_delay, me=instance,
+            lease=rules.lease, ttl=rules.ttl, lead=rules.lead,
         )).fetchall()
         locked, now, waiting, earliest = rows[0][:4]
         if not locked:
@@ -593,20 +600,25 @@ class PostgresStore:
             return Claimed(())
         return Claimed((), next_due=earliest, waiting=waiting)
 
-    def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
+    def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> Renewal:
         rows = self._conn.execute(
-            f"UPDATE smsproxy_messages SET claim_until = {_NOW} + %(lease)s"
-            f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s AND status = 'ACCEPTED'"
-            f" AND sent_at IS NULL RETURNING id",
+            f"WITH asked AS (SELECT id, claimed_by = %(me)s AND claim_until >= {_NOW} AS mine"
+            f" FROM smsproxy_messages WHERE id = ANY(%(ids)s) AND status = 'ACCEPTED'"
+            f" AND sent_at IS NULL FOR UPDATE),"
+            f" renewed AS (UPDATE smsproxy_messages AS m SET claim_until = {_NOW} + %(lease)s"
+            f" FROM asked WHERE m.id = asked.id AND asked.mine RETURNING m.id)"
+            f" SELECT id, mine FROM asked",
             self._at(lease=lease, ids=list(message_ids), me=instance),
-        )
-        return {row[0] for row in rows}
+        ).fetchall()
+        return Renewal(frozenset(i for i, mine in rows if mine),
+                       frozenset(i for i, mine in rows if not mine))
 
-    def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None:
+    def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
         self._conn.execute(
             f"UPDATE smsproxy_messages SET sent_at = {_NOW}, claimed_by = NULL,"
-            f" claim_until = NULL WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
-            self._at(ids=list(message_ids), me=instance),
+            f" claim_until = NULL, attempts = attempts + %(attempts)s"
+            f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+            self._at(ids=list(message_ids), me=instance, attempts=attempts),
         )
 
     def park(
@@ -615,7 +627,7 @@ class PostgresStore:
     ) -> None:
         self._conn.execute(
             f"UPDATE smsproxy_messages SET claimed_by = NULL, claim_until = NULL,"
-            f" not_before = {_NOW} + least(%(max)s, %(initial)s * power(2, rounds)),"
+            f" not_before = {_NOW} + least(%(max)s, %(initial)s * power(2, least(rounds, 30))),"
             f" rounds = rounds + 1, attempts = attempts + %(attempts)s,"
             f" maybe_taken = maybe_taken OR %(maybe)s, last_error = %(error)s"
             f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
@@ -623,36 +635,25 @@ class PostgresStore:
                      maybe=maybe_taken, error=error, ids=list(message_ids), me=instance),
         )
 
-    def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
+    def lapsed(self, ttl: float, grace: float, limit: int) -> list[Lapsed]:
         rows = self._conn.execute(
-            f"WITH late AS (SELECT id FROM smsproxy_messages"
-            f" WHERE status = 'ACCEPTED' AND sent_at IS NULL"
-            f" AND (claim_until IS NULL OR claim_until < {_NOW})"
-            f" AND least(coalesce(send_at, created_at) + %(ttl)s,"
-            f" coalesce(valid_until, 'infinity'))"
-            f" + CASE WHEN maybe_taken THEN %(grace)s ELSE 0 END"
-            f" <= {_NOW} ORDER BY created_at LIMIT 1000 FOR UPDATE SKIP LOCKED)"
-            f", failed AS (UPDATE smsproxy_messages AS m SET status = 'FAILED',"
-            f" updated_at = {_NOW},"
-            f" reason = CASE WHEN m.valid_until <= coalesce(m.send_at, m.created_at) + %(ttl)s"
-            f" THEN %(invalid)s"
-            f" ELSE (CASE WHEN m.maybe_taken THEN %(maybe)s ELSE %(never)s END"
-            f" || coalesce(m.last_error, 'none recorded')) END"
-            f" FROM late WHERE m.id = late.id RETURNING m.id, m.reason)"
-            f", recorded AS (INSERT INTO smsproxy_events ({EVENT_COLUMNS})"
-            f" SELECT gen_random_uuid()::text, id, 1 + (SELECT max(sequence)"
-            f" FROM smsproxy_events WHERE message_id = failed.id), 'FAILED', 'ACCEPTED',"
-            f" reason, {_NOW} FROM failed)"
-            f" SELECT id FROM failed",
-            self._at(ttl=ttl, grace=grace, never=reasons[0], maybe=reasons[1],
-                     invalid=VALIDITY_EXPIRED),
+            f"WITH late AS (SELECT id FROM smsproxy_messages WHERE {_UNSENT}"
+            f" AND ready_at <= {_NOW} - %(ttl)s UNION SELECT id FROM smsproxy_messages"
+            f" WHERE {_UNSENT} AND valid_until IS NOT NULL AND valid_until <= {_NOW})"
+            f" SELECT m.id, m.maybe_taken, coalesce(m.valid_until <= m.ready_at + %(ttl)s,"
+            f" false), m.last_error FROM smsproxy_messages AS m JOIN late USING (id)"
+            f" WHERE {_UNSENT} AND (m.claim_until IS NULL OR m.claim_until < {_NOW})"
+            f" AND least(m.ready_at + %(ttl)s, coalesce(m.valid_until, 'infinity'))"
+            f" + CASE WHEN m.maybe_taken THEN %(grace)s ELSE 0 END <= {_NOW}"
+            f" ORDER BY m.created_at LIMIT %(limit)s FOR UPDATE OF m SKIP LOCKED",
+            self._at(ttl=ttl, grace=grace, limit=limit),
         )
-        return [row[0] for row in rows]
+        return [Lapsed(i, maybe, by_validity, error) for i, maybe, by_validity, error in rows]
 
     def backlog(self) -> Backlog:
         row = self._conn.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_unclaimed_due(_NOW)})"
-            f" FROM smsproxy_messages WHERE status = 'ACCEPTED' AND sent_at IS NULL"
+            f" FROM smsproxy_messages WHERE {_UNSENT}"
             f" AND (send_at IS NULL OR send_at <= {_NOW})",
             self._at(),
         ).fetchone()
@@ -662,8 +663,8 @@ class PostgresStore:
     def release(self, instance: str) -> int:
         row = self._conn.execute(
             "WITH released AS (UPDATE smsproxy_messages SET claimed_by = NULL,"
-            " claim_until = NULL WHERE claimed_by = %s RETURNING 1) SELECT count(*)"
-            " FROM released", (instance,),
+            " claim_until = NULL, maybe_taken = true WHERE claimed_by = %s RETURNING 1)"
+            " SELECT count(*) FROM released", (instance,),
         ).fetchone()
         return int(row[0]) if row else 0
 

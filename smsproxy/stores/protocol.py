@@ -8,7 +8,6 @@ from a worker thread by the repository actor, one transaction at a time.
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from smsproxy.models import (
@@ -21,6 +20,7 @@ from smsproxy.models import (
     StatusRecord,
 )
 from smsproxy.statuses import Status
+from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Queue, Renewal
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -28,9 +28,12 @@ __all__ = [
     "PURGEABLE",
     "Backlog",
     "CallbackOutcome",
+    "ClaimRules",
     "Claimed",
+    "Lapsed",
     "MessageStore",
-    "SharedQueue",
+    "Queue",
+    "Renewal",
     "StatusChange",
     "event_from_row",
     "event_row",
@@ -114,7 +117,7 @@ def event_row(event: Event) -> tuple[Any, ...]:
             event.reason, event.at)
 
 
-class MessageStore(Protocol):
+class MessageStore(Queue, Protocol):
     blocking: bool
     """True when calls block on I/O and so must run in a worker thread."""
     notices: tuple[str, ...]
@@ -198,18 +201,8 @@ class MessageStore(Protocol):
         """(callbacks not yet delivered or abandoned, the time of the oldest one's event)."""
         ...
 
-    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None: ...
-
     def accepted(self) -> list[Message]:
-        """Every message still ACCEPTED, oldest first, but the scheduled ones not yet
-        released: the work a restart must redo."""
-        ...
-
-    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
-        """Up to ``limit`` scheduled messages whose ``send_at`` has come, earliest first,
-        released (``accepted`` lists them from now on, and this call no more), and when
-        the next one falls due (None: none waits). A shared queue (PostgreSQL) holds its
-        scheduled rows back by their not-before time instead, and releases none here."""
+        """Every message still ACCEPTED (sent or not), oldest first: what waits."""
         ...
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
@@ -238,74 +231,6 @@ class MessageStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """What one claim took: messages to send now, or when to look again."""
-
-    messages: tuple[Message, ...]
-    taken_over: int = 0
-    """Of them, how many an instance had claimed before and let run out (it died)."""
-    next_due: float | None = None
-    """With nothing taken: when the oldest waiting message falls due (None: none waits)."""
-    waiting: int = 0
-    """With nothing taken: how many unclaimed messages wait (fewer than a batch)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """The cluster's unsent messages: all of them, and those any instance may claim
-    now (no live claim holds them, no not-before time holds them back)."""
-
-    unsent: int
-    claimable: int
-
-
-class SharedQueue(Protocol):
-    """A store whose message table is the queue of several instances (PostgreSQL).
-
-    Instances claim unsent messages for a lease, renew the lease before each
-    attempt, and give back what they could not send; a claim whose lease ran out
-    (its instance died) may be taken by any instance. Times are the store's clock.
-    """
-
-    def claim(
-        self, instance: str, batch_size: int, max_delay: float, lease: float
-    ) -> Claimed:
-        """Claim up to ``batch_size`` due messages, oldest first, but only when they
-        fill a batch or the oldest has waited ``max_delay``: batches stay full
-        across instances."""
-        ...
-
-    def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> set[str]:
-        """Extend the lease; the ids this instance still holds and that still wait."""
-        ...
-
-    def mark_sent(self, instance: str, message_ids: Sequence[str]) -> None: ...
-
-    def park(
-        self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
-        maybe_taken: bool, requeue_initial: float, requeue_max: float,
-    ) -> None:
-        """Give the claim back, not to be claimed again before a growing delay."""
-        ...
-
-    def expire(self, ttl: float, grace: float, reasons: tuple[str, str]) -> list[str]:
-        """Fail unsent, unclaimed messages past their deadline (``grace`` more when an
-        attempt may have reached the provider); the ids failed. ``reasons``: the
-        reason for messages no attempt reached, and for those one may have, each
-        followed by the last error."""
-        ...
-
-    def backlog(self) -> Backlog:
-        """Messages accepted and not yet taken by the provider, in the whole cluster."""
-        ...
-
-    def release(self, instance: str) -> int:
-        """Give back every claim of this instance (at shutdown); how many."""
-        ...
 
 
 def first_duplicate(messages: Sequence[Message], stored: Iterable[str]) -> str:

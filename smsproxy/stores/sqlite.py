@@ -21,7 +21,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
@@ -52,6 +52,7 @@ from smsproxy.stores.protocol import (
     message_from_row,
     prefixed,
 )
+from smsproxy.stores.sqlite_queue import QUEUE_MIGRATION, SqliteQueue
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
@@ -157,6 +158,7 @@ ALTER TABLE messages ADD COLUMN send_at REAL;
 ALTER TABLE messages ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
 """,
+    10: QUEUE_MIGRATION,
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -189,17 +191,23 @@ _CANDIDATES = 4
 
 _PURGEABLE = ", ".join(f"'{status}'" for status in PURGEABLE)
 
+_NO_STATUS = "''"
+"""What ``NOT IN`` lists when no status is protected (``NOT IN (NULL)`` is never true)."""
+
 _STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
 
 
 
-class SqliteStore:
+class SqliteStore(SqliteQueue):
     blocking = True
     notices: tuple[str, ...] = ()
     concurrent = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: wall-clock seconds, for the queue's leases and deadlines (tests
+        give one that follows trio's clock)."""
+        self._clock = clock
         # ":memory:" is private to its connection: nothing to share, nothing to lock.
         self._lock = None if str(path) == ":memory:" else _hold_lock(Path(path))
         self._file_lock: int | None = None
@@ -219,6 +227,7 @@ class SqliteStore:
             # One process per file (the lock above): a claim found now is a dead one's.
             self._db.execute("UPDATE events SET claim_until = NULL"
                              " WHERE callback_state = 'pending' AND claim_until IS NOT NULL")
+            self.void_claims()
         except (sqlite3.Error, StoreError, OSError) as error:
             self._release_lock()
             if isinstance(error, StoreError):
@@ -281,11 +290,11 @@ class SqliteStore:
         comes twice, raises DuplicateMessage, and this call's rows that went in before
         it (messages and events) are taken back, by the savepoint around them.
         """
-        now = time.time()
+        now = self._clock()
         origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
                  origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
-                 int(m.send_at is not None)) for m in messages]
+                 m.ready_at, m.send_at or 0) for m in messages]
         chunks = [rows[start : start + _ROWS_PER_INSERT]
                   for start in range(0, len(rows), _ROWS_PER_INSERT)]
         try:
@@ -294,8 +303,8 @@ class SqliteStore:
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
                         " attempts, updated_at, callback_url, callback_origin, deliver_by,"
-                        " delivery_class, valid_until, send_at, scheduled) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
+                        " delivery_class, valid_until, send_at, ready_at, not_before) VALUES "
+                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
                                    * len(chunk)),
                         [value for row in chunk for value in row],
                     )
@@ -343,7 +352,7 @@ class SqliteStore:
         self, changes: Sequence[StatusChange], protected: frozenset[Status]
     ) -> set[str]:
         """One UPDATE per (status, reason) and chunk of ids, not one per row."""
-        now = time.time()
+        now = self._clock()
         by_outcome: dict[tuple[Status, str | None], list[str]] = {}
         for message_id, status, reason in changes:
             by_outcome.setdefault((status, reason), []).append(message_id)
@@ -378,7 +387,7 @@ class SqliteStore:
         cursor = self._db.execute(
             f"UPDATE messages SET status = ?, reason = ?, updated_at = ?"
             f" WHERE id IN ({','.join('?' * len(ids))})"
-            f" AND status NOT IN ({','.join('?' * len(keep)) or 'NULL'})",
+            f" AND status NOT IN ({','.join('?' * len(keep)) or _NO_STATUS})",
             [status.value, reason, now, *ids, *keep],
         )
         return cursor.rowcount
@@ -473,26 +482,10 @@ class SqliteStore:
             f" ORDER BY position LIMIT ?", (after, limit))
         return [event_from_row(row) for row in rows]
 
-    def add_attempts(self, message_ids: Sequence[str], attempts: int) -> None:
-        self._db.executemany(
-            "UPDATE messages SET attempts = attempts + ? WHERE id = ?",
-            [(attempts, message_id) for message_id in message_ids],
-        )
-
     def accepted(self) -> list[Message]:
-        rows = self._db.execute(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages"
-            f" WHERE status = 'ACCEPTED' AND scheduled = 0 ORDER BY created_at")
+        rows = self._db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages"
+                                f" WHERE status = 'ACCEPTED' ORDER BY created_at, seq")
         return [message_from_row(row) for row in rows]
-
-    def release_scheduled(self, now: float, limit: int) -> tuple[list[Message], float | None]:
-        rows = self._db.execute(
-            f"UPDATE messages SET scheduled = 0 WHERE seq IN (SELECT seq FROM messages"
-            f" WHERE scheduled = 1 AND send_at <= ? ORDER BY send_at LIMIT ?)"
-            f" RETURNING {MESSAGE_COLUMNS}", (now, limit)).fetchall()
-        (next_at,) = self._db.execute(
-            "SELECT min(send_at) FROM messages WHERE scheduled = 1").fetchone()
-        return sorted((message_from_row(row) for row in rows), key=lambda m: m.ready_at), next_at
 
     def find_idempotency(self, scope: str, key: str) -> tuple[str, tuple[str, ...]] | None:
         row = self._db.execute(
