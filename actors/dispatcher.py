@@ -214,6 +214,9 @@ class _Dispatcher:
         next_expiry = trio.current_time()
         next_count = next_expiry + self.settings.count_every  # run() has just counted
         while self.state.accepting:
+            # Looking now: a message saved meanwhile pokes, whatever its deadline (the
+            # claim may have read the table before it), so the wait below is cut short.
+            self.state.next_look = math.inf
             wait = await self.claim_while_room()
             now = trio.current_time()
             if now >= next_expiry:

@@ -46,12 +46,16 @@ def ensure_wrk() -> str:
 
 
 @contextmanager
-def server(command: Sequence[str], find_url: Callable[[str], str | None]) -> Iterator[str]:
-    """Run ``command``, wait until ``find_url`` finds the bound URL in its output."""
+def server(command: Sequence[str], find_url: Callable[[str], str | None],
+           tree: Path | None = None) -> Iterator[str]:
+    """Run ``command``, wait until ``find_url`` finds the bound URL in its output.
+    ``tree``: another checkout whose code the command runs (an A/B's baseline)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryDirectory() as workdir:
         log_path = Path(workdir) / "server.log"
         with log_path.open("w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                                       env=env)
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -84,9 +88,9 @@ def _listening_event(line: str) -> str | None:
     return str(event["binds"][0]) if event.get("event") == "listening" else None
 
 
-def smsproxy_server(*options: str) -> AbstractContextManager[str]:
+def smsproxy_server(*options: str, tree: Path | None = None) -> AbstractContextManager[str]:
     command = [sys.executable, "-m", "api.cli", "serve", "--port", "0", *options]
-    return server(command, _listening_event)
+    return server(command, _listening_event, tree)
 
 
 def bare_server() -> AbstractContextManager[str]:

@@ -90,6 +90,11 @@ class ScriptedProvider:
     def sent_ids(self) -> list[list[str]]:
         return [[m.id for m in batch.messages] for batch in self.calls]
 
+    def sent_sets(self) -> list[set[str]]:
+        """What each call carried, in call order; within a batch, messages accepted in
+        the same instant come in id order, not the order they were posted."""
+        return [{m.id for m in batch.messages} for batch in self.calls]
+
 
 class CountingStore(MemoryStore):
     """A memory store that counts its transactions and inserts, to see group commit at work."""
