@@ -158,6 +158,9 @@ class _Dispatcher:
         while self.state.accepting and self.state.in_flight < self.rules.max_in_flight:
             try:
                 claimed = await self.queue.claim(self.settings.instance, self.claim_rules)
+                # Shielded, so it returns even when the loop is being stopped; stop here
+                # then (the stats actor may be gone): release() gives the claim back.
+                await trio.lowlevel.checkpoint_if_cancelled()
             except (StoreError, ActorError) as error:
                 if not self.claims_failing:  # once, not every poll (the cause is logged too)
                     log.warning("claims_failing", error=str(error))
@@ -247,6 +250,7 @@ class _Dispatcher:
     async def expire(self) -> None:
         try:
             failed = await self.queue.expire(self.rules, EXPIRE_AT_ONCE)
+            await trio.lowlevel.checkpoint_if_cancelled()  # as after a claim
         except (StoreError, ActorError):
             return  # the store logged why; the next round tries again
         for reason, ids in failed.items():
