@@ -226,13 +226,13 @@ WITH lock AS (
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NULL
     AND m.ready_at > lock.now - %(ttl)s
-    ORDER BY m.ready_at, m.id LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    ORDER BY m.ready_at LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
 ), urgent AS (
     SELECT m.id, m.claimed_by, m.deliver_by - %(lead)s AS leave_by
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NOT NULL
     AND m.ready_at > lock.now - %(ttl)s
-    ORDER BY m.deliver_by, m.id LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    ORDER BY m.deliver_by LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
 ), due AS (
     SELECT * FROM plain UNION ALL SELECT * FROM urgent ORDER BY leave_by, id LIMIT %(size)s
 ), summary AS (
