@@ -44,19 +44,21 @@ _CLAIMABLE = (f"{_UNSENT} AND not_before <= :now AND (claim_until IS NULL OR cla
 _CLAIM = f"""
 SELECT * FROM (
     SELECT seq, id, claimed_by, ready_at + :max_delay AS leave_by
-    FROM messages INDEXED BY messages_unsent WHERE {_CLAIMABLE} AND deliver_by IS NULL AND ready_at > :now - :ttl
+    FROM messages INDEXED BY messages_unsent
+    WHERE {_CLAIMABLE} AND deliver_by IS NULL AND ready_at > :now - :ttl
     ORDER BY ready_at LIMIT :size)
 UNION ALL SELECT * FROM (
     SELECT seq, id, claimed_by, deliver_by - :lead AS leave_by
-    FROM messages INDEXED BY messages_unsent_by_deadline WHERE {_CLAIMABLE} AND deliver_by IS NOT NULL AND ready_at > :now - :ttl
+    FROM messages INDEXED BY messages_unsent_by_deadline
+    WHERE {_CLAIMABLE} AND deliver_by IS NOT NULL AND ready_at > :now - :ttl
     ORDER BY deliver_by LIMIT :size)
 ORDER BY leave_by, id LIMIT :size
 """
-"""The earliest deadlines (each from its index, named: without statistics the planner
-would pick the status index and sort the whole backlog): of the messages without one of their own (``max_delay``
-after they were ready, so oldest first) and of those with one, each read in its
-index's order (a tie-break in the inner ORDER BY would sort the whole backlog at every
-claim); the few candidates then by deadline and id, as on PostgreSQL."""
+"""The earliest deadlines: of the messages without one of their own (``max_delay``
+after they were ready, so oldest first) and of those with one, each read in its own
+index's order, the index named (without statistics the planner took the status index
+and sorted the whole backlog at every claim; a tie-break in the inner ORDER BY would
+too); the few candidates then by deadline and id, as on PostgreSQL."""
 
 _LAPSED = f"""
 SELECT id, maybe_taken, valid_until IS NOT NULL AND valid_until <= ready_at + :ttl, last_error
