@@ -18,6 +18,7 @@ from smsproxy.stores.postgres import (
     PostgresStore,
 )
 from smsproxy.stores.protocol import ClaimRules
+from tests.fakes import MANUAL_CLOCK_AT_START as T0  # where the clock fixture starts
 
 
 def make_message(message_id: str | None = None) -> Message:
@@ -105,20 +106,6 @@ def test_an_unreachable_server_at_open_is_not_fatal(postgres_url):
 
 # --- the queue's PostgreSQL side (its rules on every store: test_queue.py) ---------------
 
-T0 = 1_764_180_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture
