@@ -211,7 +211,7 @@ _UNSENT = "status = 'ACCEPTED' AND sent_at IS NULL"
 
 def _unclaimed_due(now: str) -> str:
     """Messages any instance may claim at ``now`` (an SQL expression)."""
-    return (f"status = 'ACCEPTED' AND sent_at IS NULL AND not_before <= {now}"
+    return (f"{_UNSENT} AND not_before <= {now}"
             f" AND (claim_until IS NULL OR claim_until < {now})"
             f" AND (valid_until IS NULL OR valid_until > {now})")
 

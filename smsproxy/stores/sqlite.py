@@ -52,7 +52,7 @@ from smsproxy.stores.protocol import (
     message_from_row,
     prefixed,
 )
-from smsproxy.stores.sqlite_queue import QUEUE_MIGRATION, SqliteQueue
+from smsproxy.stores.sqlite_queue import QUEUE_MIGRATION, SqliteQueue, chunks
 
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
@@ -179,9 +179,6 @@ comes (SQLite checkpoints by the WAL's size, not by the disk's)."""
 WAL_MIN_PAGES = 64
 WAL_RESIZE_EVERY = 1_000
 """Commits between two looks at the disk's free room."""
-
-_CHUNK = 500
-"""Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
 _ROWS_PER_INSERT = 500
 """Rows per multi-row INSERT: one statement (one step) for many rows."""
@@ -341,8 +338,7 @@ class SqliteStore(SqliteQueue):
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         ids = list(message_ids)
         found: dict[str, Status] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+        for chunk in chunks(ids):
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(f"SELECT id, status FROM messages WHERE id IN ({marks})", chunk)
             found.update((message_id, _STATUS[status]) for message_id, status in rows)
@@ -358,9 +354,8 @@ class SqliteStore(SqliteQueue):
             by_outcome.setdefault((status, reason), []).append(message_id)
         changed: set[str] = set()
         for (status, reason), ids in by_outcome.items():
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                changed.update(self._set_unless(chunk, status, reason, now, protected))
+            for chunk in chunks(ids):
+                changed.update(self._set_unless(list(chunk), status, reason, now, protected))
         return changed
 
     def _set_unless(
@@ -395,8 +390,7 @@ class SqliteStore(SqliteQueue):
     def current(self, message_ids: Iterable[str]) -> dict[str, tuple[Status, int]]:
         ids = list(message_ids)
         found: dict[str, tuple[Status, int]] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+        for chunk in chunks(ids):
             rows = self._db.execute(
                 f"SELECT id, status, (SELECT max(sequence) FROM events WHERE message_id = id)"
                 f" FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk)
@@ -519,8 +513,7 @@ class SqliteStore(SqliteQueue):
             f"SELECT id FROM messages WHERE status IN ({_PURGEABLE}) AND created_at < ?"
             " AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = messages.id"
             " AND callback_state = 'pending') LIMIT ?", (before, limit))]
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
+        for chunk in chunks(ids):
             marks = ",".join("?" * len(chunk))
             self._db.execute(f"DELETE FROM events WHERE message_id IN ({marks})", chunk)
             self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)

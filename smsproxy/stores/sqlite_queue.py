@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from smsproxy.stores.protocol import MESSAGE_COLUMNS, message_from_row
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Renewal
 
-__all__ = ["QUEUE_MIGRATION", "SqliteQueue"]
+__all__ = ["QUEUE_MIGRATION", "SqliteQueue", "chunks"]
 
 QUEUE_MIGRATION = """
 ALTER TABLE messages ADD COLUMN ready_at REAL;
@@ -110,7 +110,7 @@ class SqliteQueue:
         now = self._clock()
         held: set[str] = set()
         lost: set[str] = set()
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             marks = ",".join("?" * len(chunk))
             held.update(row[0] for row in self._db.execute(
                 f"UPDATE messages SET claim_until = ? WHERE id IN ({marks})"
@@ -123,7 +123,7 @@ class SqliteQueue:
 
     def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
         now = self._clock()
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             self._db.execute(
                 f"UPDATE messages SET sent_at = ?, claimed_by = NULL, claim_until = NULL,"
                 f" attempts = attempts + ? WHERE id IN ({','.join('?' * len(chunk))})"
@@ -134,7 +134,7 @@ class SqliteQueue:
         maybe_taken: bool, requeue_initial: float, requeue_max: float,
     ) -> None:
         now = self._clock()
-        for chunk in _chunks(message_ids):
+        for chunk in chunks(message_ids):
             self._db.execute(
                 f"UPDATE messages SET claimed_by = NULL, claim_until = NULL,"
                 f" not_before = ? + min(?, ? * (1 << min(rounds, 30))), rounds = rounds + 1,"
@@ -166,7 +166,8 @@ class SqliteQueue:
         return cursor.rowcount
 
 
-def _chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+def chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+    """``ids`` in pieces of ``_CHUNK``, one ``IN (...)`` query each."""
     return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
 
 
