@@ -21,9 +21,9 @@ repository's status rules by whichever instance finds them, once.
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 import trio
@@ -41,6 +41,7 @@ from smsproxy.models import (
     BatchOutcome,
     BatchSucceeded,
     ClaimsTaken,
+    Message,
     MessagesExpired,
     ProviderTook,
     new_id,
@@ -112,6 +113,11 @@ class _Dispatcher:
         self.state = state
         self.clock = clock
         self.senders: trio.Nursery
+        self.sending = trio.Semaphore(rules.max_in_flight)
+        """A sender's turn to call the provider: ``max_in_flight`` at a time."""
+        self.held = 0
+        """Batches claimed and not yet sent: being sent, or waiting for a turn."""
+        self.hold_at_most = 2 * rules.max_in_flight
         self.claims_failing = False
 
     async def serve(self) -> None:
@@ -140,7 +146,7 @@ class _Dispatcher:
         shutdown grace bounds how long); scheduled messages wait for the next start."""
         rules = self.claim_rules.flushing()
         while True:
-            while self.state.in_flight >= self.rules.max_in_flight:
+            while self.held >= self.hold_at_most:
                 await self.state.wake.wait()
                 self.state.wake = trio.Event()
             try:
@@ -149,15 +155,21 @@ class _Dispatcher:
                 return  # the store logged why; the messages wait in the table
             if not claimed.messages:
                 return
-            self.state.in_flight += 1
-            self.senders.start_soon(self.send, Batch(new_id(), claimed.messages))
+            self.start_senders(claimed.messages)
 
     async def claim_while_room(self) -> float:
-        """Claim batches while senders are free; seconds until it is worth looking again."""
+        """Claim batches while there is room; seconds until it is worth looking again.
+
+        Room is for a batch per sender and one round ahead: the next round is claimed,
+        in one transaction, while this one is being sent (a claim per batch, each
+        waiting for its commit, would cap the rate at a batch per commit). Ahead of
+        a free sender, a claim takes full batches only."""
         wait = self.settings.poll
-        while self.state.accepting and self.state.in_flight < self.rules.max_in_flight:
+        while self.state.accepting and self.held < self.hold_at_most:
+            rules = replace(self.claim_rules, batches=self.hold_at_most - self.held,
+                            partial=self.held < self.rules.max_in_flight)
             try:
-                claimed = await self.queue.claim(self.settings.instance, self.claim_rules)
+                claimed = await self.queue.claim(self.settings.instance, rules)
                 # Shielded, so it returns even when the loop is being stopped; stop here
                 # then (the stats actor may be gone): release() gives the claim back.
                 await trio.lowlevel.checkpoint_if_cancelled()
@@ -174,14 +186,20 @@ class _Dispatcher:
                 self.stats.record(ClaimsTaken(len(claimed.messages), claimed.taken_over))
                 if claimed.taken_over:
                     log.warning("claims_taken_over", messages=claimed.taken_over)
-                self.state.in_flight += 1
-                self.senders.start_soon(self.send, Batch(new_id(), claimed.messages))
+                self.start_senders(claimed.messages)
                 continue
             self.state.claimable = claimed.waiting
             if claimed.next_due is not None:
                 wait = min(wait, max(0.0, claimed.next_due - self.clock()))
             return wait
         return wait
+
+    def start_senders(self, messages: Sequence[Message]) -> None:
+        """One sender per batch of what a claim took (in deadline order)."""
+        size = self.rules.batch_size
+        for start in range(0, len(messages), size):
+            self.held += 1
+            self.senders.start_soon(self.send, Batch(new_id(), tuple(messages[start:start + size])))
 
     async def send(self, batch: Batch) -> None:
         sent = batch
@@ -191,20 +209,34 @@ class _Dispatcher:
             sent = await self.still_held(batch)
             return sent
 
+        done = False
         try:
-            left_at = self.clock()
             async with trio.open_nursery() as keeping:
                 keeping.start_soon(self.keep_lease, lambda: sent)
-                outcome = await deliver(batch, self.provider, self.retry, self.stats.record,
-                                        still_held)
+                async with self.sending:
+                    left_at = self.clock()
+                    self.state.in_flight += 1
+                    try:
+                        outcome = await deliver(batch, self.provider, self.retry,
+                                                self.stats.record, still_held)
+                    finally:
+                        self.state.in_flight -= 1
                 keeping.cancel_scope.cancel()
+            # Its room goes to the next claim now, which then joins this one's settling
+            # in one transaction (the messages stay claimed until they are settled).
+            done = True
+            self.free_room()
             self.stats.record(outcome)
             if isinstance(outcome, BatchSucceeded):
                 self.stats.record(ProviderTook.of(sent.messages, left_at))
             await self.finish(sent, outcome)
         finally:
-            self.state.in_flight -= 1
-            self.state.poke()
+            if not done:
+                self.free_room()
+
+    def free_room(self) -> None:
+        self.held -= 1
+        self.state.poke()
 
     async def keep_lease(self, holding: Callable[[], Batch]) -> None:
         """Renew the lease every third of it while the batch is being sent, so that a

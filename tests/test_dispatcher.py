@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 from smsproxy.errors import ProviderTimeout, QueueFull, ShuttingDown
+from smsproxy.models import Outgoing
 from smsproxy.statuses import Status
 from smsproxy.stores import MemoryStore, MessageStore
 from tests.fakes import (
@@ -389,3 +390,40 @@ async def test_a_save_that_outlasts_the_call_timeout_is_answered_once_committed_
     assert not isinstance(saved, Exception), saved
     # read from the store itself: through the actor's thread, the mock clock would jump
     assert store.lookup(saved.message_ids[0]).status is Status.ACCEPTED
+
+
+class ClaimCountingStore(MemoryStore):
+    """Counts the claims that took messages, and how many each took."""
+
+    def __init__(self) -> None:
+        super().__init__(wall_clock)
+        self.taken: list[int] = []
+
+    def claim(self, instance, rules):
+        claimed = super().claim(instance, rules)
+        if claimed.messages:
+            self.taken.append(len(claimed.messages))
+        return claimed
+
+
+async def test_one_claim_takes_a_batch_for_each_free_sender(start_pipeline, autojump_clock):
+    store = ClaimCountingStore()
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, store=store, batch_size=2, max_in_flight=3,
+                                    max_delay=60)
+    await pipeline.dispatcher.submit_many([Outgoing(PHONE, f"m{n}") for n in range(6)])
+    await trio.testing.wait_all_tasks_blocked()
+    assert store.taken == [6]
+    assert provider.max_concurrent == 3
+
+
+async def test_the_next_round_is_claimed_while_this_one_is_sent(start_pipeline, autojump_clock):
+    store = ClaimCountingStore()
+    provider = ScriptedProvider(latency=1.0)
+    pipeline = await start_pipeline(provider, store=store, batch_size=2, max_in_flight=1,
+                                    max_delay=60)
+    await pipeline.dispatcher.submit_many([Outgoing(PHONE, f"m{n}") for n in range(6)])
+    await trio.sleep(10)
+    assert store.taken == [4, 2]  # a round ahead, no further
+    assert len(provider.calls) == 3
+    assert provider.max_concurrent == 1

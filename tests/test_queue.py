@@ -27,9 +27,11 @@ def saved(store: MessageStore, count: int, at: float = T0, **fields) -> list[str
 
 
 def claim(store: MessageStore, instance: str = "a", size: int = 10, lease: float = 30.0,
-          max_delay: float = 1.0, ttl: float = 3600.0, lead: float = 0.0):
+          max_delay: float = 1.0, ttl: float = 3600.0, lead: float = 0.0, batches: int = 1,
+          partial: bool = True):
     with store.transaction():
-        return store.claim(instance, ClaimRules(size, max_delay, lease, ttl, lead))
+        return store.claim(instance, ClaimRules(size, max_delay, lease, ttl, lead, batches,
+                                                partial))
 
 
 def in_transaction(store: MessageStore, call, *arguments):
@@ -54,6 +56,31 @@ def test_a_full_batch_is_claimed_at_once_and_no_message_twice(queue):
     assert [m.id for m in first.messages] == ids[:10]
     assert [m.id for m in second.messages] == ids[10:20]
     assert claim(queue, "c", size=10).messages == ()  # 5 left: not a batch, not due yet
+
+
+def test_a_claim_of_several_batches_takes_the_full_ones_and_a_partial_one_when_due(
+    queue, clock
+):
+    ids = saved(queue, 25)
+    full = claim(queue, size=10, batches=3)
+    assert [m.id for m in full.messages] == ids[:20]  # 5 left: not due yet
+    assert claim(queue, "b", size=10, batches=3).messages == ()
+    clock.now = T0 + 1.03  # the first of them was saved 20 ms after the first of all
+    assert [m.id for m in claim(queue, "b", size=10, batches=3).messages] == ids[20:]
+
+
+def test_a_claim_ahead_of_the_senders_takes_full_batches_only(queue, clock):
+    ids = saved(queue, 15)
+    clock.now = T0 + 5.0  # every one is due
+    ahead = claim(queue, size=10, batches=2, partial=False)
+    assert [m.id for m in ahead.messages] == ids[:10]
+    assert claim(queue, size=10, batches=2, partial=False).messages == ()
+    assert [m.id for m in claim(queue, size=10, batches=2).messages] == ids[10:]
+
+
+def test_a_claim_of_several_batches_is_no_wider_than_asked(queue):
+    ids = saved(queue, 35)
+    assert [m.id for m in claim(queue, size=10, batches=2).messages] == ids[:20]
 
 
 def test_an_urgent_message_is_claimed_at_its_deadline_less_the_lead_with_others_along(

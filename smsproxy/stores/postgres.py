@@ -226,30 +226,27 @@ WITH lock AS (
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NULL
     AND m.ready_at > lock.now - %(ttl)s
-    ORDER BY m.ready_at LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    ORDER BY m.ready_at LIMIT %(limit)s FOR UPDATE OF m SKIP LOCKED
 ), urgent AS (
     SELECT m.id, m.claimed_by, m.deliver_by - %(lead)s AS leave_by
     FROM smsproxy_messages AS m, lock
     WHERE lock.locked AND {_unclaimed_due("lock.now")} AND m.deliver_by IS NOT NULL
     AND m.ready_at > lock.now - %(ttl)s
-    ORDER BY m.deliver_by LIMIT %(size)s FOR UPDATE OF m SKIP LOCKED
+    ORDER BY m.deliver_by LIMIT %(limit)s FOR UPDATE OF m SKIP LOCKED
 ), due AS (
-    SELECT * FROM plain UNION ALL SELECT * FROM urgent ORDER BY leave_by, id LIMIT %(size)s
-), summary AS (
-    SELECT count(*) AS waiting, min(leave_by) AS earliest FROM due
-), taken AS (
-    UPDATE smsproxy_messages AS m SET claimed_by = %(me)s, claim_until = lock.now + %(lease)s
-    FROM due, summary, lock
-    WHERE m.id = due.id
-    AND (summary.waiting >= %(size)s OR lock.now >= summary.earliest)
-    RETURNING {prefixed("m", MESSAGE_COLUMNS)}, due.leave_by, due.claimed_by AS previous
+    SELECT * FROM plain UNION ALL SELECT * FROM urgent ORDER BY leave_by, id LIMIT %(limit)s
 )
-SELECT lock.locked, lock.now, summary.waiting, summary.earliest, taken.*
-FROM lock, summary LEFT JOIN taken ON true
+SELECT lock.locked, lock.now, due.id, due.claimed_by, due.leave_by
+FROM lock LEFT JOIN due ON true ORDER BY due.leave_by, due.id
 """
-"""Claims the due messages, earliest deadline first, when they fill a batch or the
-earliest deadline has come; returns one row per message taken, or one row of nulls
-after the figures that said why not."""
+"""The claim's candidates, earliest deadline first, locked: one row each, or one
+row of nulls after the lock's figures when none waits (or another instance is
+claiming). :meth:`ClaimRules.taken` says how many of them the claim takes."""
+
+_TAKE = f"""
+UPDATE smsproxy_messages SET claimed_by = %(me)s, claim_until = %(now)s + %(lease)s
+WHERE id = ANY(%(ids)s) RETURNING {MESSAGE_COLUMNS}
+"""
 
 
 AUTOVACUUM_OFF = (
@@ -580,25 +577,29 @@ class PostgresStore:
         return {"now": self._clock() if self._clock is not None else None, **parameters}
 
     def claim(self, instance: str, rules: ClaimRules) -> Claimed:
-        """One statement. One instance claims at a time (a transaction-level advisory
-        lock): two claiming at the due moment would split one batch in two, since rows
-        saved after the first one's snapshot are not locked by it."""
+        """One instance claims at a time (a transaction-level advisory lock): two
+        claiming at the due moment would split one batch in two, since rows saved
+        after the first one's snapshot are not locked by it."""
         rows = self._conn.execute(_CLAIM, self._at(
-            lock=CLAIM_LOCK, size=rules.batch_size, max_delay=rules.max_delay, me=instance,
-            lease=rules.lease, ttl=rules.ttl, lead=rules.lead,
+            lock=CLAIM_LOCK, limit=rules.limit, max_delay=rules.max_delay, ttl=rules.ttl,
+            lead=rules.lead,
         )).fetchall()
-        locked, now, waiting, earliest = rows[0][:4]
+        locked, now = rows[0][:2]
         if not locked:
             return Claimed((), next_due=now + CLAIM_RETRY)
-        # MESSAGE_COLUMNS, then leave by and the previous claimant
-        taken = sorted((row[4:] for row in rows if row[4] is not None),
-                       key=lambda row: (row[9], row[0]))
-        if taken:
-            mine = sum(1 for row in taken if row[10] is not None and row[10] != instance)
-            return Claimed(tuple(message_from_row(row[:9]) for row in taken), taken_over=mine)
-        if waiting == 0:
+        due = [row[2:] for row in rows if row[2] is not None]
+        if not due:
             return Claimed(())
-        return Claimed((), next_due=earliest, waiting=waiting)
+        taken = rules.taken([leave_by for _, _, leave_by in due], now)
+        if not taken:
+            return Claimed((), next_due=due[0][2], waiting=len(due))
+        order = {message_id: i for i, (message_id, _, _) in enumerate(due[:taken])}
+        messages = sorted(
+            (message_from_row(row) for row in self._conn.execute(_TAKE, {
+                "me": instance, "now": now, "lease": rules.lease, "ids": list(order)})),
+            key=lambda message: order[message.id])
+        taken_over = sum(1 for _, previous, _ in due[:taken] if previous not in (None, instance))
+        return Claimed(tuple(messages), taken_over=taken_over)
 
     def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> Renewal:
         rows = self._conn.execute(

@@ -28,13 +28,33 @@ class ClaimRules:
     but only when they fill a batch or the earliest deadline has come. A message's
     deadline is its own ``deliver_by`` less ``lead``, or ``max_delay`` after it was
     ready (accepted, or due by its ``send_at``). Past its ``ttl`` (or its validity)
-    a message is never claimed: it waits to be failed, or for its report."""
+    a message is never claimed: it waits to be failed, or for its report.
+
+    With ``batches`` above 1, one claim takes up to that many batches, in deadline
+    order: every full one, and the partial last one only when its own earliest
+    deadline has come (so that claiming several at once fills them as well); with
+    ``partial`` false, never a partial one (a claim ahead of a free sender: the
+    batch would wait for one while it could still be filled)."""
 
     batch_size: int
     max_delay: float
     lease: float
     ttl: float
     lead: float = 0.0
+    batches: int = 1
+    partial: bool = True
+
+    @property
+    def limit(self) -> int:
+        """Messages one claim takes, at most."""
+        return self.batch_size * max(1, self.batches)
+
+    def taken(self, leave_by: Sequence[float], now: float) -> int:
+        """Of the candidates (their deadlines, earliest first), how many a claim takes."""
+        full = len(leave_by) // self.batch_size * self.batch_size
+        if self.partial and full < len(leave_by) and now >= leave_by[full]:
+            return len(leave_by)
+        return full
 
     def flushing(self) -> "ClaimRules":
         """The same, with every waiting message due now (at shutdown)."""
@@ -47,7 +67,8 @@ _FOREVER = 1e12
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """What one claim took: messages to send now, or when to look again."""
+    """What one claim took: messages to send now (in deadline order, so that each
+    ``batch_size`` of them in turn is one batch), or when to look again."""
 
     messages: tuple[Message, ...]
     taken_over: int = 0

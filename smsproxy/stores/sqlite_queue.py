@@ -8,6 +8,7 @@ voided when the file is opened again.
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from smsproxy.stores.protocol import MESSAGE_COLUMNS, message_from_row
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Renewal
@@ -46,13 +47,13 @@ SELECT * FROM (
     SELECT seq, id, claimed_by, ready_at + :max_delay AS leave_by
     FROM messages INDEXED BY messages_unsent
     WHERE {_CLAIMABLE} AND deliver_by IS NULL AND ready_at > :now - :ttl
-    ORDER BY ready_at LIMIT :size)
+    ORDER BY ready_at LIMIT :limit)
 UNION ALL SELECT * FROM (
     SELECT seq, id, claimed_by, deliver_by - :lead AS leave_by
     FROM messages INDEXED BY messages_unsent_by_deadline
     WHERE {_CLAIMABLE} AND deliver_by IS NOT NULL AND ready_at > :now - :ttl
-    ORDER BY deliver_by LIMIT :size)
-ORDER BY leave_by, id LIMIT :size
+    ORDER BY deliver_by LIMIT :limit)
+ORDER BY leave_by, id LIMIT :limit
 """
 """The earliest deadlines: of the messages without one of their own (``max_delay``
 after they were ready, so oldest first) and of those with one, each read in its own
@@ -73,6 +74,8 @@ AND min(ready_at + :ttl, coalesce(valid_until, ready_at + :ttl))
 ORDER BY seq LIMIT :limit
 """
 
+_Id = TypeVar("_Id", str, int)
+
 _CHUNK = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
@@ -91,17 +94,20 @@ class SqliteQueue:
         now = self._clock()
         due = self._db.execute(_CLAIM, {
             "now": now, "max_delay": rules.max_delay, "ttl": rules.ttl, "lead": rules.lead,
-            "size": rules.batch_size}).fetchall()
+            "limit": rules.limit}).fetchall()
         if not due:
             return Claimed(())
-        earliest = due[0][3]
-        if len(due) < rules.batch_size and now < earliest:
-            return Claimed((), next_due=earliest, waiting=len(due))
+        taken = rules.taken([leave_by for _, _, _, leave_by in due], now)
+        if not taken:
+            return Claimed((), next_due=due[0][3], waiting=len(due))
+        due = due[:taken]
         order = {seq: i for i, (seq, _, _, _) in enumerate(due)}
-        rows = self._db.execute(
-            f"UPDATE messages SET claimed_by = ?, claim_until = ?"
-            f" WHERE seq IN ({','.join('?' * len(due))}) RETURNING seq, {MESSAGE_COLUMNS}",
-            [instance, now + rules.lease, *order]).fetchall()
+        rows: list[tuple[Any, ...]] = []
+        for chunk in chunks(list(order)):
+            rows += self._db.execute(
+                f"UPDATE messages SET claimed_by = ?, claim_until = ?"
+                f" WHERE seq IN ({','.join('?' * len(chunk))}) RETURNING seq, {MESSAGE_COLUMNS}",
+                [instance, now + rules.lease, *chunk]).fetchall()
         rows.sort(key=lambda row: order[row[0]])
         taken_over = sum(1 for _, _, previous, _ in due if previous not in (None, instance))
         return Claimed(tuple(message_from_row(row[1:]) for row in rows), taken_over=taken_over)
@@ -166,7 +172,7 @@ class SqliteQueue:
         return cursor.rowcount
 
 
-def chunks(ids: Sequence[str]) -> list[Sequence[str]]:
+def chunks(ids: Sequence[_Id]) -> list[Sequence[_Id]]:
     """``ids`` in pieces of ``_CHUNK``, one ``IN (...)`` query each."""
     return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
 
