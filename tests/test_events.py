@@ -149,10 +149,10 @@ def test_an_older_sqlite_file_gets_the_history_it_implies(tmp_path):
 
     path = tmp_path / "v3.db"
     db = sqlite3.connect(path)
-    from smsproxy.stores import sqlite as sqlite_module
+    from smsproxy.stores.sqlite import schema as sqlite_module
 
     for step in (1, 2, 3):
-        db.executescript(sqlite_module._MIGRATIONS[step])
+        db.executescript(sqlite_module.MIGRATIONS[step])
     db.execute("PRAGMA user_version = 3")
     db.execute("INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
                " updated_at) VALUES ('a', '1', 'x', 1, 'DELIVERED', 1, 2),"

@@ -12,8 +12,8 @@ from smsproxy.models import Message, new_id
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import (
-    _CLAIM,
     AUTOVACUUM_OFF,
+    CLAIM,
     SCHEMA_VERSION,
     PostgresStore,
 )
@@ -168,7 +168,7 @@ def test_claims_scan_the_queue_index_in_order_never_by_bitmap(queue):
     with queue.transaction():
         setting = queue._conn.execute("SHOW enable_bitmapscan").fetchone()
         plan = "\n".join(row[0] for row in queue._conn.execute(
-            f"EXPLAIN {_CLAIM}", {"now": T0, "lock": 1, "limit": 400, "max_delay": 1.0,
+            f"EXPLAIN {CLAIM}", {"now": T0, "lock": 1, "limit": 400, "max_delay": 1.0,
                                   "ttl": 3600.0, "lead": 0.02}))
     assert setting == ("off",)
     assert "Index Scan using smsproxy_messages_" in plan  # the queue's or the status one

@@ -186,11 +186,11 @@ async def test_provider_that_never_recovers_fails_messages_after_ttl(
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_messages(tmp_path):
-    from smsproxy.stores import sqlite as sqlite_store
+    from smsproxy.stores.sqlite import schema as sqlite_store
 
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
-    old.executescript(sqlite_store._MIGRATIONS[1] + "PRAGMA user_version = 1;")
+    old.executescript(sqlite_store.MIGRATIONS[1] + "PRAGMA user_version = 1;")
     old.execute(
         "INSERT INTO messages (id, phone_number, content, created_at, status, attempts,"
         " updated_at) VALUES ('m-1', '+4912345', 'hello', 1.5, 'ACCEPTED', 2, 1.5)"

@@ -1,6 +1,6 @@
 """SQLite's side of the queue (:class:`smsproxy.stores.queue.Queue`), in its dialect.
 
-One process holds the file (see :mod:`.sqlite`) and every transaction takes the
+One process holds the file (see :mod:`.schema`) and every transaction takes the
 write lock at its start (``BEGIN IMMEDIATE``), so a claim needs no lock of its own:
 nobody else can claim the same rows meanwhile. The claims a dead process left are
 voided when the file is opened again.
@@ -8,12 +8,13 @@ voided when the file is opened again.
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from smsproxy.stores.protocol import MESSAGE_COLUMNS, message_from_row
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Renewal
+from smsproxy.stores.rows import MESSAGE_COLUMNS, message_from_row
+from smsproxy.stores.sqlite._sql import chunks
 
-__all__ = ["QUEUE_MIGRATION", "SqliteQueue", "chunks"]
+__all__ = ["QUEUE_MIGRATION", "SqliteQueue"]
 
 QUEUE_MIGRATION = """
 ALTER TABLE messages ADD COLUMN ready_at REAL;
@@ -73,12 +74,6 @@ AND min(ready_at + :ttl, coalesce(valid_until, ready_at + :ttl))
     + CASE WHEN maybe_taken THEN :grace ELSE 0 END <= :now
 ORDER BY seq LIMIT :limit
 """
-
-_Id = TypeVar("_Id", str, int)
-
-_CHUNK = 500
-"""Ids per IN (...) query, well under SQLite's limit on bound parameters."""
-
 
 class SqliteQueue:
     _db: sqlite3.Connection
@@ -170,10 +165,3 @@ class SqliteQueue:
             "UPDATE messages SET claimed_by = NULL, claim_until = NULL, maybe_taken = 1"
             " WHERE claimed_by = ?", (instance,))
         return cursor.rowcount
-
-
-def chunks(ids: Sequence[_Id]) -> list[Sequence[_Id]]:
-    """``ids`` in pieces of ``_CHUNK``, one ``IN (...)`` query each."""
-    return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
-
-

@@ -1,0 +1,90 @@
+"""What the SQL stores share: their rows' columns, and how rows become the domain's
+values (messages, events, listings) and back."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from smsproxy.models import Event, ListedMessage, Message, MessageQuery
+from smsproxy.statuses import Status
+
+__all__ = [
+    "EVENT_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "event_from_row", "event_row",
+    "find_statement", "first_duplicate", "listed_messages", "message_from_row", "prefixed",
+]
+
+PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
+"""Statuses of messages that retention deletes: the provider took them, or they failed.
+(A CONFIRMED message older than the retention window will hear no more news.)"""
+
+MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
+                   " delivery_class, valid_until, send_at")
+"""A message's columns in the SQL stores, for ``message_from_row`` (its callback URL
+lives with its events)."""
+
+
+def message_from_row(row: Sequence[Any]) -> Message:
+    """A message from its ``MESSAGE_COLUMNS``."""
+    i, number, content, at, attempts, deliver_by, kind, valid_until, send_at = row
+    return Message(i, number, content, at, attempts, None, deliver_by, kind, valid_until,
+                   send_at)
+
+
+EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
+"""An event's columns in the SQL stores, in :class:`Event`'s order."""
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An event from its ``EVENT_COLUMNS``, then its position."""
+    event_id, message_id, sequence, status, previous, reason, at, position = row
+    return Event(event_id, message_id, sequence, Status(status),
+                 Status(previous) if previous else None, reason, at, position)
+
+
+def find_statement(
+    query: MessageQuery, status: Status, table: str, placeholder: str
+) -> tuple[str, list[Any]]:
+    """``MessageStore.find`` in SQL for either engine: the statement and its values."""
+    conditions = ""
+    values: list[Any] = [status.value]
+    if query.since is not None:
+        conditions += f" AND created_at >= {placeholder}"
+        values.append(query.since)
+    if query.until is not None:
+        conditions += f" AND created_at < {placeholder}"
+        values.append(query.until)
+    if query.before is not None:
+        conditions += (f" AND (created_at < {placeholder} OR (created_at = {placeholder}"
+                       f" AND id < {placeholder}))")
+        values += [query.before[0], query.before[0], query.before[1]]
+    statement = (f"SELECT id, status, reason, created_at, updated_at FROM {table}"
+                 f" WHERE status = {placeholder}{conditions}"
+                 f" ORDER BY created_at DESC, id DESC LIMIT {placeholder}")
+    return statement, [*values, query.limit]
+
+
+def listed_messages(rows: Iterable[Sequence[Any]]) -> list[ListedMessage]:
+    """The rows of ``find_statement`` as messages."""
+    return [ListedMessage(i, Status(status), reason, at, updated)
+            for i, status, reason, at, updated in rows]
+
+
+def prefixed(table: str, columns: str) -> str:
+    """``a, b`` as ``t.a, t.b``: columns of one table in a join."""
+    return ", ".join(f"{table}.{column.strip()}" for column in columns.split(","))
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    """An event's ``EVENT_COLUMNS``."""
+    return (event.event_id, event.message_id, event.sequence, event.status.value,
+            event.previous_status.value if event.previous_status else None,
+            event.reason, event.at)
+
+
+def first_duplicate(messages: Sequence[Message], stored: Iterable[str]) -> str:
+    """The first of the messages' ids that is ``stored`` already or repeats an earlier one."""
+    taken = set(stored)
+    for message in messages:
+        if message.id in taken:
+            return message.id
+        taken.add(message.id)
+    return messages[0].id
