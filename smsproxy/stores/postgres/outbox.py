@@ -10,12 +10,39 @@ from smsproxy.stores.postgres.schema import FEED_LOCK
 from smsproxy.stores.protocol import CallbackOutcome
 from smsproxy.stores.rows import EVENT_COLUMNS, event_from_row, event_row, prefixed
 
-__all__ = ["PostgresOutbox"]
+__all__ = ["CLAIM_CALLBACKS", "PostgresOutbox"]
 
 _CANDIDATES = 4
 """Due callbacks looked at per one claimed, so that one receiver's cannot fill a claim."""
 PLACE_AT_ONCE = 10_000
 """Events given feed positions per feed() call, at most."""
+
+
+CLAIM_CALLBACKS = f"""
+WITH candidates AS (
+    SELECT e.id, e.callback_origin, e.callback_due FROM smsproxy_events AS e
+    WHERE e.callback_state = 'pending' AND e.callback_due <= %(now)s
+    AND (e.claim_until IS NULL OR e.claim_until < %(now)s)
+    -- Its message's earliest pending event: a subquery run per candidate on the
+    -- (message id, sequence) index, whatever the statistics. Without any, the planner
+    -- made NOT EXISTS a join against every pending event, and took the pending
+    -- callbacks' index for a subquery that names their state as is: coalesce() keeps
+    -- that index out of it.
+    AND e.sequence = (SELECT min(p.sequence) FROM smsproxy_events AS p
+        WHERE p.message_id = e.message_id AND coalesce(p.callback_state, '') = 'pending')
+    AND NOT (e.callback_origin = ANY(%(skip)s))
+    ORDER BY e.callback_due LIMIT %(candidates)s FOR UPDATE OF e SKIP LOCKED
+), due AS (
+    SELECT id FROM (SELECT id, callback_due, row_number() OVER (PARTITION BY callback_origin
+        ORDER BY callback_due) AS turn FROM candidates) AS ranked
+    WHERE turn <= %(per_origin)s ORDER BY callback_due LIMIT %(limit)s
+)
+UPDATE smsproxy_events AS e SET claimed_by = %(me)s, claim_until = %(now)s + %(lease)s
+FROM due WHERE e.id = due.id
+RETURNING {prefixed('e', EVENT_COLUMNS)}, e.position, e.callback_url, e.callback_attempts
+"""
+"""Due callbacks, oldest due first, each its message's earliest pending event, at most
+``per_origin`` per receiver, claimed."""
 
 
 class PostgresOutbox(Connected):
@@ -60,22 +87,7 @@ class PostgresOutbox(Connected):
         skip_origins: Sequence[str] = (),
     ) -> list[PendingCallback]:
         rows = self._conn.execute(
-            f"WITH candidates AS (SELECT e.id, e.callback_origin, e.callback_due"
-            f" FROM smsproxy_events AS e"
-            f" WHERE e.callback_state = 'pending' AND e.callback_due <= %(now)s"
-            f" AND (e.claim_until IS NULL OR e.claim_until < %(now)s)"
-            f" AND NOT EXISTS (SELECT 1 FROM smsproxy_events AS p"
-            f" WHERE p.message_id = e.message_id AND p.sequence < e.sequence"
-            f" AND p.callback_state = 'pending')"
-            f" AND NOT (e.callback_origin = ANY(%(skip)s))"
-            f" ORDER BY e.callback_due LIMIT %(candidates)s FOR UPDATE OF e SKIP LOCKED),"
-            f" due AS (SELECT id FROM (SELECT id, callback_due, row_number() OVER (PARTITION"
-            f" BY callback_origin ORDER BY callback_due) AS turn FROM candidates) AS ranked"
-            f" WHERE turn <= %(per_origin)s ORDER BY callback_due LIMIT %(limit)s)"
-            f" UPDATE smsproxy_events AS e SET claimed_by = %(me)s,"
-            f" claim_until = %(now)s + %(lease)s FROM due WHERE e.id = due.id"
-            f" RETURNING {prefixed('e', EVENT_COLUMNS)},"
-            f" e.position, e.callback_url, e.callback_attempts",
+            CLAIM_CALLBACKS,
             {"now": now, "limit": limit, "me": instance, "lease": lease,
              "skip": list(skip_origins), "candidates": _CANDIDATES * limit,
              "per_origin": per_origin},

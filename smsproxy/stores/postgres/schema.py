@@ -146,7 +146,7 @@ CONNECT_TIMEOUT = 5
 """Seconds to wait for the server when connecting; a transaction never waits longer."""
 
 AUTOVACUUM_OFF = (
-    "autovacuum is off on this PostgreSQL server: sent messages leave dead rows in the "
-    "queue's index, and claims slow down as they pile up; turn it on, or run "
-    "VACUUM ANALYZE smsproxy_messages every few minutes"
+    "autovacuum is off on this PostgreSQL server: sent messages and delivered callbacks "
+    "leave dead rows in the queues' indexes, and claims slow down as they pile up; turn "
+    "it on, or run VACUUM ANALYZE smsproxy_messages, smsproxy_events every few minutes"
 )
