@@ -214,6 +214,9 @@ class _Dispatcher:
             async with trio.open_nursery() as keeping:
                 keeping.start_soon(self.keep_lease, lambda: sent)
                 async with self.sending:
+                    # A turn that comes as the loop is being stopped (the shutdown grace
+                    # ran out) starts no provider call: the claim goes back instead.
+                    await trio.lowlevel.checkpoint_if_cancelled()
                     left_at = self.clock()
                     self.state.in_flight += 1
                     try:
