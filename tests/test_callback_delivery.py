@@ -60,7 +60,7 @@ async def post_with_callbacks(proxy: ServiceProcess, url: str, count: int) -> li
     return ids
 
 
-OUTAGE = 60.0
+OUTAGE = 20.0
 """Seconds the receiver is down: callbacks fail, pile up, and survive a kill -9."""
 
 
