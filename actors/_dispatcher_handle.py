@@ -1,10 +1,11 @@
 """The dispatcher's door: what the HTTP layer calls (submit, the queue's depth, the
-drain at shutdown), and the state it shares with the dispatcher's loop
+drain at shutdown), the loop's settings, and the state it shares with the loop
 (:mod:`actors.dispatcher`). A POST saves its message here, in its own task; the save
 is the queueing, and a poke wakes the loop when a batch may be due."""
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 import trio
@@ -16,11 +17,22 @@ from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown
 from smsproxy.logs import debug_enabled
 from smsproxy.models import Idempotency, MessagesAccepted, Outgoing, Saved, Submitted, new_messages
 
-__all__ = ["DispatchState", "DispatcherHandle", "WallClock"]
+__all__ = ["DispatchSettings", "DispatchState", "DispatcherHandle", "WallClock"]
 
 log = structlog.get_logger("smsproxy.dispatcher")
 
 WallClock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    instance: str
+    lease: float
+    poll: float = 0.25
+    """Seconds between looks at the table when nothing woke the loop."""
+    expire_every: float = 5.0
+    count_every: float = 1.0
+    """Seconds between counts of the cluster's unsent messages (queue depth, admission)."""
 
 
 class DispatchState:

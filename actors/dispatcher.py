@@ -23,12 +23,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import structlog
 import trio
 
-from actors._dispatcher_handle import DispatcherHandle, DispatchState, WallClock
+from actors._dispatcher_handle import (
+    DispatcherHandle,
+    DispatchSettings,
+    DispatchState,
+    WallClock,
+)
 from actors.errors import ActorError
 from actors.repository import QueueHandle, RepositoryHandle
 from actors.sender import RetryPolicy, Withdrawn, deliver
@@ -55,17 +60,6 @@ log = structlog.get_logger("smsproxy.dispatcher")
 
 EXPIRE_AT_ONCE = 1000
 """Messages failed per expiry transaction, at most (the next round takes the rest)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchSettings:
-    instance: str
-    lease: float
-    poll: float = 0.25
-    """Seconds between looks at the table when nothing woke the loop."""
-    expire_every: float = 5.0
-    count_every: float = 1.0
-    """Seconds between counts of the cluster's unsent messages (queue depth, admission)."""
 
 
 async def run(
@@ -202,6 +196,21 @@ class _Dispatcher:
             self.senders.start_soon(self.send, Batch(new_id(), tuple(messages[start:start + size])))
 
     async def send(self, batch: Batch) -> None:
+        try:
+            sent, outcome, left_at = await self.deliver_holding(batch)
+        finally:
+            # Its room goes to the next claim now, which then joins this one's settling
+            # in one transaction (the messages stay claimed until they are settled).
+            self.held -= 1
+            self.state.poke()
+        self.stats.record(outcome)
+        if isinstance(outcome, BatchSucceeded):
+            self.stats.record(ProviderTook.of(sent.messages, left_at))
+        await self.finish(sent, outcome)
+
+    async def deliver_holding(self, batch: Batch) -> tuple[Batch, BatchOutcome, float]:
+        """Deliver in its turn, the lease kept alive: what was last sent, how it ended,
+        and when it left."""
         sent = batch
 
         async def still_held(batch: Batch) -> Batch:
@@ -209,37 +218,21 @@ class _Dispatcher:
             sent = await self.still_held(batch)
             return sent
 
-        done = False
-        try:
-            async with trio.open_nursery() as keeping:
-                keeping.start_soon(self.keep_lease, lambda: sent)
-                async with self.sending:
-                    # A turn that comes as the loop is being stopped (the shutdown grace
-                    # ran out) starts no provider call: the claim goes back instead.
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    left_at = self.clock()
-                    self.state.in_flight += 1
-                    try:
-                        outcome = await deliver(batch, self.provider, self.retry,
-                                                self.stats.record, still_held)
-                    finally:
-                        self.state.in_flight -= 1
-                keeping.cancel_scope.cancel()
-            # Its room goes to the next claim now, which then joins this one's settling
-            # in one transaction (the messages stay claimed until they are settled).
-            done = True
-            self.free_room()
-            self.stats.record(outcome)
-            if isinstance(outcome, BatchSucceeded):
-                self.stats.record(ProviderTook.of(sent.messages, left_at))
-            await self.finish(sent, outcome)
-        finally:
-            if not done:
-                self.free_room()
-
-    def free_room(self) -> None:
-        self.held -= 1
-        self.state.poke()
+        async with trio.open_nursery() as keeping:
+            keeping.start_soon(self.keep_lease, lambda: sent)
+            async with self.sending:
+                # A turn that comes as the loop is being stopped (the shutdown grace ran
+                # out) starts no provider call: the claim goes back instead.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                left_at = self.clock()
+                self.state.in_flight += 1
+                try:
+                    outcome = await deliver(batch, self.provider, self.retry,
+                                            self.stats.record, still_held)
+                finally:
+                    self.state.in_flight -= 1
+            keeping.cancel_scope.cancel()
+        return sent, outcome, left_at
 
     async def keep_lease(self, holding: Callable[[], Batch]) -> None:
         """Renew the lease every third of it while the batch is being sent, so that a
