@@ -156,8 +156,8 @@ class _Dispatcher:
 
         Room is for a batch per sender and one round ahead: the next round is claimed,
         in one transaction, while this one is being sent (a claim per batch, each
-        waiting for its commit, would cap the rate at a batch per commit). Ahead of
-        a free sender, a claim takes full batches only."""
+        waiting for its commit, would cap the rate at a batch per commit). While no
+        sender is free, a claim takes full batches only."""
         wait = self.settings.poll
         while self.state.accepting and self.held < self.hold_at_most:
             rules = replace(self.claim_rules, batches=self.hold_at_most - self.held,

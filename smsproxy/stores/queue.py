@@ -33,8 +33,8 @@ class ClaimRules:
     With ``batches`` above 1, one claim takes up to that many batches, in deadline
     order: every full one, and the partial last one only when its own earliest
     deadline has come (so that claiming several at once fills them as well); with
-    ``partial`` false, never a partial one (a claim ahead of a free sender: the
-    batch would wait for one while it could still be filled)."""
+    ``partial`` false, never a partial one (a claim while no sender is free: the
+    batch would wait for a sender while it could still be filled)."""
 
     batch_size: int
     max_delay: float
