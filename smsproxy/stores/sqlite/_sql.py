@@ -16,12 +16,13 @@ NO_STATUS = "''"
 STATUS = {status.value: status for status in Status}
 """Faster than calling Status(...) for every row."""
 
-_Id = TypeVar("_Id", str, int)
+_Item = TypeVar("_Item")
 
-_CHUNK = 500
+IDS_PER_QUERY = 500
 """Ids per IN (...) query, well under SQLite's limit on bound parameters."""
 
 
-def chunks(ids: Sequence[_Id]) -> list[Sequence[_Id]]:
-    """``ids`` in pieces of ``_CHUNK``, one ``IN (...)`` query each."""
-    return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
+def chunks(items: Sequence[_Item], size: int = IDS_PER_QUERY) -> list[Sequence[_Item]]:
+    """``items`` in pieces of ``size``: ids for one ``IN (...)`` query each, or rows
+    for one multi-row INSERT each."""
+    return [items[start : start + size] for start in range(0, len(items), size)]

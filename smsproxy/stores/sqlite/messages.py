@@ -40,11 +40,9 @@ class SqliteMessages(SqliteOutbox):
         rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
                  origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
                  m.ready_at, m.send_at or 0) for m in messages]
-        chunks = [rows[start : start + ROWS_PER_INSERT]
-                  for start in range(0, len(rows), ROWS_PER_INSERT)]
         try:
             with self._savepoint("insert_messages"):
-                for chunk in chunks:
+                for chunk in chunks(rows, ROWS_PER_INSERT):
                     self._db.execute(
                         "INSERT INTO messages (id, phone_number, content, created_at, status,"
                         " attempts, updated_at, callback_url, callback_origin, deliver_by,"

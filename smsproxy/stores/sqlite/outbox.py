@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from smsproxy.models import Event, PendingCallback
 from smsproxy.stores.protocol import CallbackOutcome
 from smsproxy.stores.rows import EVENT_COLUMNS, event_from_row, event_row, prefixed
-from smsproxy.stores.sqlite._sql import ROWS_PER_INSERT
+from smsproxy.stores.sqlite._sql import ROWS_PER_INSERT, chunks
 
 __all__ = ["SqliteOutbox"]
 
@@ -22,8 +22,7 @@ class SqliteOutbox:
         """Rows of ``EVENT_COLUMNS`` and the callback's URL, origin, state and due time,
         as one statement per few hundred."""
         values = list(rows)
-        for start in range(0, len(values), ROWS_PER_INSERT // 2):
-            chunk = values[start : start + ROWS_PER_INSERT // 2]
+        for chunk in chunks(values, ROWS_PER_INSERT // 2):
             self._db.execute(
                 f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_origin,"
                 f" callback_state, callback_due) VALUES "
@@ -34,8 +33,7 @@ class SqliteOutbox:
     def append_events(self, events: Sequence[Event]) -> None:
         """Each event is a callback to deliver when its message has a callback URL."""
         rows = [event_row(event) for event in events]
-        for start in range(0, len(rows), ROWS_PER_INSERT // 2):
-            chunk = rows[start : start + ROWS_PER_INSERT // 2]
+        for chunk in chunks(rows, ROWS_PER_INSERT // 2):
             self._db.execute(
                 f"INSERT INTO events ({EVENT_COLUMNS}, callback_url, callback_origin,"
                 f" callback_state, callback_due) SELECT rows.*, m.callback_url,"

@@ -75,6 +75,7 @@ AND min(ready_at + :ttl, coalesce(valid_until, ready_at + :ttl))
 ORDER BY seq LIMIT :limit
 """
 
+
 class SqliteQueue:
     _db: sqlite3.Connection
     _clock: Callable[[], float]
