@@ -41,6 +41,7 @@ __all__ = [
     "UpdateRejected",
     "UpdatesApplied",
     "WebhookRefused",
+    "event_id_of",
     "new_id",
     "new_ids",
     "new_messages",
@@ -168,11 +169,22 @@ class Saved:
     """True when the idempotency key was known: nothing new was stored."""
 
 
+EVENT_NAMESPACE = uuid.UUID("5d4c1f0e-8a36-4c2b-9e57-3f0b6a1d2c94")
+"""Event ids are derived in this namespace (version 5 UUIDs), never stored."""
+
+
+def event_id_of(message_id: str, sequence: int) -> str:
+    """The id of a message's ``sequence``-th event: the same on every store and
+    instance and at every read, so a receiver that drops repeats by it always can,
+    and the store writes no random text per event (a third of an event row's cost
+    in SQLite, measured for issue 28)."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{message_id}/{sequence}"))
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One status step of a message, recorded in the transaction that made it."""
 
-    event_id: str
     message_id: str
     sequence: int
     """The message's events counted from 1 (ACCEPTED)."""
@@ -183,12 +195,18 @@ class Event:
     """Wall-clock seconds since the epoch."""
     position: int | None = None
     """Its place in the feed of every event (set by the store; None until it has one)."""
+    stored_id: str | None = None
+    """The random id of an event recorded before ids were derived (schema 11)."""
+
+    @property
+    def event_id(self) -> str:
+        return self.stored_id or event_id_of(self.message_id, self.sequence)
 
     @classmethod
     def accepted(cls, messages: Sequence[Message]) -> list["Event"]:
-        """The first event of each message (its ids made in one go: a bulk's worth)."""
-        return [cls(event_id, message.id, 1, Status.ACCEPTED, None, None, message.created_at)
-                for event_id, message in zip(new_ids(len(messages)), messages, strict=True)]
+        """The first event of each message."""
+        return [cls(message.id, 1, Status.ACCEPTED, None, None, message.created_at)
+                for message in messages]
 
 
 @dataclass(frozen=True, slots=True)

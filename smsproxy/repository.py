@@ -28,7 +28,6 @@ from smsproxy.models import (
     MessageQuery,
     Saved,
     StatusRecord,
-    new_ids,
 )
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.stores import MessageStore
@@ -148,9 +147,8 @@ class Repository:
                 steps.append((message_id, sequence + 1, status, stored))
                 state[message_id] = (status, sequence + 1)
         if steps:
-            events = [Event(event_id, message_id, sequence, status, previous, reason, now)
-                      for event_id, (message_id, sequence, status, previous)
-                      in zip(new_ids(len(steps)), steps, strict=True)]
+            events = [Event(message_id, sequence, status, previous, reason, now)
+                      for message_id, sequence, status, previous in steps]
             last = {event.message_id: event.status for event in events}
             # The rows are held since current(): nothing can have made them final.
             self.store.set_statuses_unless(

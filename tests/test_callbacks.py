@@ -26,7 +26,7 @@ from smsproxy.callbacks import (
     safe_url,
 )
 from smsproxy.errors import InvalidMessage
-from smsproxy.models import Message, new_ids
+from smsproxy.models import Message, event_id_of, new_ids
 from smsproxy.signing import verify
 from smsproxy.statuses import Status
 from smsproxy.stores import MemoryStore
@@ -150,9 +150,9 @@ def test_callbacks_are_json_and_signed_over_timestamp_and_body():
 def test_the_payload_is_the_documented_one():
     from smsproxy.models import Event
 
-    event = Event("e-1", "m-1", 3, Status.DELIVERED, Status.CONFIRMED, None, 1_795_860_000.123)
+    event = Event("m-1", 3, Status.DELIVERED, Status.CONFIRMED, None, 1_795_860_000.123)
     assert json.loads(payload(event)) == {
-        "event_id": "e-1", "message_id": "m-1", "status": "DELIVERED",
+        "event_id": event_id_of("m-1", 3), "message_id": "m-1", "status": "DELIVERED",
         "previous_status": "CONFIRMED", "reason": None, "at": "2026-11-28T10:00:00.123Z",
         "sequence": 3}
 

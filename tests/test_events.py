@@ -10,7 +10,7 @@ import pytest
 
 from api import create_app
 from smsproxy.dispatching import BatchingRules
-from smsproxy.models import Message, MessageQuery, new_id, new_ids
+from smsproxy.models import Message, MessageQuery, event_id_of, new_id, new_ids
 from smsproxy.repository import Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.postgres import PostgresStore
@@ -96,6 +96,45 @@ async def test_a_refused_save_leaves_no_event(repo):
         await repo.save(second, first)  # first's id again: all or none
     assert await repo.history(second.id) == []
     assert len(await repo.history(first.id)) == 1
+
+
+async def test_event_ids_are_derived_from_message_and_sequence_on_every_store(repo):
+    """The same id at every read, on every store and instance, and none stored twice."""
+    saved = messages(2)
+    await repo.save(*saved)
+    await repo.update_many({m.id: Status.CONFIRMED for m in saved})
+    history = await repo.history(saved[0].id)
+    assert [e.event_id for e in history] == [event_id_of(saved[0].id, 1),
+                                             event_id_of(saved[0].id, 2)]
+    feed = await repo.feed(0, 10)
+    assert {e.event_id for e in feed} == {event_id_of(m.id, n) for m in saved for n in (1, 2)}
+    assert uuid.UUID(history[1].event_id).version == 5
+
+
+def test_event_ids_differ_for_every_message_and_step():
+    ids = new_ids(300)
+    derived = {event_id_of(i, n) for i in ids for n in range(1, 6)}
+    assert len(derived) == 1500
+    assert event_id_of(ids[0], 1) != event_id_of(ids[0], 2) != event_id_of(ids[1], 2)
+
+
+def test_a_postgres_event_recorded_with_a_random_id_keeps_it(postgres_url):
+    store = PostgresStore(postgres_url)
+    repository = Repository(store)
+    [message] = messages(1)
+    try:
+        with store.transaction():
+            repository.save([message])
+        with store.transaction():  # as schema 10 wrote it
+            store._conn.execute("UPDATE smsproxy_events SET event_id = 'given-before-11'"
+                                " WHERE message_id = %s", (message.id,))
+        with store.transaction():
+            repository.update_many({message.id: Status.CONFIRMED})
+        with store.transaction():
+            history = repository.history(message.id)
+    finally:
+        store.close()
+    assert [e.event_id for e in history] == ["given-before-11", event_id_of(message.id, 2)]
 
 
 async def test_an_unknown_message_has_no_history(repo):

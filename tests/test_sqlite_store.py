@@ -230,5 +230,12 @@ def test_a_file_of_the_release_before_the_one_engine_is_upgraded_in_place(tmp_pa
             [scheduled] = store.claim("a", ClaimRules(10, 0.0, 30.0, 3600.0)).messages
         assert scheduled.id == "scheduled"
         assert store.lookup("done").status is Status.DELIVERED
+        with store.transaction():  # the history keeps its ids and its places in the feed
+            history = store.events_of("done")
+            feed = store.feed(0, 10)
+        assert [(e.event_id, e.sequence, e.status, e.position) for e in history] == [
+            ("01a237da-4944-7135-bac7-888893a44ca1", 1, Status.ACCEPTED, 4),
+            ("01a237da-4945-7e14-8814-13b043830fc3", 2, Status.DELIVERED, 5)]
+        assert [e.message_id for e in feed] == ["waiting", "tried", "scheduled", "done", "done"]
     finally:
         store.close()

@@ -8,8 +8,9 @@ from smsproxy.models import Event, ListedMessage, Message, MessageQuery
 from smsproxy.statuses import Status
 
 __all__ = [
-    "EVENT_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "event_from_row", "event_row",
-    "find_statement", "first_duplicate", "listed_messages", "message_from_row", "prefixed",
+    "EVENT_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "READ_EVENT_COLUMNS", "event_from_row",
+    "event_row", "find_statement", "first_duplicate", "listed_messages", "message_from_row",
+    "prefixed",
 ]
 
 PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
@@ -29,15 +30,19 @@ def message_from_row(row: Sequence[Any]) -> Message:
                    send_at)
 
 
-EVENT_COLUMNS = "event_id, message_id, sequence, status, previous_status, reason, at"
+EVENT_COLUMNS = "message_id, sequence, status, previous_status, reason, at"
 """An event's columns in the SQL stores, in :class:`Event`'s order."""
+
+READ_EVENT_COLUMNS = f"{EVENT_COLUMNS}, position, event_id"
+"""What a read of an event takes: its place in the feed, and the id it was given if it
+was recorded before ids were derived (NULL for later events)."""
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
-    """An event from its ``EVENT_COLUMNS``, then its position."""
-    event_id, message_id, sequence, status, previous, reason, at, position = row
-    return Event(event_id, message_id, sequence, Status(status),
-                 Status(previous) if previous else None, reason, at, position)
+    """An event from its ``READ_EVENT_COLUMNS``."""
+    message_id, sequence, status, previous, reason, at, position, stored_id = row
+    return Event(message_id, sequence, Status(status),
+                 Status(previous) if previous else None, reason, at, position, stored_id)
 
 
 def find_statement(
@@ -75,7 +80,7 @@ def prefixed(table: str, columns: str) -> str:
 
 def event_row(event: Event) -> tuple[Any, ...]:
     """An event's ``EVENT_COLUMNS``."""
-    return (event.event_id, event.message_id, event.sequence, event.status.value,
+    return (event.message_id, event.sequence, event.status.value,
             event.previous_status.value if event.previous_status else None,
             event.reason, event.at)
 

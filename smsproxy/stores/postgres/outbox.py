@@ -8,7 +8,13 @@ from smsproxy.models import Event, PendingCallback
 from smsproxy.stores.postgres._sql import Connected
 from smsproxy.stores.postgres.schema import FEED_LOCK
 from smsproxy.stores.protocol import CallbackOutcome
-from smsproxy.stores.rows import EVENT_COLUMNS, event_from_row, event_row, prefixed
+from smsproxy.stores.rows import (
+    EVENT_COLUMNS,
+    READ_EVENT_COLUMNS,
+    event_from_row,
+    event_row,
+    prefixed,
+)
 
 __all__ = ["CLAIM_CALLBACKS", "PostgresOutbox"]
 
@@ -39,7 +45,7 @@ WITH candidates AS (
 )
 UPDATE smsproxy_events AS e SET claimed_by = %(me)s, claim_until = %(now)s + %(lease)s
 FROM due WHERE e.id = due.id
-RETURNING {prefixed('e', EVENT_COLUMNS)}, e.position, e.callback_url, e.callback_attempts
+RETURNING {prefixed('e', READ_EVENT_COLUMNS)}, e.callback_url, e.callback_attempts
 """
 """Due callbacks, oldest due first, each its message's earliest pending event, at most
 ``per_origin`` per receiver, claimed."""
@@ -54,14 +60,14 @@ class PostgresOutbox(Connected):
             f"INSERT INTO smsproxy_events ({EVENT_COLUMNS}, callback_url, callback_origin,"
             f" callback_state, callback_due) SELECT rows.*, m.callback_url,"
             f" m.callback_origin, CASE WHEN m.callback_url IS NOT NULL THEN 'pending' END,"
-            f" rows.at FROM unnest(%s::text[], %s::text[],"
+            f" rows.at FROM unnest(%s::text[],"
             f" %s::int[], %s::text[], %s::text[], %s::text[], %s::float8[])"
             f" AS rows ({EVENT_COLUMNS}) JOIN smsproxy_messages AS m ON m.id = rows.message_id",
             [list(column) for column in columns])
 
     def events_of(self, message_id: str) -> list[Event]:
         rows = self._conn.execute(
-            f"SELECT {EVENT_COLUMNS}, position FROM smsproxy_events WHERE message_id = %s"
+            f"SELECT {READ_EVENT_COLUMNS} FROM smsproxy_events WHERE message_id = %s"
             f" ORDER BY sequence", (message_id,))
         return [event_from_row(row) for row in rows]
 
@@ -78,7 +84,7 @@ class PostgresOutbox(Connected):
             " UPDATE smsproxy_events AS e SET position = placed.last + unplaced.n"
             " FROM unplaced, placed WHERE e.id = unplaced.id", (PLACE_AT_ONCE,))
         rows = self._conn.execute(
-            f"SELECT {EVENT_COLUMNS}, position FROM smsproxy_events WHERE position > %s"
+            f"SELECT {READ_EVENT_COLUMNS} FROM smsproxy_events WHERE position > %s"
             f" ORDER BY position LIMIT %s", (after, limit))
         return [event_from_row(row) for row in rows]
 

@@ -134,6 +134,11 @@ CREATE INDEX smsproxy_messages_unsent ON smsproxy_messages (ready_at)
 CREATE INDEX smsproxy_messages_unsent_by_validity ON smsproxy_messages (valid_until)
     WHERE status = 'ACCEPTED' AND sent_at IS NULL AND valid_until IS NOT NULL;
 """,
+    # Event ids are derived from (message id, sequence), not stored: an event recorded
+    # before keeps the random one it was given.
+    11: """
+ALTER TABLE smsproxy_events ALTER COLUMN event_id DROP NOT NULL;
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -4,16 +4,16 @@ event), reading them, their status changes, idempotency keys and retention."""
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import count
 
 from smsproxy.callbacks import origin
 from smsproxy.errors import DuplicateMessage
-from smsproxy.models import Event, Idempotency, ListedMessage, Message, MessageQuery, StatusRecord
+from smsproxy.models import Idempotency, ListedMessage, Message, MessageQuery, StatusRecord
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import StatusChange
 from smsproxy.stores.rows import (
     MESSAGE_COLUMNS,
     PURGEABLE,
-    event_row,
     find_statement,
     first_duplicate,
     listed_messages,
@@ -36,25 +36,30 @@ class SqliteMessages(SqliteOutbox):
         it (messages and events) are taken back, by the savepoint around them.
         """
         now = self._clock()
-        origin_of = {m.id: origin(m.callback_url) if m.callback_url else None for m in messages}
-        rows = [(m.id, m.phone_number, m.content, m.created_at, m.attempts, now, m.callback_url,
-                 origin_of[m.id], m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
-                 m.ready_at, m.send_at or 0) for m in messages]
+        # The messages' integer keys, given here so that their events can name them: the
+        # store is the file's one writer, inside a write transaction.
+        first = self._db.execute("SELECT coalesce(max(seq), 0) + 1 FROM messages").fetchone()[0]
+        origins = [origin(m.callback_url) if m.callback_url else None for m in messages]
+        rows = [(seq, m.id, m.phone_number, m.content, m.created_at, m.attempts, now,
+                 m.callback_url, callback_origin, m.deliver_by, m.delivery_class,
+                 m.valid_until, m.send_at, m.ready_at, m.send_at or 0)
+                for seq, m, callback_origin in zip(count(first), messages, origins)]
         try:
             with self._savepoint("insert_messages"):
                 for chunk in chunks(rows, ROWS_PER_INSERT):
                     self._db.execute(
-                        "INSERT INTO messages (id, phone_number, content, created_at, status,"
-                        " attempts, updated_at, callback_url, callback_origin, deliver_by,"
-                        " delivery_class, valid_until, send_at, ready_at, not_before) VALUES "
-                        + ",".join(["(?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
+                        "INSERT INTO messages (seq, id, phone_number, content, created_at,"
+                        " status, attempts, updated_at, callback_url, callback_origin,"
+                        " deliver_by, delivery_class, valid_until, send_at, ready_at,"
+                        " not_before) VALUES "
+                        + ",".join(["(?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
                                    * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self._insert_events(
-                    (*event_row(event), message.callback_url, origin_of[message.id],
-                     "pending" if message.callback_url else None, event.at)
-                    for event, message in zip(Event.accepted(messages), messages, strict=True))
+                    (seq, 1, "ACCEPTED", m.created_at, m.callback_url, callback_origin,
+                     "pending" if m.callback_url else None, m.created_at)
+                    for seq, m, callback_origin in zip(count(first), messages, origins))
         except sqlite3.IntegrityError:
             raise DuplicateMessage(
                 first_duplicate(messages, self.statuses(m.id for m in messages))) from None
@@ -138,7 +143,7 @@ class SqliteMessages(SqliteOutbox):
         found: dict[str, tuple[Status, int]] = {}
         for chunk in chunks(ids):
             rows = self._db.execute(
-                f"SELECT id, status, (SELECT max(sequence) FROM events WHERE message_id = id)"
+                f"SELECT id, status, (SELECT max(sequence) FROM events WHERE message_seq = seq)"
                 f" FROM messages WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             found.update((i, (STATUS[status], sequence)) for i, status, sequence in rows)
         return found
@@ -173,12 +178,12 @@ class SqliteMessages(SqliteOutbox):
         return cursor.rowcount
 
     def purge(self, before: float, limit: int) -> int:
-        ids = [row[0] for row in self._db.execute(
-            f"SELECT id FROM messages WHERE status IN ({_PURGEABLE}) AND created_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM events WHERE message_id = messages.id"
+        seqs = [row[0] for row in self._db.execute(
+            f"SELECT seq FROM messages WHERE status IN ({_PURGEABLE}) AND created_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM events WHERE message_seq = messages.seq"
             " AND callback_state = 'pending') LIMIT ?", (before, limit))]
-        for chunk in chunks(ids):
+        for chunk in chunks(seqs):
             marks = ",".join("?" * len(chunk))
-            self._db.execute(f"DELETE FROM events WHERE message_id IN ({marks})", chunk)
-            self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
-        return len(ids)
+            self._db.execute(f"DELETE FROM events WHERE message_seq IN ({marks})", chunk)
+            self._db.execute(f"DELETE FROM messages WHERE seq IN ({marks})", chunk)
+        return len(seqs)

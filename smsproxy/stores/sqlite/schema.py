@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from smsproxy.errors import StoreLocked, StoreUnusable
+from smsproxy.stores.sqlite.outbox import OUTBOX_MIGRATION
 from smsproxy.stores.sqlite.queue import QUEUE_MIGRATION
 
 __all__ = [
@@ -126,6 +127,7 @@ ALTER TABLE messages ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
 """,
     10: QUEUE_MIGRATION,
+    11: OUTBOX_MIGRATION,
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
