@@ -1,4 +1,5 @@
-"""The ceiling: bare quart-trio endpoints that parse like smsproxy and answer alike.
+"""The ceiling: bare quart-trio endpoints (POST /sms, POST /sms/bulk, GET) that parse
+like smsproxy and answer alike.
 
 Same stack (quart-trio on hypercorn, one worker, smsproxy's hypercorn settings),
 the very same parsing, validation and answer helpers as smsproxy, the same
@@ -17,7 +18,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from api.common import json_response, parse_json_object
-from api.schemas import SmsRequest
+from api.schemas import BulkRequest, SmsRequest
 from api.serving import hypercorn_config, tune_garbage_collector
 from smsproxy.segments import count_segments
 
@@ -35,6 +36,15 @@ def create_bare_app() -> QuartTrio:
         answer = {"id": str(uuid.uuid4()), "status": "ACCEPTED",
                   "segments": count_segments(sms.content).count}
         return json_response(answer, 202)
+
+    @app.post("/sms/bulk")
+    async def submit_bulk() -> Response:
+        body = await request.get_data(as_text=False)
+        assert isinstance(body, bytes)
+        bulk = BulkRequest.model_validate(parse_json_object(body))
+        answer = [{"id": str(uuid.uuid4()), "status": "ACCEPTED",
+                   "segments": count_segments(sms.content).count} for sms in bulk.messages]
+        return json_response({"messages": answer}, 202)
 
     @app.get("/sms/<message_id>")
     async def sms_status(message_id: str) -> Response:
