@@ -14,6 +14,7 @@ import trio
 from actors import notifier, repository, stats
 from actors._callback_http import Unreachable
 from smsproxy.callbacks import (
+    CHECKED_URLS_KEPT,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     RetrySchedule,
@@ -72,6 +73,16 @@ def test_other_urls_are_refused_saying_why(url, why):
 def test_urls_are_stored_in_the_form_they_are_sent(url, stored):
     assert check_url(url) == stored
     assert check_url(stored) == stored
+
+
+def test_a_checked_url_is_remembered_and_a_refused_one_is_refused_every_time():
+    check_url.cache_clear()
+    for _ in range(3):
+        assert check_url("HTTPS://Shop.Example:443/x") == "https://shop.example/x"
+        with pytest.raises(InvalidMessage, match="credentials"):
+            check_url("https://user@shop.example/")
+    assert check_url.cache_info().hits == 2
+    assert check_url.cache_info().maxsize == CHECKED_URLS_KEPT
 
 
 def test_a_url_may_be_2048_characters_long_and_no_longer():
