@@ -20,6 +20,7 @@ from quart_trio import QuartTrio
 from api.common import json_response, parse_json_object
 from api.schemas import BulkRequest, SmsRequest
 from api.serving import hypercorn_config, tune_garbage_collector
+from smsproxy.models import new_ids
 from smsproxy.segments import count_segments
 
 __all__ = ["create_bare_app"]
@@ -42,8 +43,12 @@ def create_bare_app() -> QuartTrio:
         body = await request.get_data(as_text=False)
         assert isinstance(body, bytes)
         bulk = BulkRequest.model_validate(parse_json_object(body))
-        answer = [{"id": str(uuid.uuid4()), "status": "ACCEPTED",
-                   "segments": count_segments(sms.content).count} for sms in bulk.messages]
+        # ids made as smsproxy makes a bulk request's (uuid4 for each was a sixth of
+        # this route's time)
+        answer = [{"id": message_id, "status": "ACCEPTED",
+                   "segments": count_segments(sms.content).count}
+                  for message_id, sms in zip(new_ids(len(bulk.messages)), bulk.messages,
+                                             strict=True)]
         return json_response({"messages": answer}, 202)
 
     @app.get("/sms/<message_id>")
