@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 import trio
 
-from actors._mailbox import Envelope, Mailbox, receive_ready, refuse_waiting
+from actors._mailbox import (
+    DEFAULT_CALL_TIMEOUT,
+    Envelope,
+    Mailbox,
+    receive_ready,
+    refuse_waiting,
+)
 from actors._repository_lanes import Lane, StoreHealth, close_store
 from actors._repository_requests import (
     OPERATION_NAMES,
@@ -208,10 +214,12 @@ async def run(
     *,
     on_store_error: Callable[[StoreFailed], None] = lambda _: None,
     clock: Callable[[], float] = time.time,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
     task_status: trio.TaskStatus[RepositoryHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Open the store, serve requests until the handle is closed, then close the store.
-    ``clock`` (wall clock seconds) dates the events of status changes.
+    ``clock`` (wall clock seconds) dates the events of status changes; ``call_timeout``
+    is how long a caller waits for an answer (``--store-timeout``).
 
     A store that takes concurrent transactions (PostgreSQL) is opened twice: saves
     commit on a connection of their own, so that a POST never waits behind claims
@@ -221,7 +229,7 @@ async def run(
     A failed transaction is logged here, once, and reported to ``on_store_error``
     (the stats actor counts it); its callers get the :class:`StoreError`.
     """
-    mailbox, inbox = Mailbox[Request].open("repository")
+    mailbox, inbox = Mailbox[Request].open("repository", timeout=call_timeout)
     health = StoreHealth()
     closed = trio.Event()
     stores: list[MessageStore] = []

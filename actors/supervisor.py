@@ -81,6 +81,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                 repository.run, store_factory(config.store, _store_clock(wall_clock)),
                 on_store_error=counts.record,
                 clock=wall_clock,
+                call_timeout=config.store_timeout,
             ))
             async with trio.open_nursery() as updater_layer:
                 updater_layer.start_soon(updater.report_errors, errors_out, counts)

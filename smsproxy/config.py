@@ -53,6 +53,7 @@ class Config:
     max_attempts: int = 3
     max_in_flight: int = 4
     provider_timeout: float = 10.0
+    store_timeout: float = 30.0
     message_ttl: float = 3600.0
     status_grace: float = 3600.0
     max_queue: int = 100_000
@@ -335,6 +336,9 @@ OPTIONS: Sequence[Option] = (
             "must be 1 or more"),
     _option("provider_timeout", float, "seconds per attempt to the provider", _positive,
             "must be more than 0"),
+    _option("store_timeout", float, "seconds a request waits for the store before it is "
+            "answered 503 (a save already under way is waited for: a 503 means not stored)",
+            _positive, "must be more than 0"),
     _option("message_ttl", float, "seconds a message may wait for the provider before it fails",
             _positive, "must be more than 0"),
     _option("status_grace", float, "seconds more a message gets for the provider's status "

@@ -1,5 +1,8 @@
 """The repository rules of DESIGN.md, through the repository actor's handle."""
 
+import threading
+from functools import partial
+
 import pytest
 import structlog
 import trio
@@ -197,3 +200,35 @@ async def test_what_the_store_found_at_open_is_logged_once(nursery):
         handle = await nursery.start(repository.run, lambda: store)
         await handle.ping()
     assert [e["notice"] for e in logs if e["event"] == "store_notice"] == ["autovacuum is off"]
+
+
+class _HeldLookups(CountingStore):
+    """Lookups wait until released, as behind a lock in the database (in the store's
+    thread, as a file or a database server is)."""
+
+    blocking = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def lookup(self, message_id: str):  # type: ignore[no-untyped-def]
+        self.release.wait(timeout=10)
+        return super().lookup(message_id)
+
+
+@pytest.mark.parametrize("call_timeout", [2.0, 7.0])
+async def test_a_request_waits_for_the_store_as_long_as_store_timeout_says(
+        call_timeout, autojump_clock):
+    from actors.errors import ActorTimeout
+
+    store = _HeldLookups()
+    async with trio.open_nursery() as nursery:
+        repo = await nursery.start(partial(repository.run, lambda: store,
+                                           call_timeout=call_timeout))
+        started = trio.current_time()
+        with pytest.raises(ActorTimeout):
+            await repo.get(new_id())
+        assert trio.current_time() - started == pytest.approx(call_timeout)
+        store.release.set()
+        await repo.close()
