@@ -202,12 +202,6 @@ class Event:
     def event_id(self) -> str:
         return self.stored_id or event_id_of(self.message_id, self.sequence)
 
-    @classmethod
-    def accepted(cls, messages: Sequence[Message]) -> list["Event"]:
-        """The first event of each message."""
-        return [cls(message.id, 1, Status.ACCEPTED, None, None, message.created_at)
-                for message in messages]
-
 
 @dataclass(frozen=True, slots=True)
 class PendingCallback:
