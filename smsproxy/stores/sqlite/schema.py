@@ -127,7 +127,14 @@ ALTER TABLE messages ADD COLUMN scheduled INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
 """,
     10: QUEUE_MIGRATION,
-    11: OUTBOX_MIGRATION,
+    # Events by the message's integer key, their ids derived (see OUTBOX_MIGRATION); and
+    # the status index, rewritten at every status step, without the text id (each entry
+    # carries the integer key anyway; a tie in time is put in id order by a sort of the
+    # tie alone).
+    11: OUTBOX_MIGRATION + """
+DROP INDEX messages_by_status;
+CREATE INDEX messages_by_status ON messages (status, created_at);
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
