@@ -16,6 +16,7 @@ import trio
 from actors.updater import UpdaterHandle
 from smsproxy.errors import ProviderUnavailable
 from smsproxy.models import Batch
+from smsproxy.providers.protocol import Sent
 from smsproxy.statuses import Status
 
 __all__ = ["SimulatedProvider", "run"]
@@ -24,6 +25,9 @@ log = structlog.get_logger("smsproxy.simulator")
 
 
 class SimulatedProvider:
+    name = "simulator"
+    max_batch: int | None = None
+
     def __init__(
         self,
         reports: trio.MemorySendChannel[Sequence[str]],
@@ -37,13 +41,14 @@ class SimulatedProvider:
         self._rng = rng
         self.calls = 0
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Sent:
         self.calls += 1
         if self._latency:
             await trio.sleep(self._latency)
         if self._rng.random() < self._failure_rate:
             raise ProviderUnavailable("simulated provider failure")
         self._reports.send_nowait([m.id for m in batch.messages])
+        return Sent(tuple(m.id for m in batch.messages))
 
     async def close(self) -> None:
         """Stop taking batches; reports already queued are still delivered."""

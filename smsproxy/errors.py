@@ -33,6 +33,9 @@ actor layer and is defined there (:mod:`actors.errors`), below this same root, s
 that one ``except SmsProxyError`` still covers every failure smsproxy names.
 """
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 __all__ = [
     "DuplicateMessage",
     "FinalStatusLocked",
@@ -151,7 +154,15 @@ class ShuttingDown(SmsProxyError):
 
 
 class ProviderError(SmsProxyError):
-    """One attempt to hand a batch to the provider failed."""
+    """One attempt to hand a batch to the provider failed.
+
+    ``taken`` names what of the batch the provider did take before the failure (an
+    adapter that needs several requests for one batch), with the provider's ids for
+    them (``refs``) and the requests that took them."""
+
+    taken: tuple[str, ...] = ()
+    refs: Mapping[str, str] = MappingProxyType({})
+    requests_taken: int = 0
 
 
 class ProviderUnavailable(ProviderError):

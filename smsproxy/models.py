@@ -100,6 +100,8 @@ class Message:
     """Wall-clock time after which it is never handed to the provider: FAILED instead."""
     send_at: float | None = None
     """Wall-clock time before which it is not sent (scheduled); its TTL counts from then."""
+    sender: str | None = None
+    """Whom the phone shows it from (None: the provider's default sender)."""
 
     @property
     def ready_at(self) -> float:
