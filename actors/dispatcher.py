@@ -43,6 +43,7 @@ from smsproxy.errors import StoreError
 from smsproxy.models import (
     Batch,
     BatchFailed,
+    BatchLeaseLost,
     BatchOutcome,
     BatchSucceeded,
     ClaimsTaken,
@@ -259,10 +260,14 @@ class _Dispatcher:
         return Batch(batch.id, tuple(m for m in batch.messages if m.id in renewal.held))
 
     async def finish(self, sent: Batch, outcome: BatchOutcome) -> None:
-        ids = [m.id for m in sent.messages]
-        if not ids:
-            return
+        taken = [] if isinstance(outcome, BatchLeaseLost) else list(outcome.taken)
+        ids = [m.id for m in sent.messages if m.id not in set(taken)]
         try:
+            if taken:  # some requests of it were taken before one failed
+                await self.queue.mark_sent(self.settings.instance, taken, outcome.attempts)
+                self.state.unsent = max(0, self.state.unsent - len(taken))
+            if not ids:
+                return
             if isinstance(outcome, BatchFailed):
                 await self.queue.park(
                     self.settings.instance, ids, outcome.attempts, outcome.error,

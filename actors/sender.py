@@ -10,7 +10,7 @@ there, neither sent nor failed. Anything else raised is a bug and propagates to
 the dispatcher's nursery.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -87,6 +87,7 @@ async def deliver(
         reraise=True,
     )
     sending = batch
+    taken: list[str] = []
     try:
         async for attempt in retrying:
             with attempt:
@@ -105,16 +106,26 @@ async def deliver(
                 try:
                     await _attempt(sending, provider, policy.attempt_timeout, attempt_number,
                                    observe)
-                except ProviderOutcomeUnknown:
-                    maybe_delivered = True
+                except ProviderError as error:
+                    if error.taken:  # never sent again: the provider has them
+                        taken += error.taken
+                        sending = _without(sending, error.taken)
+                    maybe_delivered |= isinstance(error, ProviderOutcomeUnknown)
                     raise
     except ProviderError as error:
         reason = f"{type(error).__name__}: {error}"
         log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
-                    messages=len(batch), error=reason, maybe_delivered=maybe_delivered)
-        return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered)
+                    messages=len(batch), error=reason, maybe_delivered=maybe_delivered,
+                    taken=len(taken))
+        return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered,
+                           tuple(taken))
     log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(sending))
-    return BatchSucceeded(batch.id, len(sending), attempt_number)
+    return BatchSucceeded(batch.id, len(sending) + len(taken), attempt_number, tuple(taken))
+
+
+def _without(batch: Batch, taken: Sequence[str]) -> Batch:
+    gone = set(taken)
+    return Batch(batch.id, tuple(m for m in batch.messages if m.id not in gone))
 
 
 def _wait_between_attempts(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:

@@ -42,6 +42,7 @@ from actors._callback_http import HttpCallbackTransport
 from actors.dispatcher import WallClock
 from actors.errors import ActorError
 from actors.restarting import restarting
+from actors.router import Routed, Router
 from actors.sender import RetryPolicy
 from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
@@ -49,6 +50,8 @@ from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import StoreError
 from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
+from smsproxy.providers.factory import open_adapter
+from smsproxy.routing import Route, RoutingTable
 from smsproxy.stores import store_factory
 
 __all__ = ["Runtime", "running"]
@@ -119,8 +122,15 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
 
 @asynccontextmanager
 async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIterator[Provider]:
-    """The simulator, or the FastSMSing client; closed once no batch can use it."""
-    if config.provider == "memory":
+    """The providers file's router, the simulator, or the FastSMSing client; closed once
+    no batch can use it."""
+    if config.providers is not None:
+        router = open_router(config)
+        try:
+            yield router
+        finally:
+            await router.close()
+    elif config.provider == "memory":
         async with trio.open_nursery() as nursery:
             sim = await nursery.start(partial(
                 simulator.run, updates,
@@ -137,6 +147,18 @@ async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIter
             yield client
         finally:
             await client.close()
+
+
+def open_router(config: Config, clock: Callable[[], float] = trio.current_time) -> Router:
+    """The providers file's adapters behind one router (their clients open lazily)."""
+    entries = config.provider_entries()
+    routed = {}
+    for entry in entries:
+        adapter = open_adapter(entry, config.provider_timeout, config.default_sender)
+        routed[entry.name] = Routed(adapter, adapter)
+    table = RoutingTable([Route(e.name, e.routing_priority, e.weight, e.price) for e in entries],
+                         clock)
+    return Router(routed, table)
 
 
 async def _side_task(name: str, scope: trio.CancelScope, task: Callable[[], Awaitable[None]],

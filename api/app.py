@@ -20,6 +20,7 @@ from api.errors import register_error_handlers
 from api.guard import Guard
 from api.openapi import SmsProxyOpenAPI
 from api.ops import HttpCounts, ops_routes
+from api.provider_webhooks import provider_webhook_routes
 from api.sms import MessageIdConverter, sms_routes
 from api.webhook import webhook_routes
 from smsproxy import __version__
@@ -56,6 +57,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     guard = Guard(settings.api_keys, _buckets(settings), settings.monotonic)
     app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
+    app.register_blueprint(provider_webhook_routes(services, settings))
     app.register_blueprint(docs_routes())
     http_counts = HttpCounts(services.stats)
     app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))

@@ -14,6 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from actors.dispatcher import DispatcherHandle
 from actors.repository import RepositoryHandle
+from actors.router import Router
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
 from smsproxy.validation import is_storable_text
@@ -30,6 +31,8 @@ class Services:
     dispatcher: DispatcherHandle
     stats: StatsHandle
     updater: UpdaterHandle
+    router: Router | None = None
+    """With a providers file: the providers, for their webhooks."""
 
 
 @dataclass(frozen=True, slots=True)

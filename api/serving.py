@@ -18,6 +18,7 @@ import structlog
 import trio
 
 from actors.restarting import restarting
+from actors.router import Router
 from actors.supervisor import Runtime, running
 from api.app import create_app
 from api.common import ApiSettings, Services
@@ -227,7 +228,9 @@ async def _publish_figures(services: Services, folder: Path) -> None:
 
 
 def _services(runtime: Runtime) -> Services:
-    return Services(runtime.repository, runtime.dispatcher, runtime.stats, runtime.updater)
+    router = runtime.provider if isinstance(runtime.provider, Router) else None
+    return Services(runtime.repository, runtime.dispatcher, runtime.stats, runtime.updater,
+                    router)
 
 
 def _api_settings(config: Config) -> ApiSettings:

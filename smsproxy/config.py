@@ -21,6 +21,12 @@ from psycopg.conninfo import conninfo_to_dict
 from smsproxy.callbacks import check_url
 from smsproxy.errors import InvalidMessage
 from smsproxy.logs import LOG_LEVELS
+from smsproxy.provider_config import (
+    SENDER_PATTERN,
+    ProviderEntry,
+    ProvidersFileError,
+    load_providers,
+)
 from smsproxy.stores import POSTGRES_SCHEMES
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
@@ -42,6 +48,8 @@ class Config:
     store: str = "sqlite:///smsproxy.db"
     provider: str = "memory"
     provider_api_key: str | None = None
+    providers: str | None = None
+    default_sender: str | None = None
     webhook_secret: str | None = None
     webhook_insecure: bool = False
     api_keys: str | None = None
@@ -102,6 +110,10 @@ class Config:
         if self.callback_url and not self.callback_secret:
             raise ConfigError("callback_url", "needs --callback-secret: callbacks are signed, "
                                               "so that a receiver can tell them from forgeries")
+        if self.providers is not None:
+            if self.provider != "memory":
+                raise ConfigError("providers", "replaces --provider: pass one or the other")
+            self.provider_entries()  # every entry checked before anything starts
         if self.provider != "memory" and not self.webhook_secret and not self.webhook_insecure:
             raise ConfigError(
                 "webhook_secret",
@@ -109,6 +121,15 @@ class Config:
                 "can mark any message DELIVERED or FAILED (pass --webhook-insecure to run "
                 "without it anyway)",
             )
+
+    def provider_entries(self) -> tuple[ProviderEntry, ...]:
+        """The providers file's entries, in routing order (empty without one)."""
+        if self.providers is None:
+            return ()
+        try:
+            return load_providers(self.providers, self.default_sender)
+        except ProvidersFileError as error:
+            raise ConfigError("providers", str(error)) from None
 
     def loggable(self) -> dict[str, object]:
         """Every option, with secrets masked: for the start-up log line."""
@@ -314,6 +335,12 @@ OPTIONS: Sequence[Option] = (
             lambda p: p == "memory" or _is_http_url(p), "must be 'memory' or an http(s) URL"),
     _option("provider_api_key", str, "Bearer token for the FastSMSing API", bool,
             "must not be empty"),
+    _option("providers", str, "TOML file of several providers (Infobip, Sinch, Twilio, "
+            "FastSMSing), routed by priority, weight and health (see docs/providers.md)",
+            bool, "must not be empty"),
+    _option("default_sender", str, "sender of messages that name none (1-11 letters, digits "
+            "or spaces, or an E.164 number)", lambda v: bool(SENDER_PATTERN.match(v)),
+            "must be 1-11 letters, digits or spaces, or an E.164 number"),
     _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
             "must not be empty"),
     _switch("webhook_insecure", "take unsigned status reports from an HTTP provider "

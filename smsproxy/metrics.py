@@ -61,7 +61,7 @@ _CALLBACK_OUTCOMES = (
     + [("retry", "internal error")]
 )
 WEBHOOK_REFUSALS = ("missing_signature", "malformed_timestamp", "stale_signature",
-                    "wrong_signature")
+                    "wrong_signature", "missing_credentials", "wrong_credentials")
 """Why a provider report was refused (``smsproxy.signing.verify``'s answers)."""
 SIDE_TASKS = ("notifier", "housekeeping", "stats_publishing")
 """The tasks restarted one-for-one when they crash (``actors._restarting``)."""

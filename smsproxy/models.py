@@ -265,6 +265,8 @@ class BatchSucceeded:
     batch_id: str
     size: int
     attempts: int
+    taken: tuple[str, ...] = ()
+    """Messages an earlier attempt's requests took before it failed (besides the rest)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +277,8 @@ class BatchFailed:
     error: str
     maybe_delivered: bool = False
     """An attempt's outcome is unknown: the provider may have taken the batch."""
+    taken: tuple[str, ...] = ()
+    """Messages of it the provider did take (a batch sent in several requests)."""
 
 
 @dataclass(frozen=True, slots=True)

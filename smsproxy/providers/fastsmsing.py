@@ -9,12 +9,15 @@ import httpx
 from smsproxy.models import Batch
 from smsproxy.providers._http import (
     HTTP_LIMITS,
+    json_object,
     read_json,
     transport_errors,
     unexpected,
 )
 from smsproxy.providers._http import open_http_client as _open
-from smsproxy.providers.protocol import Sent
+from smsproxy.providers.protocol import Report, Sent, WebhookRequest
+from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from smsproxy.statuses import Status
 
 __all__ = ["HTTP_LIMITS", "FastSmsClient", "open_http_client"]
 
@@ -27,11 +30,13 @@ def open_http_client(base_url: str, api_key: str | None, timeout: float) -> http
 
 
 class FastSmsClient:
-    max_batch: int | None = None
-
-    def __init__(self, http: httpx.AsyncClient, name: str = "fastsmsing") -> None:
+    def __init__(self, http: httpx.AsyncClient, name: str = "fastsmsing", *,
+                 webhook_secret: str | None = None, max_batch: int | None = None) -> None:
         self._http = http
         self.name = name
+        self.max_batch = max_batch
+        self._webhook_secret = webhook_secret
+        self.status_url: str | None = None
 
     async def send(self, batch: Batch) -> Sent:
         body = {
@@ -49,3 +54,20 @@ class FastSmsClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    def authenticate(self, request: WebhookRequest, now: float) -> str | None:
+        if self._webhook_secret is None:
+            return None
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return verify(request.body, self._webhook_secret,
+                      headers.get(SIGNATURE_HEADER.lower()),
+                      headers.get(TIMESTAMP_HEADER.lower()), now=now)
+
+    def reports(self, request: WebhookRequest) -> list[Report]:
+        body = json_object(request.body)
+        if not all(isinstance(v, str) for v in body.values()):
+            raise ValueError("a report maps message ids to status names")
+        return [Report(message_id, _STATUSES.get(name), name) for message_id, name in body.items()]
+
+
+_STATUSES = {s.value: s for s in (Status.CONFIRMED, Status.FAILED, Status.DELIVERED)}

@@ -52,7 +52,7 @@ class InfobipProvider:
         self._http: httpx.AsyncClient = open_http_client(
             url, timeout, {"Authorization": f"App {api_key}"})
         self._sender = sender
-        self._status_url = status_url
+        self.status_url = status_url
         self._webhook_credentials = (webhook_user, webhook_password)
 
     def request_body(self, batch: Batch) -> dict[str, Any]:
@@ -67,8 +67,8 @@ class InfobipProvider:
         }
         if sender or self._sender:
             message["sender"] = sender or self._sender
-        if self._status_url:
-            message["webhooks"] = {"delivery": {"url": self._status_url,
+        if self.status_url:
+            message["webhooks"] = {"delivery": {"url": self.status_url,
                                                 "intermediateReport": True}}
         return message
 

@@ -73,6 +73,9 @@ class Report:
 
 
 class Webhook(Protocol):
+    status_url: str | None
+    """The webhook's public URL as the provider is told it (None: as it was called)."""
+
     def authenticate(self, request: WebhookRequest, now: float) -> str | None:
         """None when the report is this provider's; otherwise why it is refused."""
         ...

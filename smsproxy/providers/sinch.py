@@ -75,7 +75,7 @@ class SinchProvider:
             url, timeout, {"Authorization": f"Bearer {api_token}"})
         self._path = f"/xms/v1/{service_plan_id}/batches"
         self._sender = sender
-        self._status_url = status_url
+        self.status_url = status_url
         self._webhook_credentials = (webhook_user, webhook_password)
 
     def request_body(self, messages: Sequence[Message]) -> dict[str, Any]:
@@ -86,8 +86,8 @@ class SinchProvider:
             "body": first.content,
             "delivery_report": "per_recipient",
         }
-        if self._status_url:
-            body["callback_url"] = self._status_url
+        if self.status_url:
+            body["callback_url"] = self.status_url
         return body
 
     async def send(self, batch: Batch) -> Sent:

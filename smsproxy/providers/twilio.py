@@ -56,14 +56,14 @@ class TwilioProvider:
         self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._auth_token = auth_token
         self._sender = sender
-        self._status_url = status_url
+        self.status_url = status_url
 
     def request_form(self, message: Message) -> dict[str, str]:
         form = {"To": message.phone_number, "From": message.sender or self._sender or "",
                 "Body": message.content}
-        if self._status_url:
-            separator = "&" if urlsplit(self._status_url).query else "?"
-            form["StatusCallback"] = (self._status_url + separator
+        if self.status_url:
+            separator = "&" if urlsplit(self.status_url).query else "?"
+            form["StatusCallback"] = (self.status_url + separator
                                       + urlencode({"message_id": message.id}))
         return form
 

@@ -1,0 +1,162 @@
+"""The router: several providers behind the one provider the dispatcher sends to.
+
+Each batch goes to the provider the routing table chooses; when that provider
+refuses it or cannot be reached, the batch goes on to the next one in the same
+attempt, so that one provider's outage costs a batch no retry delay. A provider
+being probed gets one message of the batch; the rest go on. When an attempt's
+outcome is unknown, the provider may have taken the messages: they stay with it
+(pinned) and are only ever resent to it, since only it can deduplicate them and
+sending them elsewhere could text the phone twice.
+
+The router remembers, for the webhooks, which provider took each message and the
+provider's own ids for them (Sinch names a message by its batch and recipient),
+for the last ``REMEMBERED`` messages; pins and refs live in this process (see
+docs/providers.md: what survives a restart).
+"""
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from smsproxy.errors import (
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderThrottled,
+)
+from smsproxy.models import Batch, Message
+from smsproxy.providers.protocol import NOTHING, Provider, Sent, Webhook
+from smsproxy.routing import RoutingTable
+
+__all__ = ["REMEMBERED", "Routed", "Router"]
+
+log = structlog.get_logger("smsproxy.router")
+
+REMEMBERED = 200_000
+"""Messages whose provider and refs are kept for the webhooks (the oldest go first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """A provider the router sends to, with its webhook."""
+
+    provider: Provider
+    webhook: Webhook | None
+
+
+class _Bounded(OrderedDict[str, str]):
+    def remember(self, key: str, value: str) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > REMEMBERED:
+            self.popitem(last=False)
+
+
+class Router:
+    name = "router"
+    max_batch: int | None = None
+
+    def __init__(self, routed: Mapping[str, Routed], table: RoutingTable) -> None:
+        self.routed = dict(routed)
+        self.table = table
+        self.pins = _Bounded()
+        """Message id -> the provider that may have it (an unknown outcome)."""
+        self.owners = _Bounded()
+        """Message id -> the provider that took it."""
+        self.refs = _Bounded()
+        """(provider, its ref) as ``name\\x00ref`` -> our message id."""
+
+    async def send(self, batch: Batch) -> Sent:
+        sent = NOTHING
+        pinned: dict[str, list[Message]] = {}
+        free: list[Message] = []
+        for message in batch.messages:
+            pin = self.pins.get(message.id)
+            (pinned.setdefault(pin, []) if pin else free).append(message)
+        try:
+            for name, messages in pinned.items():
+                sent += await self._send_to(name, batch.id, messages)
+            if free:
+                sent += await self._route(batch.id, free)
+        except ProviderError as error:
+            error.taken = sent.taken + error.taken
+            error.refs = {**sent.refs, **error.refs}
+            error.requests_taken += sent.requests
+            raise
+        return sent
+
+    async def _route(self, batch_id: str, messages: Sequence[Message]) -> Sent:
+        sent = NOTHING
+        waiting = list(messages)
+        tried: set[str] = set()
+        last: ProviderError | None = None
+        while waiting:
+            route = self.table.choose(frozenset(tried))
+            if route is None:
+                assert last is not None
+                raise last
+            part = waiting[:1] if route.state == "probing" else waiting
+            try:
+                sent += await self._send_to(route.name, batch_id, part)
+            except ProviderOutcomeUnknown:
+                raise
+            except ProviderError as error:
+                sent += Sent(error.taken, error.requests_taken, error.refs)
+                waiting = [m for m in waiting if m.id not in set(error.taken)]
+                tried.add(route.name)
+                last = error
+                log.info("provider_failed_over", provider=route.name, messages=len(part),
+                         error=str(error))
+                continue
+            waiting = waiting[len(part):]
+        return sent
+
+    async def _send_to(self, name: str, batch_id: str, messages: Sequence[Message]) -> Sent:
+        provider = self.routed[name].provider
+        try:
+            sent = await provider.send(Batch(batch_id, tuple(messages)))
+        except ProviderError as error:
+            if error.taken:
+                self._took(name, Sent(error.taken, error.requests_taken, error.refs))
+            self.table.failed(name, _outcome(error))
+            if isinstance(error, ProviderOutcomeUnknown):
+                for message in messages:
+                    if message.id not in set(error.taken):
+                        self.pins.remember(message.id, name)
+            raise
+        self._took(name, sent)
+        return sent
+
+    def _took(self, name: str, sent: Sent) -> None:
+        self.table.took(name, len(sent.taken), sent.requests)
+        for message_id in sent.taken:
+            self.pins.pop(message_id, None)
+            self.owners.remember(message_id, name)
+        for message_id, ref in sent.refs.items():
+            self.refs.remember(f"{name}\x00{ref}", message_id)
+
+    def resolve(self, provider: str, ref: str) -> str | None:
+        """Our message id for a provider's ref, if this process sent it."""
+        return self.refs.get(f"{provider}\x00{ref}")
+
+    def may_report(self, provider: str, message_id: str) -> bool:
+        """Whether a report from ``provider`` on this message is accepted: it is the
+        provider that took it (or this process does not know who did)."""
+        owner = self.owners.get(message_id) or self.pins.get(message_id)
+        return owner is None or owner == provider
+
+    async def close(self) -> None:
+        for routed in self.routed.values():
+            await routed.provider.close()
+
+
+def _outcome(error: ProviderError) -> str:
+    if isinstance(error, ProviderOutcomeUnknown):
+        return "unknown"
+    if isinstance(error, ProviderThrottled):
+        return "throttled"
+    if isinstance(error, ProviderRejected):
+        return "refused"
+    return "unavailable"

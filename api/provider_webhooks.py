@@ -1,0 +1,90 @@
+"""``POST /providers/<name>/status``: each provider's delivery reports, in its own
+format and checked as it authenticates them (:class:`smsproxy.providers.Webhook`).
+
+A report is accepted only from the provider that took the message; a report
+naming the provider's own id (Sinch's batch and recipient) is resolved to ours
+first. What cannot be applied is counted as a rejected update, as on
+``/provider/status``; the answer is ``204`` once the rest is committed.
+"""
+
+from urllib.parse import parse_qsl
+
+import structlog
+import trio
+from quart import Blueprint, Response, request
+from quart_schema import document_response
+
+from api.common import ApiSettings, Services, no_content, read_body
+from api.errors import error_response
+from api.schemas import ErrorBody
+from smsproxy.models import UpdateRejected, WebhookRefused
+from smsproxy.providers.protocol import Webhook, WebhookRequest
+
+__all__ = ["provider_webhook_routes"]
+
+log = structlog.get_logger("smsproxy.api")
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def provider_webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
+    routes = Blueprint("provider_webhooks", __name__)
+
+    @routes.post("/providers/<name>/status")
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 401)
+    @document_response(ErrorBody, 404)
+    @document_response(ErrorBody, 413)
+    @document_response(ErrorBody, 503)
+    async def provider_reports(name: str) -> Response:
+        """A named provider's delivery reports (``--providers``), in its own format."""
+        router = services.router
+        routed = router.routed.get(name) if router is not None else None
+        if router is None or routed is None or routed.webhook is None:
+            return error_response(404, f"no provider named {name!r} is configured")
+        body = await read_body(settings.webhook_max_bytes)
+        report = _as_called(routed.webhook, body)
+        problem = routed.webhook.authenticate(report, settings.clock())
+        if problem:
+            log.warning("webhook_refused", provider=name, reason=problem)
+            services.stats.record(WebhookRefused(problem.replace(" ", "_")))
+            return error_response(401, problem)
+        try:
+            reports = routed.webhook.reports(report)
+        except ValueError as error:
+            return error_response(400, str(error))
+        updates: dict[str, str] = {}
+        for item in reports:
+            message_id = router.resolve(name, item.key) if item.by_ref else item.key
+            if message_id is None or not router.may_report(name, message_id):
+                why = ("names no message this provider took" if message_id is None
+                       else "names a message another provider took")
+                services.stats.record(UpdateRejected(item.key, item.provider_status, why,
+                                                     "unknown_message"))
+                log.warning("provider_report_refused", provider=name, key=item.key, reason=why)
+                continue
+            # An unknown status goes on under its own name, so the updater refuses and
+            # counts it as it does any status it cannot map.
+            updates[message_id] = (item.status.value if item.status is not None
+                                   else f"{name}:{item.provider_status}")
+        if updates:
+            with trio.move_on_after(services.updater.linger + settings.webhook_wait):
+                await services.updater.apply(updates)
+                return no_content()
+            return error_response(503, "status updates are backing up; retry later",
+                                  {"Retry-After": "1"})
+        return no_content()
+
+    return routes
+
+
+def _as_called(webhook: Webhook, body: bytes) -> WebhookRequest:
+    """The report as the provider made it: the URL it was told (its signature may
+    cover it, and a proxy in front changes the one we see), its form fields."""
+    url = request.url
+    if webhook.status_url:
+        query = request.query_string.decode("latin-1")
+        url = webhook.status_url.split("?")[0] + (f"?{query}" if query else "")
+    form = (dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            if request.mimetype == FORM else {})
+    return WebhookRequest(url, dict(request.headers), body, form)

@@ -1,0 +1,76 @@
+"""The routing table: priority first, weight within a priority, a failing provider
+taken out at once and probed at growing intervals until it takes a message again."""
+
+import random
+from collections import Counter
+
+from smsproxy.routing import Route, RouteState, RoutingTable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def table(*routes: Route, clock: Clock | None = None) -> RoutingTable:
+    return RoutingTable(routes, clock or Clock(), rng=random.Random(7), failures_to_down=3,
+                        probe_initial=1.0, probe_max=8.0)
+
+
+def test_the_lowest_priority_takes_every_batch_while_it_is_up() -> None:
+    routes = table(Route("cheap", 0.01, 100, 0.01), Route("dear", 0.05, 100, 0.05))
+    assert Counter(routes.choose().name for _ in range(200)) == {"cheap": 200}
+
+
+def test_equal_priorities_share_by_weight() -> None:
+    routes = table(Route("a", 1, 300, 0.01), Route("b", 1, 100, 0.01))
+    shares = Counter(routes.choose().name for _ in range(4000))
+    assert 0.70 < shares["a"] / 4000 < 0.80
+
+
+def test_a_tried_route_is_passed_over_for_the_next() -> None:
+    routes = table(Route("cheap", 0, 100, 0.01), Route("dear", 1, 100, 0.05))
+    assert routes.choose(frozenset({"cheap"})).name == "dear"
+    assert routes.choose(frozenset({"cheap", "dear"})) is None
+
+
+def test_a_run_of_failures_takes_a_route_out_and_probes_it_at_growing_intervals() -> None:
+    clock = Clock()
+    routes = table(Route("cheap", 0, 100, 0.01), Route("dear", 1, 100, 0.05), clock=clock)
+    for _ in range(2):
+        routes.failed("cheap", "unavailable")
+        assert routes.choose().name == "cheap"  # two failures: still up
+    routes.failed("cheap", "unavailable")
+    assert routes.routes["cheap"].state is RouteState.DOWN
+    assert routes.choose().name == "dear"
+    intervals = []
+    for _ in range(5):
+        start = clock.now
+        while routes.choose().name != "cheap":
+            clock.now += 0.25
+        assert routes.routes["cheap"].state is RouteState.PROBING
+        intervals.append(clock.now - start)
+        routes.failed("cheap", "unavailable")  # the probe failed too
+    assert intervals == [1.0, 2.0, 4.0, 8.0, 8.0]
+    clock.now += 8
+    assert routes.choose().name == "cheap"
+    routes.took("cheap", 1, 1)  # the probe was taken: up again, first again
+    assert routes.routes["cheap"].state is RouteState.UP
+    assert Counter(routes.choose().name for _ in range(50)) == {"cheap": 50}
+    routes.failed("cheap", "unavailable")
+    routes.failed("cheap", "unavailable")
+    routes.failed("cheap", "unavailable")
+    assert routes.routes["cheap"].probe_interval == 1.0  # the backoff starts over
+
+
+def test_the_bill_is_requests_times_price() -> None:
+    routes = table(Route("a", 0, 100, 0.25))
+    routes.took("a", 1000, 2)
+    routes.took("a", 1, 1)
+    routes.failed("a", "refused")
+    route = routes.routes["a"]
+    assert (route.requests, route.messages, route.failures, route.spend) == (3, 1001, 1, 0.75)
+    assert route.outcomes == {"taken": 3, "refused": 1}
