@@ -25,6 +25,7 @@ from smsproxy.errors import (
     ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderThrottled,
+    ProviderUnavailable,
 )
 from smsproxy.models import Batch, Message
 from smsproxy.providers.protocol import NOTHING, Provider, Sent, Webhook
@@ -76,10 +77,13 @@ class Router:
             pin = self.pins.get(message.id)
             (pinned.setdefault(pin, []) if pin else free).append(message)
         try:
-            for name, messages in pinned.items():
-                sent += await self._send_to(name, batch.id, messages)
             if free:
                 sent += await self._route(batch.id, free)
+            for name, messages in pinned.items():
+                if not self.table.is_up(name):
+                    raise ProviderUnavailable(f"provider {name} is down; {len(messages)} "
+                                              "messages it may have wait for it")
+                sent += await self._send_to(name, batch.id, messages)
         except ProviderError as error:
             error.taken = sent.taken + error.taken
             error.refs = {**sent.refs, **error.refs}

@@ -17,6 +17,7 @@ from api.workers import merge_expositions, merge_snapshots, read_shared
 from smsproxy.errors import SmsProxyError
 from smsproxy.metrics import CONTENT_TYPE
 from smsproxy.models import HttpServed
+from smsproxy.provider_stats import provider_exposition, provider_stats
 
 __all__ = ["HttpCounts", "ops_routes"]
 
@@ -77,6 +78,8 @@ def ops_routes(
             "queue_depth": services.dispatcher.queue_depth,
             "batches_in_flight": in_flight,
         }
+        if services.router is not None:
+            body["providers"] = provider_stats(services.router.table.routes)
         return json_response(body, 200)
 
     @routes.get("/metrics")
@@ -89,6 +92,8 @@ def ops_routes(
         if shared_stats is not None:
             _, texts = await trio.to_thread.run_sync(read_shared, shared_stats)
             text = merge_expositions(texts)
+        if services.router is not None:
+            text += provider_exposition(services.router.table.routes).encode()
         return TrioResponse(text, 200, content_type=CONTENT_TYPE)
 
     @routes.get("/healthz")

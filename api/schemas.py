@@ -3,7 +3,7 @@
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -323,6 +323,17 @@ class StatusReport(RootModel[dict[str, str]]):
     """Provider status updates: ``{"<message_id>": "CONFIRMED" | "FAILED" | "DELIVERED"}``."""
 
 
+class ProviderStatsBody(BaseModel):
+    requests: int
+    messages: int
+    failures: int
+    state: Literal["up", "down", "probing"]
+    weight: int
+    price: float
+    spend: float
+    """requests x price"""
+
+
 class StatsBody(BaseModel):
     success: int
     failed: int
@@ -350,6 +361,8 @@ class StatsBody(BaseModel):
     last_error: str | None
     queue_depth: int
     batches_in_flight: int
+    providers: dict[str, ProviderStatsBody] | None = None
+    """With --providers: each provider's requests, messages, failures, state and spend."""
 
 
 class Health(BaseModel):

@@ -148,6 +148,20 @@ async def test_cheapest_first_then_failover_and_reports_from_the_owner_only(
         for message_id in later[1:]:
             assert await service.status(message_id) is Status.ACCEPTED  # sent, not FAILED
         assert routes["tw"].requests == 15 and routes["ib"].requests == 1
+        stats = await (await service.client.get("/stats")).get_json()
+        twilio_bill = stats["providers"]["tw"]
+        assert twilio_bill | {"spend": round(twilio_bill["spend"], 2)} == {
+            "requests": 15, "messages": 15, "failures": 0, "state": "up", "weight": 100,
+            "price": 0.05, "spend": 0.75}
+        assert stats["providers"]["ib"]["state"] == "down"
+        assert stats["providers"]["ib"]["failures"] == 3
+        metrics = await (await service.client.get("/metrics")).get_data(as_text=True)
+        assert 'smsproxy_provider_up{provider="ib"} 0.0' in metrics
+        assert 'smsproxy_provider_up{provider="tw"} 1.0' in metrics
+        assert 'smsproxy_provider_requests_total{outcome="taken",provider="tw"} 15.0' in metrics
+        refused = 'smsproxy_provider_requests_total{outcome="unavailable",provider="ib"} 3.0'
+        assert refused in metrics
+        assert 'smsproxy_provider_spend_total{provider="ib"} 0.01' in metrics
 
 
 async def test_sinch_reports_name_the_batch_and_recipient(

@@ -1,0 +1,145 @@
+"""The router over scripted providers: failover within an attempt, a probe of one
+message, messages pinned to the provider that may have them, partial takes never
+sent twice (through the sender's retries too)."""
+
+import random
+
+import pytest
+
+from actors.router import Routed, Router
+from actors.sender import RetryPolicy, deliver
+from smsproxy.errors import (
+    ProviderError,
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from smsproxy.models import Batch, BatchSucceeded, Message
+from smsproxy.providers.protocol import Sent
+from smsproxy.routing import Route, RoutingTable
+
+
+class Scripted:
+    """Takes batches, or raises what is scripted for its next calls."""
+
+    max_batch = None
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.script: list[ProviderError | int] = []
+        self.sent: list[list[str]] = []
+
+    async def send(self, batch: Batch) -> Sent:
+        ids = [m.id for m in batch.messages]
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, int):  # takes the first ``step``, then fails
+            error = ProviderUnavailable("failed after some")
+            error.taken, error.requests_taken = tuple(ids[:step]), 1
+            self.sent.append(ids[:step])
+            raise error
+        if step is not None:
+            raise step
+        self.sent.append(ids)
+        return Sent(tuple(ids), 1)
+
+    async def close(self) -> None:
+        pass
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def batch(count: int, start: int = 0) -> Batch:
+    return Batch("b", tuple(Message(f"m{i}", "+4915", "x", 0.0)
+                            for i in range(start, start + count)))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def providers() -> tuple[Scripted, Scripted]:
+    return Scripted("cheap"), Scripted("dear")
+
+
+@pytest.fixture
+def router(providers: tuple[Scripted, Scripted], clock: Clock) -> Router:
+    table = RoutingTable([Route("cheap", 0.01, 100, 0.01), Route("dear", 0.05, 100, 0.05)],
+                         clock, rng=random.Random(1), failures_to_down=2, probe_initial=5.0)
+    return Router({p.name: Routed(p, None) for p in providers}, table)
+
+
+async def test_a_refused_batch_goes_to_the_next_provider_in_the_same_attempt(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    cheap.script.append(ProviderRejected("no"))
+    sent = await router.send(batch(3))
+    assert sent.taken == ("m0", "m1", "m2")
+    assert dear.sent == [["m0", "m1", "m2"]] and cheap.sent == []
+    assert router.may_report("dear", "m0") and not router.may_report("cheap", "m0")
+
+
+async def test_when_every_provider_refuses_the_last_error_is_raised(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    cheap.script.append(ProviderUnavailable("cheap down"))
+    dear.script.append(ProviderRejected("dear says no"))
+    with pytest.raises(ProviderRejected, match="dear says no"):
+        await router.send(batch(2))
+
+
+async def test_an_unknown_outcome_pins_the_messages_to_that_provider(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    cheap.script.append(ProviderOutcomeUnknown("gateway 502"))
+    with pytest.raises(ProviderOutcomeUnknown):
+        await router.send(batch(2))
+    assert dear.sent == []  # never elsewhere: it could text the phone twice
+    cheap.script.append(ProviderUnavailable("still down"))
+    with pytest.raises(ProviderUnavailable):
+        await router.send(batch(2))  # the resend goes to cheap only, however it fails
+    assert dear.sent == [] and len(cheap.sent) == 0
+    assert router.table.routes["cheap"].state == "down"
+    with pytest.raises(ProviderUnavailable, match="down") as raised:
+        await router.send(batch(3))  # m2 is free to go; m0 and m1 wait for cheap
+    assert dear.sent == [["m2"]] and raised.value.taken == ("m2",)
+    assert cheap.sent == []
+
+
+async def test_a_down_provider_is_probed_with_one_message(
+        router: Router, providers: tuple[Scripted, Scripted], clock: Clock) -> None:
+    cheap, _ = providers
+    cheap.script.extend([ProviderUnavailable("down")] * 2)
+    await router.send(batch(2))
+    await router.send(batch(2, 2))
+    assert router.table.routes["cheap"].state == "down"
+    clock.now += 5  # the probe is due
+    await router.send(batch(4, 10))
+    assert cheap.sent[0] == ["m10"]  # one message to the probe; it took it
+    assert router.table.routes["cheap"].requests == 2  # then the rest, cheapest first
+    assert cheap.sent[1] == ["m11", "m12", "m13"]
+    assert router.table.routes["cheap"].state == "up"
+
+
+async def test_what_a_failed_request_left_taken_is_never_sent_again(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    cheap.script.append(2)  # takes m0 and m1, then fails
+    sent = await router.send(batch(4))
+    assert cheap.sent == [["m0", "m1"]] and dear.sent == [["m2", "m3"]]
+    assert sent.taken == ("m0", "m1", "m2", "m3")
+
+
+async def test_the_sender_retries_only_what_a_partial_take_left(autojump_clock) -> None:
+    provider = Scripted("only")
+    provider.script.append(2)
+    outcome = await deliver(batch(4), provider, RetryPolicy(max_attempts=3, attempt_timeout=5))
+    assert provider.sent == [["m0", "m1"], ["m2", "m3"]]
+    assert isinstance(outcome, BatchSucceeded)
+    assert outcome.taken == ("m0", "m1") and outcome.size == 4
