@@ -10,7 +10,8 @@ from functools import partial
 import structlog
 import trio
 
-from api.fake_provider import FakeProviderSettings, run_fake_provider
+from api.fake_apis import FAKE_APIS, FakeTwilio
+from api.fake_provider import FakeProviderSettings, run_fake_api, run_fake_provider
 from api.serving import ListenError, root_cause, serve, tune_garbage_collector
 from api.workers import run_workers
 from smsproxy import __version__
@@ -51,15 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_fake_provider(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     fake = commands.add_parser(
         "fake-provider",
-        help="run a stand-in FastSMSing provider",
-        description="A FastSMSing stand-in for end-to-end tests, demos and benchmarks.",
+        help="run a stand-in provider (FastSMSing, Infobip, Sinch or Twilio)",
+        description="A provider stand-in for end-to-end tests, demos and benchmarks.",
     )
+    fake.add_argument("--api", choices=("fastsmsing", *FAKE_APIS), default="fastsmsing",
+                      help="whose API to answer and report in")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=9090)
-    fake.add_argument("--callback-url", required=True,
-                      help="the proxy's status webhook, e.g. http://127.0.0.1:8080/provider/status")
-    fake.add_argument("--secret", help="HMAC secret to sign callbacks with")
-    fake.add_argument("--api-key", help="Bearer token the proxy must send")
+    fake.add_argument("--callback-url",
+                      help="the proxy's status webhook, e.g. http://127.0.0.1:8080/provider/"
+                           "status (required for fastsmsing; the others use the URL a "
+                           "request names, else this)")
+    fake.add_argument("--secret", help="fastsmsing: HMAC secret to sign callbacks with")
+    fake.add_argument("--api-key", help="the key the proxy must send (Twilio: the auth "
+                                        "token, which also signs its callbacks)")
+    fake.add_argument("--account-sid", default="AC0", help="twilio: the account SID")
+    fake.add_argument("--webhook-user", default="", help="infobip, sinch: the webhook's "
+                                                         "basic credentials")
+    fake.add_argument("--webhook-password", default="")
     fake.add_argument("--seed", type=int, help="seed for the injected faults")
     for name, what in (("latency", "seconds before each answer"),
                        ("failure-rate", "share of batches refused with 500"),
@@ -127,6 +137,18 @@ def describe(cause: BaseException) -> str:
 
 def _fake_provider(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
+    if args.api != "fastsmsing":
+        fake = FAKE_APIS[args.api](
+            secret=args.api_key or "", callback_url=args.callback_url,
+            webhook_user=args.webhook_user, webhook_password=args.webhook_password,
+            latency=args.latency, failure_rate=args.failure_rate, seed=args.seed)
+        if isinstance(fake, FakeTwilio):
+            fake.account_sid = args.account_sid
+        return _run(partial(run_fake_api, fake, args.host, args.port))
+    if not args.callback_url:
+        print("smsproxy fake-provider: --callback-url is required for fastsmsing",
+              file=sys.stderr)
+        return 2
     settings = FakeProviderSettings(
         callback_url=args.callback_url, secret=args.secret, api_key=args.api_key,
         latency=args.latency, failure_rate=args.failure_rate, timeout_rate=args.timeout_rate,

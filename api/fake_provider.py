@@ -26,13 +26,14 @@ from quart_trio import QuartTrio
 from actors import receive_ready
 from api.common import json_response
 from api.errors import error_response, register_error_handlers
+from api.fake_apis import FakeApi
 from api.schemas import describe_validation_error
 from api.serving import serve_app
 from smsproxy.providers.fastsmsing import HTTP_LIMITS
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from smsproxy.statuses import Status
 
-__all__ = ["FakeProvider", "FakeProviderSettings", "run_fake_provider"]
+__all__ = ["FakeProvider", "FakeProviderSettings", "run_fake_api", "run_fake_provider"]
 
 log = structlog.get_logger("smsproxy.fake_provider")
 
@@ -171,6 +172,23 @@ async def run_fake_provider(
         nursery.start_soon(provider.report, http)
         await serve_app(
             provider.create_app(), host, port, grace=1.0,
+            stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
+            task_status=task_status,
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def run_fake_api(
+    fake: FakeApi, host: str, port: int, *, stop: trio.Event | None = None,
+    handle_signals: bool = True,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve an Infobip, Sinch or Twilio fake, and post its reports, until stopped."""
+    client = httpx.AsyncClient(timeout=10, limits=HTTP_LIMITS)
+    async with client as http, trio.open_nursery() as nursery:
+        nursery.start_soon(fake.deliver_reports, http)
+        await serve_app(
+            fake.create_app(), host, port, grace=1.0,
             stop=trio.Event() if stop is None else stop, handle_signals=handle_signals,
             task_status=task_status,
         )
