@@ -19,12 +19,12 @@ from smsproxy.models import (
     Saved,
     StatusRecord,
 )
-from smsproxy.repository import Repository
+from smsproxy.repository import Attributed, Repository
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
 __all__ = [
-    "OPERATION_NAMES", "ApplyInOrder", "Claim", "ClaimCallbacks", "CountBacklog",
+    "OPERATION_NAMES", "ApplyInOrder", "Attribute", "Claim", "ClaimCallbacks", "CountBacklog",
     "CountCallbacks", "Expire", "Feed", "Find", "ForgetIdempotency", "Get", "History",
     "ListAccepted", "MarkSent", "Park", "Ping", "Purge", "Release", "Renew", "Request", "Save",
     "SettleCallback", "UpdateMany",
@@ -76,6 +76,17 @@ class ApplyInOrder(_Request, Call[list[tuple[str, Status, RepositoryError]]]):
 
     def apply(self, repository: Repository) -> list[tuple[str, Status, RepositoryError]]:
         return repository.apply_in_order(self.updates)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute(_Request, Call[Attributed]):
+    name = "attribute"
+    provider: str
+    ids: tuple[str, ...]
+    refs: tuple[str, ...]
+
+    def apply(self, repository: Repository) -> Attributed:
+        return repository.attribute(self.provider, self.ids, self.refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +220,12 @@ class MarkSent(_Request, Call[None]):
     instance: str
     message_ids: tuple[str, ...]
     attempts: int
+    providers: Mapping[str, str]
+    refs: Mapping[str, str]
 
     def apply(self, repository: Repository) -> None:
-        repository.store.mark_sent(self.instance, self.message_ids, self.attempts)
+        repository.store.mark_sent(self.instance, self.message_ids, self.attempts,
+                                   self.providers, self.refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +238,12 @@ class Park(_Request, Call[None]):
     maybe_taken: bool
     requeue_initial: float
     requeue_max: float
+    pinned: Mapping[str, str]
 
     def apply(self, repository: Repository) -> None:
         repository.store.park(self.instance, self.message_ids, self.attempts, self.error,
-                              self.maybe_taken, self.requeue_initial, self.requeue_max)
+                              self.maybe_taken, self.requeue_initial, self.requeue_max,
+                              self.pinned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +274,7 @@ class Release(_Request, Call[int]):
 
 
 Request = (
-    Save | Get | UpdateMany | ApplyInOrder | History | Find | Feed | ListAccepted
+    Save | Get | UpdateMany | ApplyInOrder | Attribute | History | Find | Feed | ListAccepted
     | ForgetIdempotency | Purge
     | Ping | ClaimCallbacks | SettleCallback | CountCallbacks | Claim | Renew | MarkSent | Park
     | Expire | CountBacklog | Release

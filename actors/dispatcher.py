@@ -260,25 +260,32 @@ class _Dispatcher:
         return Batch(batch.id, tuple(m for m in batch.messages if m.id in renewal.held))
 
     async def finish(self, sent: Batch, outcome: BatchOutcome) -> None:
-        taken = [] if isinstance(outcome, BatchLeaseLost) else list(outcome.taken)
-        ids = [m.id for m in sent.messages if m.id not in set(taken)]
+        if isinstance(outcome, BatchLeaseLost):
+            return  # what is left of it is another claim's now
+        taken = set(outcome.taken)
+        ids = [m.id for m in sent.messages if m.id not in taken]
         try:
-            if taken:  # some requests of it were taken before one failed
-                await self.queue.mark_sent(self.settings.instance, taken, outcome.attempts)
-                self.state.unsent = max(0, self.state.unsent - len(taken))
+            if outcome.taken:  # some requests of it were taken before one failed
+                await self.mark_sent(outcome.taken, outcome)
             if not ids:
                 return
             if isinstance(outcome, BatchFailed):
                 await self.queue.park(
                     self.settings.instance, ids, outcome.attempts, outcome.error,
                     outcome.maybe_delivered, self.rules.requeue_initial, self.rules.requeue_max,
-                )
-            elif isinstance(outcome, BatchSucceeded):
-                await self.queue.mark_sent(self.settings.instance, ids, outcome.attempts)
-                self.state.unsent = max(0, self.state.unsent - len(ids))
+                    outcome.pinned)
+            else:
+                await self.mark_sent(ids, outcome)
         except (StoreError, ActorError) as error:
             # The claim runs out and another instance (or this one) takes it again.
             log.warning("claim_not_settled", batch_id=sent.id, error=str(error))
+
+    async def mark_sent(self, ids: Sequence[str],
+                        outcome: BatchSucceeded | BatchFailed) -> None:
+        providers = {i: outcome.providers.get(i, self.provider.name) for i in ids}
+        refs = {i: outcome.refs[i] for i in ids if i in outcome.refs}
+        await self.queue.mark_sent(self.settings.instance, ids, outcome.attempts, providers, refs)
+        self.state.unsent = max(0, self.state.unsent - len(ids))
 
     async def expire(self) -> None:
         try:

@@ -28,6 +28,7 @@ from actors._repository_lanes import Lane, StoreHealth, close_store
 from actors._repository_requests import (
     OPERATION_NAMES,
     ApplyInOrder,
+    Attribute,
     Claim,
     ClaimCallbacks,
     CountBacklog,
@@ -63,7 +64,7 @@ from smsproxy.models import (
     StatusRecord,
     StoreFailed,
 )
-from smsproxy.repository import Repository
+from smsproxy.repository import Attributed, Repository
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
@@ -96,6 +97,11 @@ class RepositoryHandle:
 
     async def get(self, message_id: str) -> StatusRecord:
         return await self._mailbox.call(Get(message_id))
+
+    async def attribute(self, provider: str, ids: Sequence[str],
+                        refs: Sequence[str]) -> Attributed:
+        """Which of a provider's reports are its to make (see ``Repository.attribute``)."""
+        return await self._mailbox.call(Attribute(provider, tuple(ids), tuple(refs)))
 
     async def history(self, message_id: str) -> list[Event]:
         """The message's events, oldest first (none for an unknown id)."""
@@ -190,13 +196,17 @@ class QueueHandle:
     async def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> Renewal:
         return await self._mailbox.call(Renew(instance, tuple(message_ids), lease), shield=True)
 
-    async def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
-        await self._mailbox.call(MarkSent(instance, tuple(message_ids), attempts), shield=True)
+    async def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int,
+                        providers: Mapping[str, str], refs: Mapping[str, str]) -> None:
+        await self._mailbox.call(MarkSent(instance, tuple(message_ids), attempts, providers,
+                                          refs), shield=True)
 
     async def park(self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
-                   maybe_taken: bool, requeue_initial: float, requeue_max: float) -> None:
+                   maybe_taken: bool, requeue_initial: float, requeue_max: float,
+                   pinned: Mapping[str, str]) -> None:
         await self._mailbox.call(Park(instance, tuple(message_ids), attempts, error,
-                                      maybe_taken, requeue_initial, requeue_max), shield=True)
+                                      maybe_taken, requeue_initial, requeue_max, pinned),
+                                 shield=True)
 
     async def expire(self, rules: BatchingRules, limit: int) -> dict[str, list[str]]:
         """Fail what lapsed, through the status rules; the failed ids by reason."""

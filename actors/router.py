@@ -8,10 +8,11 @@ outcome is unknown, the provider may have taken the messages: they stay with it
 (pinned) and are only ever resent to it, since only it can deduplicate them and
 sending them elsewhere could text the phone twice.
 
-The router remembers, for the webhooks, which provider took each message and the
-provider's own ids for them (Sinch names a message by its batch and recipient),
-for the last ``REMEMBERED`` messages; pins and refs live in this process (see
-docs/providers.md: what survives a restart).
+What the router learns goes to the store with the batch's outcome: which provider
+took each message and its own id for it (``Sent.providers``, ``Sent.refs``), and which
+provider may have each message an unknown outcome left (``ProviderError.pinned``); a
+claim returns a pinned message with its ``provider``. The router also keeps the last
+``REMEMBERED`` refs itself, since a report may come before the store has them.
 """
 
 from collections import OrderedDict
@@ -62,19 +63,16 @@ class Router:
     def __init__(self, routed: Mapping[str, Routed], table: RoutingTable) -> None:
         self.routed = dict(routed)
         self.table = table
-        self.pins = _Bounded()
-        """Message id -> the provider that may have it (an unknown outcome)."""
-        self.owners = _Bounded()
-        """Message id -> the provider that took it."""
         self.refs = _Bounded()
-        """(provider, its ref) as ``name\\x00ref`` -> our message id."""
+        """(provider, its ref) as ``name\\x00ref`` -> our message id: a report may come
+        before the store has the ref (see ``Repository.attribute``, which reads it)."""
 
     async def send(self, batch: Batch) -> Sent:
         sent = NOTHING
         pinned: dict[str, list[Message]] = {}
         free: list[Message] = []
         for message in batch.messages:
-            pin = self.pins.get(message.id)
+            pin = message.provider
             (pinned.setdefault(pin, []) if pin else free).append(message)
         try:
             if free:
@@ -87,6 +85,7 @@ class Router:
         except ProviderError as error:
             error.taken = sent.taken + error.taken
             error.refs = {**sent.refs, **error.refs}
+            error.providers = {**sent.providers, **error.providers}
             error.requests_taken += sent.requests
             raise
         return sent
@@ -107,7 +106,7 @@ class Router:
             except ProviderOutcomeUnknown:
                 raise
             except ProviderError as error:
-                sent += Sent(error.taken, error.requests_taken, error.refs)
+                sent += Sent.of(error)
                 waiting = [m for m in waiting if m.id not in set(error.taken)]
                 tried.add(route.name)
                 last = error
@@ -123,33 +122,24 @@ class Router:
             sent = await provider.send(Batch(batch_id, tuple(messages)))
         except ProviderError as error:
             if error.taken:
-                self._took(name, Sent(error.taken, error.requests_taken, error.refs))
+                error.providers = dict.fromkeys(error.taken, name)
+                self._took(name, Sent.of(error))
             self.table.failed(name, _outcome(error))
             if isinstance(error, ProviderOutcomeUnknown):
-                for message in messages:
-                    if message.id not in set(error.taken):
-                        self.pins.remember(message.id, name)
+                taken = set(error.taken)
+                error.pinned = {m.id: name for m in messages if m.id not in taken}
             raise
         self._took(name, sent)
-        return sent
+        return Sent(sent.taken, sent.requests, sent.refs, dict.fromkeys(sent.taken, name))
 
     def _took(self, name: str, sent: Sent) -> None:
         self.table.took(name, len(sent.taken), sent.requests)
-        for message_id in sent.taken:
-            self.pins.pop(message_id, None)
-            self.owners.remember(message_id, name)
         for message_id, ref in sent.refs.items():
             self.refs.remember(f"{name}\x00{ref}", message_id)
 
     def resolve(self, provider: str, ref: str) -> str | None:
         """Our message id for a provider's ref, if this process sent it."""
         return self.refs.get(f"{provider}\x00{ref}")
-
-    def may_report(self, provider: str, message_id: str) -> bool:
-        """Whether a report from ``provider`` on this message is accepted: it is the
-        provider that took it (or this process does not know who did)."""
-        owner = self.owners.get(message_id) or self.pins.get(message_id)
-        return owner is None or owner == provider
 
     async def close(self) -> None:
         for routed in self.routed.values():

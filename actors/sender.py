@@ -33,6 +33,7 @@ from smsproxy.models import (
     BatchSucceeded,
 )
 from smsproxy.providers import Provider
+from smsproxy.providers.protocol import NOTHING, Sent
 
 __all__ = ["Narrow", "RetryPolicy", "Withdrawn", "deliver"]
 
@@ -87,7 +88,8 @@ async def deliver(
         reraise=True,
     )
     sending = batch
-    taken: list[str] = []
+    took = NOTHING  # by earlier attempts' requests, before each failed
+    pinned: dict[str, str] = {}
     try:
         async for attempt in retrying:
             with attempt:
@@ -104,23 +106,27 @@ async def deliver(
                                  attempts=attempt_number - 1, messages=len(batch))
                         return BatchSucceeded(batch.id, len(batch), attempt_number - 1)
                 try:
-                    await _attempt(sending, provider, policy.attempt_timeout, attempt_number,
-                                   observe)
+                    sent = await _attempt(sending, provider, policy.attempt_timeout,
+                                          attempt_number, observe)
                 except ProviderError as error:
                     if error.taken:  # never sent again: the provider has them
-                        taken += error.taken
+                        took += Sent.of(error)
                         sending = _without(sending, error.taken)
+                    pinned.update(error.pinned)
                     maybe_delivered |= isinstance(error, ProviderOutcomeUnknown)
                     raise
     except ProviderError as error:
         reason = f"{type(error).__name__}: {error}"
         log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
                     messages=len(batch), error=reason, maybe_delivered=maybe_delivered,
-                    taken=len(taken))
+                    taken=len(took.taken))
         return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered,
-                           tuple(taken))
+                           took.taken, took.providers, took.refs,
+                           {i: p for i, p in pinned.items() if i not in set(took.taken)})
     log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(sending))
-    return BatchSucceeded(batch.id, len(sending) + len(taken), attempt_number, tuple(taken))
+    everything = took + sent
+    return BatchSucceeded(batch.id, len(sending) + len(took.taken), attempt_number,
+                          took.taken, everything.providers, everything.refs)
 
 
 def _without(batch: Batch, taken: Sequence[str]) -> Batch:
@@ -150,18 +156,18 @@ async def _attempt(
     time_limit: float,
     attempt: int,
     observe: Callable[[AttemptFinished], None],
-) -> None:
+) -> Sent:
     started = trio.current_time()
     try:
         with trio.fail_after(time_limit):
-            await provider.send(batch)
+            sent = await provider.send(batch)
     except trio.TooSlowError:
         error: ProviderError = ProviderTimeout(f"no answer within {time_limit:g} s")
     except ProviderError as raised:
         error = raised
     else:
         observe(AttemptFinished(batch.id, trio.current_time() - started, ok=True))
-        return
+        return sent
     seconds = trio.current_time() - started
     observe(AttemptFinished(batch.id, seconds, ok=False))
     log.info("batch_attempt_failed", batch_id=batch.id, attempt=attempt, messages=len(batch),

@@ -53,12 +53,19 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
             reports = routed.webhook.reports(report)
         except ValueError as error:
             return error_response(400, str(error))
+        # A ref this process sent is known before its row is written; others (sent
+        # before a restart, or by another instance) are read from the store.
+        keys = {item.key: router.resolve(name, item.key) if item.by_ref else item.key
+                for item in reports}
+        attributed = await services.repository.attribute(
+            name, [i for i in keys.values() if i], [k for k, i in keys.items() if not i])
+        refused = {**dict.fromkeys(attributed.unknown, "names no message this provider took"),
+                   **dict.fromkeys(attributed.foreign, "names a message another provider took")}
         updates: dict[str, str] = {}
         for item in reports:
-            message_id = router.resolve(name, item.key) if item.by_ref else item.key
-            if message_id is None or not router.may_report(name, message_id):
-                why = ("names no message this provider took" if message_id is None
-                       else "names a message another provider took")
+            message_id = attributed.accepted.get(keys[item.key] or item.key)
+            if message_id is None:
+                why = refused.get(keys[item.key] or item.key, "names no message")
                 services.stats.record(UpdateRejected(item.key, item.provider_status, why,
                                                      "unknown_message"))
                 log.warning("provider_report_refused", provider=name, key=item.key, reason=why)

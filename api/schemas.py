@@ -20,7 +20,12 @@ from smsproxy.errors import InvalidMessage
 from smsproxy.models import Event
 from smsproxy.segments import MAX_SEGMENTS
 from smsproxy.statuses import Status
-from smsproxy.validation import validate_content, validate_phone_number
+from smsproxy.validation import (
+    SENDER_PATTERN,
+    validate_content,
+    validate_phone_number,
+    validate_sender,
+)
 
 __all__ = [
     "BulkAccepted",
@@ -60,7 +65,7 @@ def _canonical_key(key: str) -> str:
 
 _FIELDS = {"phonenumber": "phone_number", "content": "content", "callbackurl": "callback_url",
            "deliverwithin": "deliver_within", "validfor": "valid_for",
-           "validuntil": "valid_until", "sendat": "send_at"}
+           "validuntil": "valid_until", "sendat": "send_at", "sender": "sender"}
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
@@ -135,6 +140,13 @@ class SmsRequest(BaseModel):
                                             "at once); its deadline, validity and TTL count "
                                             "from then")
 
+    sender: str | None = Field(None, json_schema_extra={
+        "pattern": SENDER_PATTERN.pattern,
+        "description": "whom the phone shows it from: 1 to 11 letters, digits or spaces (an "
+                       "alphanumeric sender id), or an E.164 number; by default the "
+                       "provider's sender from the providers file, or --default-sender",
+    })
+
     @model_validator(mode="after")
     def _one_of_each(self) -> "SmsRequest":
         if self.deliver_within is not None and self.delivery_class is not None:
@@ -159,6 +171,11 @@ class SmsRequest(BaseModel):
     @classmethod
     def _phone_number(cls, value: str) -> str:
         return _as_value_error(validate_phone_number, value)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        return None if value is None else _as_value_error(validate_sender, value)
 
     @field_validator("callback_url")
     @classmethod
@@ -201,6 +218,10 @@ class SmsStatus(BaseModel):
                                                 "validity (valid_for, valid_until)")
     send_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
                                 description="not sent before this, if it was scheduled")
+    sender: str | None = Field(None, description="whom the phone shows it from, if the "
+                                                 "request named a sender")
+    provider: str | None = Field(None, description="the provider that took it, once one "
+                                                   "did (its name in the providers file)")
 
 
 def describe_validation_error(error: ValidationError) -> str:

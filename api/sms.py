@@ -126,7 +126,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             id=record.id, status=record.status, reason=record.reason,
             deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None,
             valid_until=rfc3339(record.valid_until) if record.valid_until else None,
-            send_at=rfc3339(record.send_at) if record.send_at else None)
+            send_at=rfc3339(record.send_at) if record.send_at else None,
+            sender=record.sender, provider=record.provider)
         return json_response(status.model_dump(exclude_none=True), 200)
 
     @routes.get("/sms")
@@ -212,6 +213,8 @@ def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
         parts += (f"deadline:{sms.deliver_within}:{sms.delivery_class}",)
     if sms.valid_for is not None or sms.valid_until is not None or sms.send_at is not None:
         parts += (f"timing:{sms.valid_for}:{sms.valid_until}:{sms.send_at}",)
+    if sms.sender is not None:
+        parts += (f"sender:{sms.sender}",)
     return parts
 
 
@@ -219,7 +222,7 @@ def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) 
     send_at = _send_at(sms, settings)
     return Outgoing(sms.phone_number, sms.content, callback_url,
                     _deliver_within(sms, settings), sms.delivery_class,
-                    _valid_until(sms, send_at, settings), send_at)
+                    _valid_until(sms, send_at, settings), send_at, sms.sender)
 
 
 def _send_at(sms: SmsRequest, settings: ApiSettings) -> float | None:

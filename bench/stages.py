@@ -142,7 +142,8 @@ def store_stages(groups: int) -> dict[str, tuple[float, float, float]]:
                   partial(repository.save_all, [(group, None, 0.0)]))
             claimed = stage("claim", partial(store.claim, "bench", rules))
             ids = [m.id for m in claimed.messages]  # type: ignore[attr-defined]
-            stage("mark sent", partial(store.mark_sent, "bench", ids, 1))
+            stage("mark sent", partial(store.mark_sent, "bench", ids, 1,
+                                       dict.fromkeys(ids, "provider"), {}))
             stage("status reports: CONFIRMED, DELIVERED", partial(
                 repository.apply_in_order,
                 [(i, status) for status in (Status.CONFIRMED, Status.DELIVERED) for i in ids]))

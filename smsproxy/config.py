@@ -22,12 +22,12 @@ from smsproxy.callbacks import check_url
 from smsproxy.errors import InvalidMessage
 from smsproxy.logs import LOG_LEVELS
 from smsproxy.provider_config import (
-    SENDER_PATTERN,
     ProviderEntry,
     ProvidersFileError,
     load_providers,
 )
 from smsproxy.stores import POSTGRES_SCHEMES
+from smsproxy.validation import SENDER_PATTERN
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
@@ -339,7 +339,7 @@ OPTIONS: Sequence[Option] = (
             "FastSMSing), routed by priority, weight and health (see docs/providers.md)",
             bool, "must not be empty"),
     _option("default_sender", str, "sender of messages that name none (1-11 letters, digits "
-            "or spaces, or an E.164 number)", lambda v: bool(SENDER_PATTERN.match(v)),
+            "or spaces, or an E.164 number)", lambda v: bool(SENDER_PATTERN.fullmatch(v)),
             "must be 1-11 letters, digits or spaces, or an E.164 number"),
     _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
             "must not be empty"),

@@ -158,11 +158,15 @@ class ProviderError(SmsProxyError):
 
     ``taken`` names what of the batch the provider did take before the failure (an
     adapter that needs several requests for one batch), with the provider's ids for
-    them (``refs``) and the requests that took them."""
+    them (``refs``) and the requests that took them. Behind a router, ``providers``
+    names the provider that took each of them, and ``pinned`` the provider that may
+    have each message an unknown outcome left (it is resent to that one only)."""
 
     taken: tuple[str, ...] = ()
     refs: Mapping[str, str] = MappingProxyType({})
     requests_taken: int = 0
+    providers: Mapping[str, str] = MappingProxyType({})
+    pinned: Mapping[str, str] = MappingProxyType({})
 
 
 class ProviderUnavailable(ProviderError):

@@ -102,6 +102,9 @@ class Message:
     """Wall-clock time before which it is not sent (scheduled); its TTL counts from then."""
     sender: str | None = None
     """Whom the phone shows it from (None: the provider's default sender)."""
+    provider: str | None = None
+    """The provider that may have it already (an attempt's outcome was unknown): it is
+    sent to that provider only, which can deduplicate it. None: free to route."""
 
     @property
     def ready_at(self) -> float:
@@ -130,6 +133,8 @@ class Outgoing(NamedTuple):
     """Wall-clock time after which it must not be sent (FAILED instead)."""
     send_at: float | None = None
     """Wall-clock time before which it must not be sent."""
+    sender: str | None = None
+    """Whom the phone shows it from (None: the provider's default)."""
 
 
 Submitted = Outgoing | tuple[str, str]
@@ -142,7 +147,7 @@ def new_messages(items: Sequence[Submitted], created_at: float) -> tuple[Message
     return tuple(
         Message(message_id, item.phone_number, item.content, created_at, 0,
                 item.callback_url, _deliver_by(item, created_at), item.delivery_class,
-                item.valid_until, item.send_at)
+                item.valid_until, item.send_at, item.sender)
         for message_id, item in zip(new_ids(len(outgoing)), outgoing, strict=True)
     )
 
@@ -249,6 +254,10 @@ class StatusRecord:
     """After this it is never sent, if it set a validity period."""
     send_at: float | None = None
     """Not sent before this, if it was scheduled."""
+    sender: str | None = None
+    """Whom the phone shows it from, if the client named one."""
+    provider: str | None = None
+    """The provider that took it, once one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +276,10 @@ class BatchSucceeded:
     attempts: int
     taken: tuple[str, ...] = ()
     """Messages an earlier attempt's requests took before it failed (besides the rest)."""
+    providers: Mapping[str, str] = field(default_factory=dict)
+    """Behind a router: the provider that took each message."""
+    refs: Mapping[str, str] = field(default_factory=dict)
+    """A provider's own id for a message, where its reports name it by that."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +292,10 @@ class BatchFailed:
     """An attempt's outcome is unknown: the provider may have taken the batch."""
     taken: tuple[str, ...] = ()
     """Messages of it the provider did take (a batch sent in several requests)."""
+    providers: Mapping[str, str] = field(default_factory=dict)
+    refs: Mapping[str, str] = field(default_factory=dict)
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    """Messages an unknown outcome left with a provider (only it is sent them again)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,20 +21,17 @@ Sinch takes ``service_plan_id`` and ``api_token``; Twilio ``account_sid`` and
 ``webhook_secret``. Every entry is checked at start; a bad one names its provider.
 """
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["APIS", "SENDER_PATTERN", "ProviderEntry", "ProvidersFileError", "load_providers"]
+from smsproxy.validation import SENDER_PATTERN
+
+__all__ = ["APIS", "ProviderEntry", "ProvidersFileError", "load_providers"]
 
 APIS = ("fastsmsing", "infobip", "sinch", "twilio")
-
-SENDER_PATTERN = re.compile(r"^(?:[A-Za-z0-9 ]{1,11}|\+[1-9][0-9]{1,14})$")
-"""A sender: 1 to 11 letters, digits or spaces (an alphanumeric sender id), or an
-E.164 number."""
 
 _CREDENTIALS = {
     "fastsmsing": ("api_key", "webhook_secret"),

@@ -7,10 +7,13 @@
   written in the same transaction (an outbox).
 - ``save`` with an idempotency key seen before stores nothing and answers with the
   ids of the first request; the key and the messages are stored in one transaction.
+- a provider's report is for a message only when that provider took it (or may have
+  it): ``attribute`` resolves the provider's own ids and refuses the others'.
 """
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from smsproxy.dispatching import BatchingRules, expiry_reason
 from smsproxy.errors import (
@@ -32,10 +35,22 @@ from smsproxy.models import (
 from smsproxy.statuses import FINAL_STATUSES, Status
 from smsproxy.stores import MessageStore
 
-__all__ = ["Repository", "Submission"]
+__all__ = ["Attributed", "Repository", "Submission"]
 
 Submission = tuple[Sequence[Message], Idempotency | None, float]
 """What ``save`` takes: the messages, their idempotency key if any, and the time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attributed:
+    """A provider's reports, sorted: what it may report on, and what it may not."""
+
+    accepted: dict[str, str]
+    """The report's key (our id, or the provider's own) -> our message id."""
+    unknown: tuple[str, ...] = ()
+    """Provider ids that name no message this provider took."""
+    foreign: tuple[str, ...] = ()
+    """Our ids of messages another provider took."""
 
 
 class _KeyTaken(Exception):
@@ -113,6 +128,18 @@ class Repository:
     def get(self, message_id: str) -> StatusRecord:
         record = self.store.lookup(message_id)
         return record if record is not None else StatusRecord(message_id, Status.NOT_FOUND)
+
+    def attribute(self, provider: str, ids: Sequence[str], refs: Sequence[str]) -> Attributed:
+        """Which of a provider's reports are its to make. ``ids`` name our messages,
+        ``refs`` the provider's own ids (as its ``Sent.refs`` gave them). A message no
+        provider is recorded for (not yet sent, or sent with ``--provider``) may be
+        reported on; an unknown id is the updater's to refuse."""
+        found = self.store.by_refs(provider, refs) if refs else {}
+        accepted = {**dict(zip(ids, ids, strict=True)), **found}
+        owners = self.store.owners(accepted.values())
+        foreign = tuple(k for k, i in accepted.items() if owners.get(i, provider) != provider)
+        return Attributed({k: i for k, i in accepted.items() if k not in foreign},
+                          tuple(r for r in refs if r not in found), foreign)
 
     def update_many(
         self, updates: Mapping[str, Status], reason: str | None = None

@@ -1,9 +1,14 @@
 """Validation of submitted messages. Pure functions: they return clean values or raise."""
 
+import re
+
 from smsproxy.errors import InvalidMessage
 from smsproxy.segments import MAX_SEGMENTS, Segments, count_segments
 
-__all__ = ["MAX_PHONE_DIGITS", "is_storable_text", "validate_content", "validate_phone_number"]
+__all__ = [
+    "MAX_PHONE_DIGITS", "SENDER_PATTERN", "is_storable_text", "validate_content",
+    "validate_phone_number", "validate_sender",
+]
 
 MAX_PHONE_DIGITS = 15
 """E.164 allows at most 15 digits."""
@@ -21,6 +26,19 @@ def validate_phone_number(value: str) -> str:
         raise InvalidMessage("phone_number", "must be digits with an optional leading '+'")
     if len(digits) > MAX_PHONE_DIGITS:
         raise InvalidMessage("phone_number", f"has more than {MAX_PHONE_DIGITS} digits")
+    return value
+
+
+SENDER_PATTERN = re.compile(r"^(?:[A-Za-z0-9 ]{1,11}|\+[1-9][0-9]{1,14})$")
+"""A sender: 1 to 11 letters, digits or spaces (an alphanumeric sender id), or an
+E.164 number."""
+
+
+def validate_sender(value: str) -> str:
+    """Whom the phone shows a message from: ``SENDER_PATTERN``."""
+    if not SENDER_PATTERN.fullmatch(value):
+        raise InvalidMessage("sender", "must be 1 to 11 letters, digits or spaces, or an "
+                                       "E.164 number (+ and up to 15 digits)")
     return value
 
 

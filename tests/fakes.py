@@ -8,6 +8,7 @@ import trio
 
 from smsproxy.errors import ProviderError, ProviderUnavailable, StoreError
 from smsproxy.models import Batch, Message
+from smsproxy.providers.protocol import Sent
 from smsproxy.stores import MemoryStore, PostgresStore, SqliteStore
 
 WALL_CLOCK_AT_START = 1_764_180_000.0
@@ -56,6 +57,9 @@ class InlinePostgresStore(PostgresStore):
 class ScriptedProvider:
     """Records every batch; fails the first ``failures`` calls; can be slow or hang."""
 
+    name = "scripted"
+    max_batch: int | None = None
+
     def __init__(
         self,
         failures: int | float = 0,
@@ -71,7 +75,7 @@ class ScriptedProvider:
         self.max_concurrent = 0
         self.released = trio.Event()
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Sent:
         self.calls.append(batch)
         self.call_times.append(trio.current_time())
         self.concurrent += 1
@@ -86,6 +90,7 @@ class ScriptedProvider:
                 raise self.error(f"failure {len(self.calls)}")
         finally:
             self.concurrent -= 1
+        return Sent(tuple(m.id for m in batch.messages))
 
     def sent_ids(self) -> list[list[str]]:
         return [[m.id for m in batch.messages] for batch in self.calls]

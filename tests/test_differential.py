@@ -50,7 +50,7 @@ async def scenario(start_pipeline, open_store, within: trio.Nursery) -> dict:
         assert answer.status_code == 202, await answer.get_data()
         labels[(await answer.get_json())["id"]] = label
 
-    await post("plain")
+    await post("plain", sender="MyShop")
     bulk = await client.post("/sms/bulk", json={"messages": [
         {"phone_number": PHONE, "content": f"bulk{n}"} for n in range(3)]})
     assert bulk.status_code == 202
@@ -81,7 +81,7 @@ async def scenario(start_pipeline, open_store, within: trio.Nursery) -> dict:
         reason = re.sub(r"failure \d+", "failure N", body.get("reason") or "")
         seen.setdefault(label, []).append((
             body["status"], reason, body.get("deliver_by") is not None,
-            [e["status"] for e in events["events"]]))
+            body.get("sender"), body.get("provider"), [e["status"] for e in events["events"]]))
         seen[label].sort()
     snapshot = await pipeline.stats.snapshot()
     seen["stats"] = (snapshot.messages_accepted, snapshot.messages_sent,
@@ -108,12 +108,14 @@ async def test_one_scenario_gives_the_same_answers_on_every_store(
     assert short[:2] == ("FAILED", "validity period expired")
     assert plain[0] == later[0] == "DELIVERED"
     assert later[2] is False  # a scheduled message has no deadline of its own
+    assert plain[3:5] == ("MyShop", None)  # reported on while parked: none took it on record
+    assert short[4] is None  # it never reached a provider
     assert soon[:2] == ("FAILED", "not accepted by the provider within the message TTL of "
                                   "30 s; no attempt reached it; last error: "
                                   "ProviderUnavailable: failure N")
-    assert soon[3] == ["ACCEPTED", "FAILED"]  # the expiry is an event, as every step
-    assert memory["after"] == [("DELIVERED", "", False, ["ACCEPTED", "CONFIRMED",
-                                                         "DELIVERED"])]
+    assert soon[5] == ["ACCEPTED", "FAILED"]  # the expiry is an event, as every step
+    assert memory["after"] == [("DELIVERED", "", False, None, "scripted",
+                                ["ACCEPTED", "CONFIRMED", "DELIVERED"])]
     assert ["after"] in memory["calls"]
     # every event of the six that name a callback URL waits for a receiver (none here)
     assert memory["callbacks pending"] == 13

@@ -71,7 +71,8 @@ async def test_get_answers_the_stored_status(app_and_pipeline):
     await pipeline.repository.update(body["id"], Status.DELIVERED)
     response = await client.get(f"/sms/{body['id']}")
     assert response.status_code == 200
-    assert await response.get_json() == {"id": body["id"], "status": "DELIVERED"}
+    assert await response.get_json() == {"id": body["id"], "status": "DELIVERED",
+                                         "provider": "scripted"}
 
 
 async def test_get_of_a_failed_message_gives_the_reason(app_and_pipeline):
@@ -80,7 +81,8 @@ async def test_get_of_a_failed_message_gives_the_reason(app_and_pipeline):
     _, body, _ = await post_sms(client, {"phone_number": PHONE, "content": "hello"})
     await pipeline.repository.update(body["id"], Status.FAILED, reason="provider gave up")
     answer = await (await client.get(f"/sms/{body['id']}")).get_json()
-    assert answer == {"id": body["id"], "status": "FAILED", "reason": "provider gave up"}
+    assert answer == {"id": body["id"], "status": "FAILED", "reason": "provider gave up",
+                      "provider": "scripted"}
 
 
 async def test_get_of_an_unknown_id_is_not_found_with_200(client):

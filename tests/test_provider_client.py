@@ -19,6 +19,7 @@ from smsproxy.errors import (
 )
 from smsproxy.models import Batch, BatchFailed, BatchSucceeded, Message
 from smsproxy.providers.fastsmsing import FastSmsClient, open_http_client
+from smsproxy.providers.protocol import Sent
 from tests.processes import free_port
 
 BATCH = Batch("b1", (Message("m1", "+4912345", "hello", 0.0), Message("m2", "+4913", "hi", 0.0)))
@@ -166,14 +167,18 @@ async def test_400_is_not_retried_but_500_is(server, client):
 
 
 class ThrottlingProvider:
+    name = "throttling"
+    max_batch: int | None = None
+
     def __init__(self, retry_after: float | None) -> None:
         self.retry_after = retry_after
         self.call_times: list[float] = []
 
-    async def send(self, batch: Batch) -> None:
+    async def send(self, batch: Batch) -> Sent:
         self.call_times.append(trio.current_time())
         if len(self.call_times) == 1:
             raise ProviderThrottled("provider answered 429", self.retry_after)
+        return Sent(tuple(m.id for m in batch.messages))
 
 
 async def test_the_sender_waits_out_retry_after(autojump_clock):

@@ -158,7 +158,7 @@ def test_sent_messages_are_never_claimed_again(queue, clock):
     ids = saved(queue, 10)
     claim(queue)
     with queue.transaction():
-        queue.mark_sent("a", ids, 1)
+        queue.mark_sent("a", ids, 1, {}, {})
         assert queue.backlog() == Backlog(unsent=0, claimable=0)
     clock.now = T0 + 3600
     assert claim(queue).messages == ()
@@ -168,12 +168,12 @@ def test_sent_messages_are_never_claimed_again(queue, clock):
 def test_a_parked_claim_comes_back_after_a_growing_delay(queue, clock):
     ids = saved(queue, 10)
     claim(queue)
-    in_transaction(queue, queue.park, "a", ids, 3, "down", False, 5, 300)
+    in_transaction(queue, queue.park, "a", ids, 3, "down", False, 5, 300, {})
     clock.now = T0 + 4.9
     assert claim(queue, "b").messages == ()
     clock.now = T0 + 5.0
     assert len(claim(queue, "b").messages) == 10  # any instance may take it
-    in_transaction(queue, queue.park, "b", ids, 3, "down", False, 5, 300)
+    in_transaction(queue, queue.park, "b", ids, 3, "down", False, 5, 300, {})
     clock.now = T0 + 14.9
     assert claim(queue).messages == ()
     clock.now = T0 + 15.0  # 10 s the second time
@@ -184,7 +184,7 @@ def test_the_requeue_delay_stops_growing_at_its_maximum(queue, clock):
     ids = saved(queue, 1)
     for _ in range(12):
         assert claim(queue, size=1, ttl=1e9).messages
-        in_transaction(queue, queue.park, "a", ids, 1, "down", False, 5, 300)
+        in_transaction(queue, queue.park, "a", ids, 1, "down", False, 5, 300, {})
         clock.now += 300
     assert claim(queue, size=1, ttl=1e9).messages  # 5 * 2**11 s would be far longer
 
@@ -207,8 +207,8 @@ def test_lapsed_reports_the_facts_once_their_time_is_over(queue, clock):
     refused, maybe = saved(queue, 1), saved(queue, 1, at=T0 + 0.1)
     claim(queue, size=1)
     claim(queue, size=1)
-    in_transaction(queue, queue.park, "a", refused, 2, "HTTP 500", False, 5, 300)
-    in_transaction(queue, queue.park, "a", maybe, 2, "timed out", True, 5, 300)
+    in_transaction(queue, queue.park, "a", refused, 2, "HTTP 500", False, 5, 300, {})
+    in_transaction(queue, queue.park, "a", maybe, 2, "timed out", True, 5, 300, {})
     short = saved(queue, 1, at=T0 + 0.2, valid_until=T0 + 30)
     clock.now = T0 + 30
     assert in_transaction(queue, queue.lapsed, 600, 1800, 100) == [
@@ -236,8 +236,8 @@ def test_expiry_fails_each_late_message_once_through_the_rules(queue, clock):
     refused, maybe = saved(queue, 1), saved(queue, 1)
     claim(queue, size=1)
     claim(queue, size=1)
-    in_transaction(queue, queue.park, "a", refused, 2, "HTTP 500", False, 5, 300)
-    in_transaction(queue, queue.park, "a", maybe, 2, "timed out", True, 5, 300)
+    in_transaction(queue, queue.park, "a", refused, 2, "HTTP 500", False, 5, 300, {})
+    in_transaction(queue, queue.park, "a", maybe, 2, "timed out", True, 5, 300, {})
     repository = Repository(queue, clock)
     clock.now = T0 + 600
     with queue.transaction():
@@ -269,7 +269,7 @@ def test_the_backlog_counts_what_waits_and_what_a_claim_could_take(queue, clock)
     assert in_transaction(queue, queue.backlog) == Backlog(unsent=12, claimable=12)
     claim(queue)  # the 10 oldest
     assert in_transaction(queue, queue.backlog) == Backlog(unsent=12, claimable=2)
-    in_transaction(queue, queue.park, "a", ids[:10], 1, "down", False, 5, 300)
+    in_transaction(queue, queue.park, "a", ids[:10], 1, "down", False, 5, 300, {})
     assert in_transaction(queue, queue.backlog) == Backlog(unsent=12, claimable=2)
     clock.now = T0 + 6
     assert in_transaction(queue, queue.backlog) == Backlog(unsent=12, claimable=12)
@@ -287,7 +287,7 @@ def test_a_reopened_file_voids_a_dead_process_s_claims_and_keeps_the_row_s_facts
     store = SqliteStore(tmp_path / "queue.db", clock)
     ids = saved(store, 2)
     claim(store, size=1, max_delay=0)
-    in_transaction(store, store.park, "a", ids[:1], 3, "HTTP 503", False, 5, 300)
+    in_transaction(store, store.park, "a", ids[:1], 3, "HTTP 503", False, 5, 300, {})
     claim(store, size=1, max_delay=0)  # the second, in flight when the process dies
     store._db.close()  # kill -9: nothing is released
     store._release_lock()
@@ -339,7 +339,8 @@ def test_no_message_leaves_late_and_no_batch_leaves_with_room_while_one_waits(ar
                 break
             for message in claimed.messages:
                 left[message.id] = clock.now
-            in_transaction(store, store.mark_sent, "a", [m.id for m in claimed.messages], 1)
+            in_transaction(store, store.mark_sent, "a", [m.id for m in claimed.messages], 1,
+                           {}, {})
             # room left in a batch while a message still waits: it should have gone along
             waiting = in_transaction(store, store.backlog).claimable
             assert len(claimed.messages) == rules.batch_size or waiting == 0

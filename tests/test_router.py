@@ -53,8 +53,10 @@ class Clock:
         return self.now
 
 
-def batch(count: int, start: int = 0) -> Batch:
-    return Batch("b", tuple(Message(f"m{i}", "+4915", "x", 0.0)
+def batch(count: int, start: int = 0, pinned: dict[str, str] | None = None) -> Batch:
+    """Messages m<start>...; those in ``pinned`` come pinned, as a claim returns them."""
+    return Batch("b", tuple(Message(f"m{i}", "+4915", "x", 0.0,
+                                    provider=(pinned or {}).get(f"m{i}"))
                             for i in range(start, start + count)))
 
 
@@ -82,7 +84,7 @@ async def test_a_refused_batch_goes_to_the_next_provider_in_the_same_attempt(
     sent = await router.send(batch(3))
     assert sent.taken == ("m0", "m1", "m2")
     assert dear.sent == [["m0", "m1", "m2"]] and cheap.sent == []
-    assert router.may_report("dear", "m0") and not router.may_report("cheap", "m0")
+    assert sent.providers == dict.fromkeys(["m0", "m1", "m2"], "dear")
 
 
 async def test_when_every_provider_refuses_the_last_error_is_raised(
@@ -98,18 +100,29 @@ async def test_an_unknown_outcome_pins_the_messages_to_that_provider(
         router: Router, providers: tuple[Scripted, Scripted]) -> None:
     cheap, dear = providers
     cheap.script.append(ProviderOutcomeUnknown("gateway 502"))
-    with pytest.raises(ProviderOutcomeUnknown):
+    with pytest.raises(ProviderOutcomeUnknown) as unknown:
         await router.send(batch(2))
     assert dear.sent == []  # never elsewhere: it could text the phone twice
+    pins = dict(unknown.value.pinned)
+    assert pins == {"m0": "cheap", "m1": "cheap"}  # the store keeps them with the row
     cheap.script.append(ProviderUnavailable("still down"))
     with pytest.raises(ProviderUnavailable):
-        await router.send(batch(2))  # the resend goes to cheap only, however it fails
+        await router.send(batch(2, pinned=pins))  # the resend goes to cheap only
     assert dear.sent == [] and len(cheap.sent) == 0
     assert router.table.routes["cheap"].state == "down"
     with pytest.raises(ProviderUnavailable, match="down") as raised:
-        await router.send(batch(3))  # m2 is free to go; m0 and m1 wait for cheap
+        await router.send(batch(3, pinned=pins))  # m2 is free; m0 and m1 wait for cheap
     assert dear.sent == [["m2"]] and raised.value.taken == ("m2",)
+    assert raised.value.providers == {"m2": "dear"}
     assert cheap.sent == []
+
+
+async def test_a_pinned_message_goes_to_its_provider_once_it_is_up(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    sent = await router.send(batch(3, pinned={"m1": "dear"}))
+    assert cheap.sent == [["m0", "m2"]] and dear.sent == [["m1"]]
+    assert sent.providers == {"m0": "cheap", "m2": "cheap", "m1": "dear"}
 
 
 async def test_a_down_provider_is_probed_with_one_message(

@@ -126,6 +126,8 @@ async def test_cheapest_first_then_failover_and_reports_from_the_owner_only(
         assert await service.status(first[0]) is Status.ACCEPTED
         assert await service.report("ib", report, BASIC) == 204
         assert await service.status(first[0]) is Status.DELIVERED
+        shown = await (await service.client.get(f"/sms/{first[0]}")).get_json()
+        assert shown["provider"] == "ib"
 
         # Twilio did not take first[1]: its report on it changes nothing
         url = f"{HOOK.format('tw')}?message_id={first[1]}"
@@ -145,6 +147,12 @@ async def test_cheapest_first_then_failover_and_reports_from_the_owner_only(
         body, headers = twilio.report(url, "SM1", "delivered")
         assert await service.report("tw", body, headers, f"?message_id={later[0]}") == 204
         assert await service.status(later[0]) is Status.DELIVERED
+        shown = await (await service.client.get(f"/sms/{later[0]}")).get_json()
+        assert shown["provider"] == "tw"  # the batch failed over: Twilio took it
+        # ... and Infobip may no longer report on it
+        report = json.dumps(FakeInfobip.report({later[1]: "DELIVERED"})).encode()
+        assert await service.report("ib", report, BASIC) == 204
+        assert await service.status(later[1]) is Status.ACCEPTED
         for message_id in later[1:]:
             assert await service.status(message_id) is Status.ACCEPTED  # sent, not FAILED
         assert routes["tw"].requests == 15 and routes["ib"].requests == 1
@@ -178,6 +186,15 @@ async def test_sinch_reports_name_the_batch_and_recipient(
         assert await service.report("sn", body.encode(), BASIC) == 204
         assert await service.status(ids[3]) is Status.DELIVERED
         assert await service.report("sn", body.encode(), {}) == 401
+        # After a restart (or on another instance) the router has not seen the ref: the
+        # store has it, with the provider that took the message.
+        assert isinstance(service.runtime.provider, Router)
+        service.runtime.provider.refs.clear()
+        body = json.dumps(FakeSinch.report("sinch-batch-1", "+491510000004", "Delivered"))
+        assert await service.report("sn", body.encode(), BASIC) == 204
+        assert await service.status(ids[4]) is Status.DELIVERED
+        shown = await (await service.client.get(f"/sms/{ids[4]}")).get_json()
+        assert shown["provider"] == "sn"
         unknown = json.dumps(FakeSinch.report("no-such-batch", "+4915", "Delivered"))
         assert await service.report("sn", unknown.encode(), BASIC) == 204
         assert await service.status(ids[0]) is Status.ACCEPTED

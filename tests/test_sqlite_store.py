@@ -93,12 +93,12 @@ def test_attempts_are_kept_across_a_restart(tmp_path):
     with store.transaction():
         store.insert([message])
         store.claim("a", rules)
-        store.park("a", [message.id], 3, "down", False, 0.0, 0.0)
+        store.park("a", [message.id], 3, "down", False, 0.0, 0.0, {})
     store.close()
     store = SqliteStore(tmp_path / "s.db")
     with store.transaction():
         store.claim("b", rules)
-        store.mark_sent("b", [message.id], 2)
+        store.mark_sent("b", [message.id], 2, {}, {})
     [loaded] = store.accepted()
     assert loaded.attempts == 5
 
@@ -220,7 +220,7 @@ def test_a_file_of_the_release_before_the_one_engine_is_upgraded_in_place(tmp_pa
         with store.transaction():
             taken = store.claim("a", ClaimRules(10, max_delay=1.0, lease=30.0, ttl=3600.0))
             assert {m.id: m.attempts for m in taken.messages} == {"waiting": 0, "tried": 2}
-            store.park("a", ["waiting", "tried"], 1, "down", False, 5, 300)
+            store.park("a", ["waiting", "tried"], 1, "down", False, 5, 300, {})
         clock.now = 1_764_180_000.0 + 3600 + 1
         with store.transaction():
             lapsed = {x.message_id: x.maybe_taken for x in store.lapsed(3600, 1800, 10)}

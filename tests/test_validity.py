@@ -78,7 +78,7 @@ def test_a_waiting_message_past_its_validity_is_never_claimed_and_lapses_by_it(q
 def test_a_parked_batch_lapses_at_the_validity_not_the_ttl(queue, clock):
     [short] = saved(queue, 1, valid_until=T0 + 20.0)
     claim(queue, max_delay=0)
-    in_transaction(queue, queue.park, "a", [short], 1, "HTTP 503", False, 5, 300)
+    in_transaction(queue, queue.park, "a", [short], 1, "HTTP 503", False, 5, 300, {})
     clock.now = T0 + 19.9
     assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == []
     clock.now = T0 + 20.0
@@ -89,7 +89,7 @@ def test_a_parked_batch_lapses_at_the_validity_not_the_ttl(queue, clock):
 def test_one_the_provider_may_have_is_held_unsent_until_its_grace_is_over(queue, clock):
     [short] = saved(queue, 1, valid_until=T0 + 20.0)
     claim(queue, max_delay=0)
-    in_transaction(queue, queue.park, "a", [short], 1, "timed out", True, 5, 300)
+    in_transaction(queue, queue.park, "a", [short], 1, "timed out", True, 5, 300, {})
     clock.now = T0 + 25.0  # past its validity: never sent again, not failed yet
     assert claim(queue, max_delay=0).messages == ()
     assert in_transaction(queue, queue.lapsed, 3600, 1800, 10) == []

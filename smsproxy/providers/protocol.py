@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from smsproxy.errors import ProviderError
 from smsproxy.models import Batch
 from smsproxy.statuses import Status
 
@@ -29,10 +30,17 @@ class Sent:
     requests: int = 1
     refs: Mapping[str, str] = field(default_factory=dict)
     """The provider's own id for a message, where its reports name it by that."""
+    providers: Mapping[str, str] = field(default_factory=dict)
+    """Behind a router: the provider that took each message (else the one provider)."""
 
     def __add__(self, other: "Sent") -> "Sent":
         return Sent(self.taken + other.taken, self.requests + other.requests,
-                    {**self.refs, **other.refs})
+                    {**self.refs, **other.refs}, {**self.providers, **other.providers})
+
+    @classmethod
+    def of(cls, error: ProviderError) -> "Sent":
+        """What a failed attempt's requests took before it failed."""
+        return cls(error.taken, error.requests_taken, error.refs, error.providers)
 
 
 NOTHING = Sent((), 0)

@@ -27,6 +27,16 @@ class Messages(Protocol):
         the caller's), newest first, from an index on (status, accepted time)."""
         ...
 
+    def owners(self, message_ids: Iterable[str]) -> dict[str, str]:
+        """The provider that took each of these messages (or may have it: an unknown
+        outcome), for those a provider did; the rest are left out."""
+        ...
+
+    def by_refs(self, provider: str, refs: Iterable[str]) -> dict[str, str]:
+        """Our message id for each of the provider's own ids that it took (as
+        ``mark_sent`` recorded them); unknown refs are left out."""
+        ...
+
     def statuses(self, message_ids: Iterable[str]) -> dict[str, Status]:
         """The current status of each id that exists; unknown ids are left out."""
         ...

@@ -13,7 +13,7 @@ batch leaves, the reason an expired message is given), and
 :class:`smsproxy.repository.Repository` applies expiry as a status update.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -119,16 +119,24 @@ class Queue(Protocol):
         """Extend the lease of those this instance still holds and that still wait."""
         ...
 
-    def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
-        """The provider took them: never claimed again; they wait for their reports."""
+    def mark_sent(
+        self, instance: str, message_ids: Sequence[str], attempts: int,
+        providers: Mapping[str, str], refs: Mapping[str, str],
+    ) -> None:
+        """The provider took them: never claimed again; they wait for their reports.
+        ``providers`` names the provider that took each, ``refs`` the provider's own id
+        for those its reports name by it (:meth:`Messages.owners` reads them)."""
         ...
 
     def park(
         self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
         maybe_taken: bool, requeue_initial: float, requeue_max: float,
+        pinned: Mapping[str, str],
     ) -> None:
         """Give the claim back, not to be claimed again before a growing delay
-        (``requeue_initial`` doubled per round, at most ``requeue_max``)."""
+        (``requeue_initial`` doubled per round, at most ``requeue_max``). ``pinned``:
+        the provider that may have each message (an unknown outcome), which a claim
+        returns as its ``provider`` from then on."""
         ...
 
     def lapsed(self, ttl: float, grace: float, limit: int) -> list[Lapsed]:

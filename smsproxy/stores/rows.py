@@ -1,14 +1,15 @@
 """What the SQL stores share: their rows' columns, and how rows become the domain's
 values (messages, events, listings) and back."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from smsproxy.models import Event, ListedMessage, Message, MessageQuery
 from smsproxy.statuses import Status
 
 __all__ = [
-    "EVENT_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "READ_EVENT_COLUMNS", "event_from_row",
+    "EVENT_COLUMNS", "LOOKUP_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "READ_EVENT_COLUMNS",
+    "by_provider", "event_from_row",
     "event_row", "find_statement", "first_duplicate", "listed_messages", "message_from_row",
     "prefixed",
 ]
@@ -18,17 +19,22 @@ PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
 (A CONFIRMED message older than the retention window will hear no more news.)"""
 
 MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
-                   " delivery_class, valid_until, send_at")
+                   " delivery_class, valid_until, send_at, sender, provider")
 """A message's columns in the SQL stores, for ``message_from_row`` (its callback URL
 lives with its events)."""
 
 
 def message_from_row(row: Sequence[Any]) -> Message:
     """A message from its ``MESSAGE_COLUMNS``."""
-    i, number, content, at, attempts, deliver_by, kind, valid_until, send_at = row
+    i, number, content, at, attempts, deliver_by, kind, valid_until, send_at, sender, by = row
     return Message(i, number, content, at, attempts, None, deliver_by, kind, valid_until,
-                   send_at)
+                   send_at, sender, by)
 
+
+LOOKUP_COLUMNS = ("status, reason, deliver_by, valid_until, send_at, sender,"
+                  " CASE WHEN sent_at IS NOT NULL THEN provider END")
+"""What ``lookup`` reads, in :class:`StatusRecord`'s order after the id: the provider
+once it took the message (before, a provider kept in the row may only have it)."""
 
 EVENT_COLUMNS = "message_id, sequence, status, previous_status, reason, at"
 """An event's columns in the SQL stores, in :class:`Event`'s order."""
@@ -93,3 +99,14 @@ def first_duplicate(messages: Sequence[Message], stored: Iterable[str]) -> str:
             return message.id
         taken.add(message.id)
     return messages[0].id
+
+
+def by_provider(
+    message_ids: Sequence[str], providers: Mapping[str, str]
+) -> dict[str | None, list[str]]:
+    """The ids grouped by their provider (None for those ``providers`` does not name),
+    so that a store writes each provider's in one statement per chunk."""
+    groups: dict[str | None, list[str]] = {}
+    for message_id in message_ids:
+        groups.setdefault(providers.get(message_id), []).append(message_id)
+    return groups

@@ -12,6 +12,7 @@ from smsproxy.stores.postgres._sql import STATUS
 from smsproxy.stores.postgres.outbox import PostgresOutbox
 from smsproxy.stores.protocol import StatusChange
 from smsproxy.stores.rows import (
+    LOOKUP_COLUMNS,
     MESSAGE_COLUMNS,
     PURGEABLE,
     find_statement,
@@ -34,19 +35,21 @@ class PostgresMessages(PostgresOutbox):
             return
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
                               m.callback_url, origin(m.callback_url) if m.callback_url else None,
-                              m.deliver_by, m.delivery_class, m.valid_until, m.send_at)
+                              m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
+                              m.sender)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by, delivery_class, valid_until, send_at, not_before, ready_at)"
+            " deliver_by, delivery_class, valid_until, send_at, not_before, ready_at, sender)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
             " callback_url, callback_origin, deliver_by, delivery_class, valid_until,"
-            " send_at, coalesce(send_at, 0), coalesce(send_at, created_at)"
+            " send_at, coalesce(send_at, 0), coalesce(send_at, created_at), sender"
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],"
-            " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[])"
+            " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[],"
+            " %s::text[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin, deliver_by, delivery_class, valid_until, send_at)"
+            " callback_origin, deliver_by, delivery_class, valid_until, send_at, sender)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (message_id, sequence,"
@@ -69,9 +72,19 @@ class PostgresMessages(PostgresOutbox):
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._conn.execute(
-            "SELECT status, reason, deliver_by, valid_until, send_at FROM smsproxy_messages"
-            " WHERE id = %s", (message_id,)).fetchone()
+            f"SELECT {LOOKUP_COLUMNS} FROM smsproxy_messages WHERE id = %s",
+            (message_id,)).fetchone()
         return StatusRecord(message_id, STATUS[row[0]], *row[1:]) if row else None
+
+    def owners(self, message_ids: Iterable[str]) -> dict[str, str]:
+        return dict(self._conn.execute(
+            "SELECT id, provider FROM smsproxy_messages WHERE id = ANY(%s)"
+            " AND provider IS NOT NULL", (list(message_ids),)).fetchall())
+
+    def by_refs(self, provider: str, refs: Iterable[str]) -> dict[str, str]:
+        return dict(self._conn.execute(
+            "SELECT provider_ref, id FROM smsproxy_messages WHERE provider_ref = ANY(%s)"
+            " AND provider = %s", (list(refs), provider)).fetchall())
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "smsproxy_messages", "%s")

@@ -3,7 +3,7 @@ dialect: several instances claim from one table, so a claim takes an advisory lo
 (one instance claims at a time) and locks its rows; every time is the server's
 clock (``NOW``), unless a test gives its own."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from smsproxy.stores.postgres._sql import NOW, Connected
 from smsproxy.stores.postgres.schema import CLAIM_LOCK
@@ -97,26 +97,38 @@ class PostgresQueue(Connected):
         return Renewal(frozenset(i for i, mine in rows if mine),
                        frozenset(i for i, mine in rows if not mine))
 
-    def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
+    def mark_sent(
+        self, instance: str, message_ids: Sequence[str], attempts: int,
+        providers: Mapping[str, str], refs: Mapping[str, str],
+    ) -> None:
+        ids = list(message_ids)
         self._conn.execute(
-            f"UPDATE smsproxy_messages SET sent_at = {NOW}, claimed_by = NULL,"
-            f" claim_until = NULL, attempts = attempts + %(attempts)s"
-            f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
-            self._at(ids=list(message_ids), me=instance, attempts=attempts),
+            f"UPDATE smsproxy_messages AS m SET sent_at = {NOW}, claimed_by = NULL,"
+            f" claim_until = NULL, attempts = attempts + %(attempts)s,"
+            f" provider = r.provider, provider_ref = r.ref"
+            f" FROM unnest(%(ids)s::text[], %(providers)s::text[], %(refs)s::text[])"
+            f" AS r (id, provider, ref) WHERE m.id = r.id AND m.claimed_by = %(me)s",
+            self._at(ids=ids, me=instance, attempts=attempts,
+                     providers=[providers.get(i) for i in ids], refs=[refs.get(i) for i in ids]),
         )
 
     def park(
         self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
         maybe_taken: bool, requeue_initial: float, requeue_max: float,
+        pinned: Mapping[str, str],
     ) -> None:
+        ids = list(message_ids)
         self._conn.execute(
-            f"UPDATE smsproxy_messages SET claimed_by = NULL, claim_until = NULL,"
+            f"UPDATE smsproxy_messages AS m SET claimed_by = NULL, claim_until = NULL,"
             f" not_before = {NOW} + least(%(max)s, %(initial)s * power(2, least(rounds, 30))),"
             f" rounds = rounds + 1, attempts = attempts + %(attempts)s,"
-            f" maybe_taken = maybe_taken OR %(maybe)s, last_error = %(error)s"
-            f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+            f" maybe_taken = maybe_taken OR %(maybe)s, last_error = %(error)s,"
+            f" provider = coalesce(r.provider, m.provider)"
+            f" FROM unnest(%(ids)s::text[], %(pinned)s::text[]) AS r (id, provider)"
+            f" WHERE m.id = r.id AND m.claimed_by = %(me)s",
             self._at(max=requeue_max, initial=requeue_initial, attempts=attempts,
-                     maybe=maybe_taken, error=error, ids=list(message_ids), me=instance),
+                     maybe=maybe_taken, error=error, ids=ids, me=instance,
+                     pinned=[pinned.get(i) for i in ids]),
         )
 
     def lapsed(self, ttl: float, grace: float, limit: int) -> list[Lapsed]:

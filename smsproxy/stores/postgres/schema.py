@@ -139,6 +139,15 @@ CREATE INDEX smsproxy_messages_unsent_by_validity ON smsproxy_messages (valid_un
     11: """
 ALTER TABLE smsproxy_events ALTER COLUMN event_id DROP NOT NULL;
 """,
+    # A message's sender, the provider that took it (or may have it, after an unknown
+    # outcome) and that provider's own id for it (its reports name it so).
+    12: """
+ALTER TABLE smsproxy_messages ADD COLUMN sender text;
+ALTER TABLE smsproxy_messages ADD COLUMN provider text;
+ALTER TABLE smsproxy_messages ADD COLUMN provider_ref text;
+CREATE INDEX smsproxy_messages_by_ref ON smsproxy_messages (provider_ref)
+    WHERE provider_ref IS NOT NULL;
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

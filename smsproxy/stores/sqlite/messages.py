@@ -12,6 +12,7 @@ from smsproxy.models import Idempotency, ListedMessage, Message, MessageQuery, S
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import StatusChange
 from smsproxy.stores.rows import (
+    LOOKUP_COLUMNS,
     MESSAGE_COLUMNS,
     PURGEABLE,
     find_statement,
@@ -42,7 +43,7 @@ class SqliteMessages(SqliteOutbox):
         origins = [origin(m.callback_url) if m.callback_url else None for m in messages]
         rows = [(seq, m.id, m.phone_number, m.content, m.created_at, m.attempts, now,
                  m.callback_url, callback_origin, m.deliver_by, m.delivery_class,
-                 m.valid_until, m.send_at, m.ready_at, m.send_at or 0)
+                 m.valid_until, m.send_at, m.ready_at, m.send_at or 0, m.sender)
                 for seq, m, callback_origin in zip(count(first), messages, origins)]
         try:
             with self._savepoint("insert_messages"):
@@ -51,8 +52,8 @@ class SqliteMessages(SqliteOutbox):
                         "INSERT INTO messages (seq, id, phone_number, content, created_at,"
                         " status, attempts, updated_at, callback_url, callback_origin,"
                         " deliver_by, delivery_class, valid_until, send_at, ready_at,"
-                        " not_before) VALUES "
-                        + ",".join(["(?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
+                        " not_before, sender) VALUES "
+                        + ",".join(["(?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
                                    * len(chunk)),
                         [value for row in chunk for value in row],
                     )
@@ -78,9 +79,25 @@ class SqliteMessages(SqliteOutbox):
 
     def lookup(self, message_id: str) -> StatusRecord | None:
         row = self._db.execute(
-            "SELECT status, reason, deliver_by, valid_until, send_at FROM messages"
-            " WHERE id = ?", (message_id,)).fetchone()
+            f"SELECT {LOOKUP_COLUMNS} FROM messages WHERE id = ?", (message_id,)).fetchone()
         return StatusRecord(message_id, STATUS[row[0]], *row[1:]) if row else None
+
+    def owners(self, message_ids: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in chunks(list(message_ids)):
+            found.update(self._db.execute(
+                f"SELECT id, provider FROM messages WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND provider IS NOT NULL", chunk).fetchall())
+        return found
+
+    def by_refs(self, provider: str, refs: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in chunks(list(refs)):
+            found.update(self._db.execute(
+                f"SELECT provider_ref, id FROM messages WHERE provider_ref"
+                f" IN ({','.join('?' * len(chunk))}) AND provider = ?",
+                [*chunk, provider]).fetchall())
+        return found
 
     def find(self, query: MessageQuery, status: Status) -> list[ListedMessage]:
         statement, values = find_statement(query, status, "messages", "?")

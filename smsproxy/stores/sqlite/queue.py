@@ -7,14 +7,14 @@ voided when the file is opened again.
 """
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Renewal
-from smsproxy.stores.rows import MESSAGE_COLUMNS, message_from_row
+from smsproxy.stores.rows import MESSAGE_COLUMNS, by_provider, message_from_row
 from smsproxy.stores.sqlite._sql import chunks
 
-__all__ = ["QUEUE_MIGRATION", "SqliteQueue"]
+__all__ = ["PROVIDERS_MIGRATION", "QUEUE_MIGRATION", "SqliteQueue"]
 
 QUEUE_MIGRATION = """
 ALTER TABLE messages ADD COLUMN ready_at REAL;
@@ -38,6 +38,15 @@ CREATE INDEX messages_unsent_by_validity ON messages (valid_until)
 """
 """Schema version 10: the table is the queue (before it, a batcher kept it in memory).
 A message an older release had tried counts as one an attempt may have reached."""
+
+PROVIDERS_MIGRATION = """
+ALTER TABLE messages ADD COLUMN sender TEXT;
+ALTER TABLE messages ADD COLUMN provider TEXT;
+ALTER TABLE messages ADD COLUMN provider_ref TEXT;
+CREATE INDEX messages_by_ref ON messages (provider_ref) WHERE provider_ref IS NOT NULL;
+"""
+"""Schema version 12: a message's sender, the provider that took it (or may have it,
+after an unknown outcome) and that provider's own id for it (its reports name it so)."""
 
 _UNSENT = "status = 'ACCEPTED' AND sent_at IS NULL"
 _CLAIMABLE = (f"{_UNSENT} AND not_before <= :now AND (claim_until IS NULL OR claim_until < :now)"
@@ -123,27 +132,37 @@ class SqliteQueue:
                 f" AND NOT (claimed_by IS ? AND claim_until >= ?)", [*chunk, instance, now]))
         return Renewal(frozenset(held), frozenset(lost - held))
 
-    def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int) -> None:
+    def mark_sent(
+        self, instance: str, message_ids: Sequence[str], attempts: int,
+        providers: Mapping[str, str], refs: Mapping[str, str],
+    ) -> None:
         now = self._clock()
-        for chunk in chunks(message_ids):
-            self._db.execute(
-                f"UPDATE messages SET sent_at = ?, claimed_by = NULL, claim_until = NULL,"
-                f" attempts = attempts + ? WHERE id IN ({','.join('?' * len(chunk))})"
-                f" AND claimed_by = ?", [now, attempts, *chunk, instance])
+        for provider, ids in by_provider(message_ids, providers).items():
+            for chunk in chunks(ids):
+                self._db.execute(
+                    f"UPDATE messages SET sent_at = ?, claimed_by = NULL, claim_until = NULL,"
+                    f" attempts = attempts + ?, provider = ?"
+                    f" WHERE id IN ({','.join('?' * len(chunk))}) AND claimed_by = ?",
+                    [now, attempts, provider, *chunk, instance])
+        self._db.executemany("UPDATE messages SET provider_ref = ? WHERE id = ?",
+                             [(ref, message_id) for message_id, ref in refs.items()])
 
     def park(
         self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
         maybe_taken: bool, requeue_initial: float, requeue_max: float,
+        pinned: Mapping[str, str],
     ) -> None:
         now = self._clock()
-        for chunk in chunks(message_ids):
-            self._db.execute(
-                f"UPDATE messages SET claimed_by = NULL, claim_until = NULL,"
-                f" not_before = ? + min(?, ? * (1 << min(rounds, 30))), rounds = rounds + 1,"
-                f" attempts = attempts + ?, maybe_taken = maybe_taken OR ?, last_error = ?"
-                f" WHERE id IN ({','.join('?' * len(chunk))}) AND claimed_by = ?",
-                [now, requeue_max, requeue_initial, attempts, maybe_taken, error, *chunk,
-                 instance])
+        for provider, ids in by_provider(message_ids, pinned).items():
+            for chunk in chunks(ids):
+                self._db.execute(
+                    f"UPDATE messages SET claimed_by = NULL, claim_until = NULL,"
+                    f" not_before = ? + min(?, ? * (1 << min(rounds, 30))), rounds = rounds + 1,"
+                    f" attempts = attempts + ?, maybe_taken = maybe_taken OR ?, last_error = ?,"
+                    f" provider = coalesce(?, provider)"
+                    f" WHERE id IN ({','.join('?' * len(chunk))}) AND claimed_by = ?",
+                    [now, requeue_max, requeue_initial, attempts, maybe_taken, error, provider,
+                     *chunk, instance])
 
     def lapsed(self, ttl: float, grace: float, limit: int) -> list[Lapsed]:
         rows = self._db.execute(_LAPSED, {"now": self._clock(), "ttl": ttl, "grace": grace,

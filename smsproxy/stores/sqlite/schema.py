@@ -17,7 +17,7 @@ from typing import TextIO
 
 from smsproxy.errors import StoreLocked, StoreUnusable
 from smsproxy.stores.sqlite.outbox import OUTBOX_MIGRATION
-from smsproxy.stores.sqlite.queue import QUEUE_MIGRATION
+from smsproxy.stores.sqlite.queue import PROVIDERS_MIGRATION, QUEUE_MIGRATION
 
 __all__ = [
     "MIGRATIONS", "SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "WAL_MIN_PAGES",
@@ -135,6 +135,7 @@ CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
 DROP INDEX messages_by_status;
 CREATE INDEX messages_by_status ON messages (status, created_at);
 """,
+    12: PROVIDERS_MIGRATION,
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
