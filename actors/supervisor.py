@@ -142,7 +142,7 @@ async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIter
                 await sim.close()  # its task delivers the reports it holds, then ends
     else:
         http = open_http_client(config.provider, config.provider_api_key, config.provider_timeout)
-        client = FastSmsClient(http)
+        client = FastSmsClient(http, sender=config.default_sender)
         try:
             yield client
         finally:

@@ -56,6 +56,7 @@ class _Item(BaseModel):
     message_id: str
     phone_number: str
     content: str
+    sender: str | None = None
 
 
 class _BatchBody(BaseModel):

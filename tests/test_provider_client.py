@@ -79,6 +79,18 @@ async def test_202_is_success_and_the_request_is_well_formed(server, client):
     ]}
 
 
+async def test_a_message_s_sender_or_else_the_default_goes_as_sender(server):
+    provider = FastSmsClient(open_http_client(server.url, "key-1", timeout=0.5),
+                             sender="Default")
+    try:
+        await provider.send(Batch("b2", (Message("m1", "+4912345", "a", 0.0, sender="MyShop"),
+                                         Message("m2", "+4913", "b", 0.0))))
+    finally:
+        await provider.close()
+    [(body, _)] = server.received
+    assert [item["sender"] for item in body["messages"]] == ["MyShop", "Default"]
+
+
 @pytest.mark.parametrize(("status", "error"), [
     (500, ProviderUnavailable), (503, ProviderUnavailable), (408, ProviderUnavailable),
     (501, ProviderUnavailable), (400, ProviderRejected), (401, ProviderRejected),

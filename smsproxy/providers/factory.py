@@ -34,4 +34,5 @@ def open_adapter(entry: ProviderEntry, timeout: float, default_sender: str | Non
                               max_batch=entry.max_batch)
     assert entry.webhook_secret
     return FastSmsClient(open_http_client(entry.url, entry.api_key, timeout), entry.name,
-                         webhook_secret=entry.webhook_secret, max_batch=entry.max_batch)
+                         webhook_secret=entry.webhook_secret, max_batch=entry.max_batch,
+                         sender=sender)

@@ -6,7 +6,7 @@ Its answer is ``202 {"accepted": n}``; every other way a call ends maps as in
 
 import httpx
 
-from smsproxy.models import Batch
+from smsproxy.models import Batch, Message
 from smsproxy.providers._http import (
     HTTP_LIMITS,
     json_object,
@@ -31,26 +31,31 @@ def open_http_client(base_url: str, api_key: str | None, timeout: float) -> http
 
 class FastSmsClient:
     def __init__(self, http: httpx.AsyncClient, name: str = "fastsmsing", *,
-                 webhook_secret: str | None = None, max_batch: int | None = None) -> None:
+                 webhook_secret: str | None = None, max_batch: int | None = None,
+                 sender: str | None = None) -> None:
         self._http = http
         self.name = name
         self.max_batch = max_batch
         self._webhook_secret = webhook_secret
+        self._sender = sender
         self.status_url: str | None = None
 
     async def send(self, batch: Batch) -> Sent:
-        body = {
-            "messages": [
-                {"message_id": m.id, "phone_number": m.phone_number, "content": m.content}
-                for m in batch.messages
-            ]
-        }
+        body = {"messages": [self._message(m) for m in batch.messages]}
         with transport_errors():
             response = await self._http.post(BATCHES_PATH, json=body)
         answer = read_json(response, 202)
         if not (isinstance(answer, dict) and type(answer.get("accepted")) is int):
             raise unexpected(response, 'the documented body {"accepted": n}')
         return Sent(tuple(m.id for m in batch.messages))
+
+    def _message(self, message: Message) -> dict[str, str]:
+        item = {"message_id": message.id, "phone_number": message.phone_number,
+                "content": message.content}
+        sender = message.sender or self._sender
+        if sender:
+            item["sender"] = sender
+        return item
 
     async def close(self) -> None:
         await self._http.aclose()
