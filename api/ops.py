@@ -92,8 +92,8 @@ def ops_routes(
         if shared_stats is not None:
             _, texts = await trio.to_thread.run_sync(read_shared, shared_stats)
             text = merge_expositions(texts)
-        if services.router is not None:
-            text += provider_exposition(services.router.table.routes).encode()
+        routes = services.router.table.routes if services.router is not None else {}
+        text += provider_exposition(routes).encode()  # declared with no providers too
         return TrioResponse(text, 200, content_type=CONTENT_TYPE)
 
     @routes.get("/healthz")

@@ -12,6 +12,8 @@ from prometheus_client import generate_latest
 
 from api import create_app
 from smsproxy.metrics import Metrics
+from smsproxy.provider_stats import provider_exposition
+from smsproxy.routing import Route
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 RUNBOOK = DEPLOY.parent / "docs" / "operations.md"
@@ -43,9 +45,9 @@ def test_every_alert_has_a_unit_test():
 
 
 def test_the_rules_query_metrics_the_service_exports():
-    exported = set(re.findall(r"^([a-z_]+?)(?:\{| )",
-                              generate_latest(Metrics(store_operations=["save"]).registry).decode(),
-                              re.MULTILINE))
+    exposition = (generate_latest(Metrics(store_operations=["save"]).registry).decode()
+                  + provider_exposition({"p": Route("p", 0.01, 100, 0.01)}))
+    exported = set(re.findall(r"^([a-z_]+?)(?:\{| )", exposition, re.MULTILINE))
     for rule in rules():
         for name in re.findall(r"\b(smsproxy_[a-z_]+)", rule["expr"]):
             assert name in exported, f"{rule['alert']} queries {name}, which is not exported"
