@@ -16,7 +16,7 @@ claim returns a pinned message with its ``provider``. The router also keeps the 
 """
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -95,12 +95,16 @@ class Router:
         waiting = list(messages)
         tried: set[str] = set()
         last: ProviderError | None = None
+        moved = self.table.rebalance()
+        if moved:
+            log.info("provider_weights_moved", weights=moved)
         while waiting:
             route = self.table.choose(frozenset(tried))
             if route is None:
                 assert last is not None
                 raise last
-            part = waiting[:1] if route.state == "probing" else waiting
+            limit = self.routed[route.name].provider.max_batch or len(waiting)
+            part = waiting[:1] if route.state == "probing" else waiting[:limit]
             try:
                 sent += await self._send_to(route.name, batch_id, part)
             except ProviderOutcomeUnknown:
@@ -133,9 +137,14 @@ class Router:
         return Sent(sent.taken, sent.requests, sent.refs, dict.fromkeys(sent.taken, name))
 
     def _took(self, name: str, sent: Sent) -> None:
-        self.table.took(name, len(sent.taken), sent.requests)
+        self.table.took(name, sent.taken, sent.requests)
         for message_id, ref in sent.refs.items():
             self.refs.remember(f"{name}\x00{ref}", message_id)
+
+    def delivered(self, provider: str, message_ids: Iterable[str]) -> None:
+        """The provider reported these DELIVERED (its delivery times move weights)."""
+        for message_id in message_ids:
+            self.table.delivered(provider, message_id)
 
     def resolve(self, provider: str, ref: str) -> str | None:
         """Our message id for a provider's ref, if this process sent it."""

@@ -74,6 +74,7 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
             # counts it as it does any status it cannot map.
             updates[message_id] = (item.status.value if item.status is not None
                                    else f"{name}:{item.provider_status}")
+        router.delivered(name, [i for i, status in updates.items() if status == "DELIVERED"])
         if updates:
             with trio.move_on_after(services.updater.linger + settings.webhook_wait):
                 await services.updater.apply(updates)

@@ -4,8 +4,14 @@ Providers are tried in ``priority`` order (lower first); those of equal priority
 share the batches by ``weight``, at random. A provider whose attempts fail
 ``failures_to_down`` times in a row is taken out at once (``down``) and probed
 with one message at growing intervals (``probe_initial`` doubling up to
-``probe_max``) until it takes one again (``up``). Trio-free: the router actor
-(:mod:`actors.router`) sends, this decides, on the clock it is given.
+``probe_max``) until it takes one again (``up``).
+
+Weights move with delivery times, by GOV.UK Notify's rule (:mod:`.slow_delivery`):
+looked at every ``check_every`` (1 min), when a provider is slow and another of the
+same priority is not, ``step`` (10) weight points move from the slow one to the
+others, at most once every ``cooldown`` (10 min); when none of a priority is slow,
+their weights tend back to the configured ones by the same steps. Trio-free: the
+router actor (:mod:`actors.router`) sends, this decides, on the clock it is given.
 """
 
 import random
@@ -13,7 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Route", "RouteState", "RoutingTable"]
+from smsproxy.slow_delivery import DeliveryWatch
+
+__all__ = ["Route", "RouteState", "RoutingTable", "WeightRule"]
 
 
 class RouteState(StrEnum):
@@ -36,10 +44,19 @@ class Route:
     messages: int = 0
     failures: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    resting_weight: int = -1
+    """The configured weight, that a moved weight tends back to (set by the table)."""
 
     @property
     def spend(self) -> float:
         return self.requests * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class WeightRule:
+    check_every: float = 60.0
+    step: int = 10
+    cooldown: float = 600.0
 
 
 class RoutingTable:
@@ -47,13 +64,20 @@ class RoutingTable:
         self, routes: Sequence[Route], clock: Callable[[], float], *,
         rng: random.Random | None = None, failures_to_down: int = 3,
         probe_initial: float = 1.0, probe_max: float = 60.0,
+        watch: DeliveryWatch | None = None, weights: WeightRule = WeightRule(),
     ) -> None:
         self.routes = {route.name: route for route in routes}
+        for route in routes:
+            route.resting_weight = route.weight
         self._clock = clock
         self._rng = rng or random.Random()
         self._failures_to_down = failures_to_down
         self._probe_initial = probe_initial
         self._probe_max = probe_max
+        self.watch = watch or DeliveryWatch()
+        self._weights = weights
+        self._checked_at = clock()
+        self._moved_at = -weights.cooldown
 
     def choose(self, tried: frozenset[str] = frozenset()) -> Route | None:
         """The route for the next attempt, none of ``tried``: a down one whose probe
@@ -69,13 +93,15 @@ class RoutingTable:
             return None
         best = min(r.priority for r in up)
         tier = [r for r in up if r.priority == best]
-        return self._rng.choices(tier, weights=[r.weight for r in tier])[0]
+        weights = [r.weight for r in tier]
+        return self._rng.choices(tier, weights=weights if any(weights) else None)[0]
 
-    def took(self, name: str, messages: int, requests: int) -> None:
-        """The provider took ``messages`` in ``requests`` paid requests."""
+    def took(self, name: str, message_ids: Sequence[str], requests: int) -> None:
+        """The provider took these messages in ``requests`` paid requests."""
         route = self.routes[name]
+        self.watch.taken(name, message_ids, self._clock())
         route.requests += requests
-        route.messages += messages
+        route.messages += len(message_ids)
         route.outcomes["taken"] = route.outcomes.get("taken", 0) + requests
         route.failures_in_a_row = 0
         route.state = RouteState.UP
@@ -95,3 +121,49 @@ class RoutingTable:
 
     def is_up(self, name: str) -> bool:
         return self.routes[name].state is not RouteState.DOWN
+
+    def delivered(self, name: str, message_id: str) -> None:
+        """The provider reported the message DELIVERED."""
+        self.watch.delivered(name, message_id, self._clock())
+
+    def rebalance(self) -> dict[str, int]:
+        """Move weights by the slow-delivery rule, when it is time to look; the new
+        weight of each route whose weight moved."""
+        now = self._clock()
+        if now - self._checked_at < self._weights.check_every:
+            return {}
+        self._checked_at = now
+        if now - self._moved_at < self._weights.cooldown:
+            return {}
+        moved: dict[str, int] = {}
+        for priority in {r.priority for r in self.routes.values()}:
+            tier = [r for r in self.routes.values() if r.priority == priority]
+            slow = [r for r in tier if self.watch.is_slow(r.name, now)]
+            others = [r for r in tier if r not in slow and r.state is not RouteState.DOWN]
+            if slow and others:
+                moved |= self._shift(slow, others)
+            elif not slow:
+                moved |= self._tend_back(tier)
+        if moved:
+            self._moved_at = now
+        return moved
+
+    def _shift(self, slow: list[Route], others: list[Route]) -> dict[str, int]:
+        moved: dict[str, int] = {}
+        for route in slow:
+            points = min(self._weights.step, route.weight)
+            route.weight -= points
+            for i, other in enumerate(others):  # the points shared out, the rest first
+                other.weight += points // len(others) + (i < points % len(others))
+                moved[other.name] = other.weight
+            moved[route.name] = route.weight
+        return moved
+
+    def _tend_back(self, tier: list[Route]) -> dict[str, int]:
+        moved: dict[str, int] = {}
+        for route in tier:
+            gap = route.resting_weight - route.weight
+            if gap:
+                route.weight += max(-self._weights.step, min(self._weights.step, gap))
+                moved[route.name] = route.weight
+        return moved

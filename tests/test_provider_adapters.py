@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import trio
+import trio.testing
 
 from api.fake_apis import FakeApi, FakeInfobip, FakeSinch, FakeTwilio, basic_header
 from api.serving import serve_app
@@ -21,6 +23,7 @@ from smsproxy.errors import (
     ProviderUnavailable,
 )
 from smsproxy.models import Batch, Message
+from smsproxy.providers._http import Pacer
 from smsproxy.providers.infobip import InfobipProvider
 from smsproxy.providers.sinch import SinchProvider, campaigns
 from smsproxy.providers.twilio import TwilioProvider
@@ -208,3 +211,33 @@ async def test_a_failure_after_some_requests_names_what_was_taken(
     assert fake.counts["messages"] == 1  # the third was never sent
     await adapter.close()
     stop.set()
+
+
+async def test_max_rate_paces_each_request_at_the_provider(nursery: trio.Nursery) -> None:
+    fake = FakeTwilio(secret="tok", account_sid="AC9")
+    url, stop = await serve(nursery, fake)
+    adapter = TwilioProvider("tw", url, "AC9", "tok", 5.0, sender="+15550100", max_rate=20)
+    started = trio.current_time()
+    sent = await adapter.send(Batch("b", tuple(message(i) for i in range(5))))
+    elapsed = trio.current_time() - started
+    assert sent.requests == 5 and elapsed >= 4 / 20 * 0.95  # four gaps of 50 ms at least
+    await adapter.close()
+    stop.set()
+
+
+async def test_concurrent_requests_queue_up_for_their_slots(
+        autojump_clock: trio.testing.MockClock) -> None:
+    pacer = Pacer(rate=10)
+    started: list[float] = []
+
+    async def request() -> None:
+        await pacer(httpx.Request("POST", "http://provider.test/"))
+        started.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(request)
+    assert [round(t, 3) for t in started] == [0.0, 0.1, 0.2, 0.3]
+    await trio.sleep(1.0)
+    await request()  # a request after a quiet second goes at once
+    assert round(started[-1], 3) == 1.3

@@ -156,3 +156,12 @@ async def test_the_sender_retries_only_what_a_partial_take_left(autojump_clock) 
     assert provider.sent == [["m0", "m1"], ["m2", "m3"]]
     assert isinstance(outcome, BatchSucceeded)
     assert outcome.taken == ("m0", "m1") and outcome.size == 4
+
+
+async def test_a_provider_s_max_batch_caps_each_request(
+        router: Router, providers: tuple[Scripted, Scripted]) -> None:
+    cheap, dear = providers
+    cheap.max_batch = 2
+    sent = await router.send(batch(5))
+    assert cheap.sent == [["m0", "m1"], ["m2", "m3"], ["m4"]] and dear.sent == []
+    assert sent.requests == 3

@@ -55,9 +55,11 @@ def test_a_run_of_failures_takes_a_route_out_and_probes_it_at_growing_intervals(
         intervals.append(clock.now - start)
         routes.failed("cheap", "unavailable")  # the probe failed too
     assert intervals == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert routes.routes["cheap"].failures == 8
+    assert routes.routes["cheap"].outcomes == {"unavailable": 8}
     clock.now += 8
     assert routes.choose().name == "cheap"
-    routes.took("cheap", 1, 1)  # the probe was taken: up again, first again
+    routes.took("cheap", ["m1"], 1)  # the probe was taken: up again, first again
     assert routes.routes["cheap"].state is RouteState.UP
     assert Counter(routes.choose().name for _ in range(50)) == {"cheap": 50}
     routes.failed("cheap", "unavailable")
@@ -68,8 +70,8 @@ def test_a_run_of_failures_takes_a_route_out_and_probes_it_at_growing_intervals(
 
 def test_the_bill_is_requests_times_price() -> None:
     routes = table(Route("a", 0, 100, 0.25))
-    routes.took("a", 1000, 2)
-    routes.took("a", 1, 1)
+    routes.took("a", [f"m{i}" for i in range(1000)], 2)
+    routes.took("a", ["m1000"], 1)
     routes.failed("a", "refused")
     route = routes.routes["a"]
     assert (route.requests, route.messages, route.failures, route.spend) == (3, 1001, 1, 0.75)

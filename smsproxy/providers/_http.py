@@ -16,10 +16,12 @@ onto the provider error tree, in one place, so that nothing else escapes a sende
 import base64
 import hmac
 import json
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import httpx
 
 from smsproxy.errors import (
@@ -43,15 +45,34 @@ up), so a request never races a closing connection and wastes a paid attempt."""
 
 def open_http_client(
     base_url: str, timeout: float, headers: Mapping[str, str] | None = None,
-    auth: httpx.Auth | tuple[str, str] | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None, max_rate: float | None = None,
 ) -> httpx.AsyncClient:
+    """A pooled client; with ``max_rate``, its requests are paced to that many a second."""
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/"),
         headers=dict(headers or {}),
         auth=auth,
         timeout=timeout,
         limits=HTTP_LIMITS,
+        event_hooks={"request": [Pacer(max_rate)]} if max_rate else None,
     )
+
+
+class Pacer:
+    """At most ``rate`` requests a second, evenly spaced: each request takes the next
+    free slot and waits for it (concurrent senders queue up in slot order). The wait
+    is part of the attempt, so it counts toward ``--provider-timeout``. (On anyio, as
+    httpx itself is: the domain runs on whichever loop drives it.)"""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = -math.inf
+
+    async def __call__(self, request: httpx.Request) -> None:
+        now = anyio.current_time()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        await anyio.sleep(slot - now)
 
 
 @contextmanager

@@ -19,20 +19,21 @@ def open_adapter(entry: ProviderEntry, timeout: float, default_sender: str | Non
         return InfobipProvider(entry.name, entry.url, entry.api_key, timeout, sender=sender,
                                status_url=entry.status_url, webhook_user=entry.webhook_user,
                                webhook_password=entry.webhook_password,
-                               max_batch=entry.max_batch)
+                               max_batch=entry.max_batch, max_rate=entry.max_rate)
     if entry.api == "sinch":
         assert entry.service_plan_id and entry.api_token
         assert entry.webhook_user and entry.webhook_password
         return SinchProvider(entry.name, entry.url, entry.service_plan_id, entry.api_token,
                              timeout, sender=sender, status_url=entry.status_url,
                              webhook_user=entry.webhook_user,
-                             webhook_password=entry.webhook_password, max_batch=entry.max_batch)
+                             webhook_password=entry.webhook_password, max_batch=entry.max_batch,
+                             max_rate=entry.max_rate)
     if entry.api == "twilio":
         assert entry.account_sid and entry.auth_token
         return TwilioProvider(entry.name, entry.url, entry.account_sid, entry.auth_token,
                               timeout, sender=sender, status_url=entry.status_url,
-                              max_batch=entry.max_batch)
+                              max_batch=entry.max_batch, max_rate=entry.max_rate)
     assert entry.webhook_secret
-    return FastSmsClient(open_http_client(entry.url, entry.api_key, timeout), entry.name,
-                         webhook_secret=entry.webhook_secret, max_batch=entry.max_batch,
-                         sender=sender)
+    http = open_http_client(entry.url, entry.api_key, timeout, entry.max_rate)
+    return FastSmsClient(http, entry.name, webhook_secret=entry.webhook_secret,
+                         max_batch=entry.max_batch, sender=sender)

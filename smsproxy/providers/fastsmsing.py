@@ -24,9 +24,10 @@ __all__ = ["HTTP_LIMITS", "FastSmsClient", "open_http_client"]
 BATCHES_PATH = "/v1/batches"
 
 
-def open_http_client(base_url: str, api_key: str | None, timeout: float) -> httpx.AsyncClient:
+def open_http_client(base_url: str, api_key: str | None, timeout: float,
+                     max_rate: float | None = None) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return _open(base_url, timeout, headers)
+    return _open(base_url, timeout, headers, max_rate=max_rate)
 
 
 class FastSmsClient:

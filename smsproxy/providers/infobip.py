@@ -46,11 +46,12 @@ class InfobipProvider:
         self, name: str, url: str, api_key: str, timeout: float, *,
         sender: str | None = None, status_url: str | None = None,
         webhook_user: str = "", webhook_password: str = "", max_batch: int | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.name = name
         self.max_batch = max_batch
         self._http: httpx.AsyncClient = open_http_client(
-            url, timeout, {"Authorization": f"App {api_key}"})
+            url, timeout, {"Authorization": f"App {api_key}"}, max_rate=max_rate)
         self._sender = sender
         self.status_url = status_url
         self._webhook_credentials = (webhook_user, webhook_password)

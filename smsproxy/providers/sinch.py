@@ -68,11 +68,12 @@ class SinchProvider:
         self, name: str, url: str, service_plan_id: str, api_token: str, timeout: float, *,
         sender: str | None = None, status_url: str | None = None,
         webhook_user: str = "", webhook_password: str = "", max_batch: int | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.name = name
         self.max_batch = max_batch
         self._http: httpx.AsyncClient = open_http_client(
-            url, timeout, {"Authorization": f"Bearer {api_token}"})
+            url, timeout, {"Authorization": f"Bearer {api_token}"}, max_rate=max_rate)
         self._path = f"/xms/v1/{service_plan_id}/batches"
         self._sender = sender
         self.status_url = status_url

@@ -48,11 +48,12 @@ class TwilioProvider:
         self, name: str, url: str, account_sid: str, auth_token: str, timeout: float, *,
         sender: str | None = None, status_url: str | None = None,
         max_batch: int | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.name = name
         self.max_batch = max_batch
         self._http: httpx.AsyncClient = open_http_client(
-            url, timeout, auth=(account_sid, auth_token))
+            url, timeout, auth=(account_sid, auth_token), max_rate=max_rate)
         self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._auth_token = auth_token
         self._sender = sender
