@@ -15,7 +15,7 @@ claim returns a pinned message with its ``provider``. The router also keeps the 
 ``REMEMBERED`` refs itself, since a report may come before the store has them.
 """
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +63,8 @@ class Router:
     def __init__(self, routed: Mapping[str, Routed], table: RoutingTable) -> None:
         self.routed = dict(routed)
         self.table = table
+        self.sending: Counter[str] = Counter()
+        """Requests under way, by provider: a report may outrun its request's answer."""
         self.refs = _Bounded()
         """(provider, its ref) as ``name\\x00ref`` -> our message id: a report may come
         before the store has the ref (see ``Repository.attribute``, which reads it)."""
@@ -122,6 +124,7 @@ class Router:
 
     async def _send_to(self, name: str, batch_id: str, messages: Sequence[Message]) -> Sent:
         provider = self.routed[name].provider
+        self.sending[name] += 1
         try:
             sent = await provider.send(Batch(batch_id, tuple(messages)))
         except ProviderError as error:
@@ -133,6 +136,8 @@ class Router:
                 taken = set(error.taken)
                 error.pinned = {m.id: name for m in messages if m.id not in taken}
             raise
+        finally:
+            self.sending[name] -= 1
         self._took(name, sent)
         return Sent(sent.taken, sent.requests, sent.refs, dict.fromkeys(sent.taken, name))
 

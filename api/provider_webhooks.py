@@ -3,8 +3,10 @@ format and checked as it authenticates them (:class:`smsproxy.providers.Webhook`
 
 A report is accepted only from the provider that took the message; a report
 naming the provider's own id (Sinch's batch and recipient) is resolved to ours
-first. What cannot be applied is counted as a rejected update, as on
-``/provider/status``; the answer is ``204`` once the rest is committed.
+first. One that names an id unknown while a request to that provider is under way
+is answered ``503`` (its answer, with the ids, may not have reached us yet). What
+cannot be applied is counted as a rejected update, as on ``/provider/status``; the
+answer is ``204`` once the rest is committed.
 """
 
 from urllib.parse import parse_qsl
@@ -57,8 +59,14 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
         # before a restart, or by another instance) are read from the store.
         keys = {item.key: router.resolve(name, item.key) if item.by_ref else item.key
                 for item in reports}
+        racing = router.sending[name] > 0  # before the store is asked: it may answer late
         attributed = await services.repository.attribute(
             name, [i for i in keys.values() if i], [k for k, i in keys.items() if not i])
+        if attributed.unknown and (racing or router.sending[name]):
+            # A provider may report before its answer to the request reached us: the
+            # refs are not known yet. Its retry finds them.
+            return error_response(503, "the report names messages still being sent; retry",
+                                  {"Retry-After": "1"})
         refused = {**dict.fromkeys(attributed.unknown, "names no message this provider took"),
                    **dict.fromkeys(attributed.foreign, "names a message another provider took")}
         updates: dict[str, str] = {}

@@ -76,3 +76,13 @@ def test_the_bill_is_requests_times_price() -> None:
     route = routes.routes["a"]
     assert (route.requests, route.messages, route.failures, route.spend) == (3, 1001, 1, 0.75)
     assert route.outcomes == {"taken": 3, "refused": 1}
+
+
+def test_by_default_three_failures_in_a_row_take_a_route_out() -> None:
+    routes = RoutingTable([Route("a", 0, 100, 0.01), Route("b", 0, 100, 0.01)], Clock())
+    assert routes.choose() is not None  # equal priorities: by weight, at random
+    for _ in range(2):
+        routes.failed("a", "unavailable")
+    assert routes.is_up("a")
+    routes.failed("a", "unavailable")
+    assert not routes.is_up("a")

@@ -205,3 +205,23 @@ async def test_an_unknown_provider_name_is_404(nursery: trio.Nursery,
     infobip = FakeInfobip(secret="ib-key")
     async with start([infobip_entry(await serve(nursery, infobip))]) as service:
         assert await service.report("nobody", b"{}", BASIC) == 404
+
+
+async def test_a_report_that_outruns_its_request_s_answer_is_asked_again(
+        nursery: trio.Nursery, start: Callable[..., Any]) -> None:
+    sinch = FakeSinch(secret="sn-token")
+    entry = {"name": "sn", "api": "sinch", "url": await serve(nursery, sinch),
+             "service_plan_id": "plan", "api_token": "sn-token", "price": 0.02,
+             "sender": "MyShop", "webhook_user": "shop", "webhook_password": "pw"}
+    async with start([entry]) as service:
+        router = service.runtime.provider
+        assert isinstance(router, Router)
+        sinch.script.append("hang")  # the request is under way; its answer does not come
+        await service.send(1)
+        await until(lambda: router.sending["sn"] == 1)
+        early = json.dumps(FakeSinch.report("sinch-batch-9", "+491510000000", "Dispatched"))
+        assert await service.report("sn", early.encode(), BASIC) == 503  # retried later
+        await until(lambda: router.sending["sn"] == 0)
+        assert await service.report("sn", early.encode(), BASIC) == 204  # none under way:
+        stats = await (await service.client.get("/stats")).get_json()  # refused, counted
+        assert stats["updates_rejected"] == 1

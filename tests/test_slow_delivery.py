@@ -86,12 +86,15 @@ def test_no_points_move_when_every_provider_is_slow() -> None:
 
 def test_weights_tend_back_to_the_configured_ones_once_nobody_is_slow() -> None:
     clock = Clock()
-    table = table_of(clock, 100, 100)
-    table.routes["a"].weight, table.routes["b"].weight = 115, 85
+    routes = [Route("a", 1.0, 115, 0.01), Route("b", 1.0, 85, 0.01),
+              Route("x", 2.0, 100, 0.01), Route("y", 2.0, 100, 0.01)]
+    table = RoutingTable(routes, clock, watch=DeliveryWatch(RULE))
+    table.routes["a"].weight, table.routes["b"].weight = 100, 100  # resting: 115 and 85
+    table.routes["x"].weight, table.routes["y"].weight = 120, 80
     clock.now = 60.0
-    assert table.rebalance() == {"a": 105, "b": 95}
+    assert table.rebalance() == {"a": 110, "b": 90, "x": 110, "y": 90}
     clock.now = 660.0
-    assert table.rebalance() == {"a": 100, "b": 100}
+    assert table.rebalance() == {"a": 115, "b": 85, "x": 100, "y": 100}
 
 
 def test_a_weight_of_zero_still_leaves_a_choice() -> None:
@@ -160,11 +163,21 @@ def test_a_forgotten_message_leaves_the_count() -> None:
     assert watch.slow_share("a", now=400.0) == 10 / 30  # m30..m39, of 30 that count
 
 
+def test_the_oldest_are_forgotten_first() -> None:
+    watch = DeliveryWatch(RULE, remembered=30)
+    watch.taken("a", ids("m", 40), at=0.0)
+    for message_id in ids("m", 40)[30:]:
+        watch.delivered("a", message_id, at=1.0)  # the newest ten, remembered
+    assert watch.slow_share("a", now=400.0) == 20 / 30
+
+
 def test_the_window_and_the_minimum_are_exact() -> None:
     watch = DeliveryWatch(RULE)
     watch.taken("a", ids("m", 20), at=60.0)  # exactly the minimum
     assert watch.slow_share("a", now=420.0) == 1.0
     assert watch.slow_share("a", now=1020.0) is None  # its minute left the window
+    watch.taken("c", ids("k", 20), at=120.0)
+    assert watch.slow_share("c", now=1079.0) == 1.0  # its minute is the window's first
     watch.taken("b", ids("n", 20), at=36_600.0)  # minute 610
     assert watch.slow_share("b", now=36_960.0) == 1.0
 
@@ -178,7 +191,9 @@ def test_weights_move_in_every_priority_at_once_and_split_among_the_others() -> 
     table = RoutingTable(routes, clock, watch=DeliveryWatch(RULE))
     table.took("a", ids("m", 30), 1)
     table.took("x", ids("n", 30), 1)
+    table.routes["b"].weight = 50  # would tend back, if it were time to look
     clock.now = 1059.0
     assert table.rebalance() == {}  # a minute after the table's start, not before
+    table.routes["b"].weight = 100
     clock.now = 1400.0
     assert table.rebalance() == {"a": 90, "b": 104, "c": 103, "d": 103, "x": 90, "y": 110}
