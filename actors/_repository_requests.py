@@ -20,14 +20,38 @@ from smsproxy.models import (
     StatusRecord,
 )
 from smsproxy.repository import Attributed, Repository
+from smsproxy.routing import SharedRoute
 from smsproxy.statuses import Status
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
 __all__ = [
-    "OPERATION_NAMES", "ApplyInOrder", "Attribute", "Claim", "ClaimCallbacks", "CountBacklog",
-    "CountCallbacks", "Expire", "Feed", "Find", "ForgetIdempotency", "Get", "History",
-    "ListAccepted", "MarkSent", "Park", "Ping", "Purge", "Release", "Renew", "Request", "Save",
-    "SettleCallback", "UpdateMany",
+    "OPERATION_NAMES",
+    "ApplyInOrder",
+    "Attribute",
+    "Claim",
+    "ClaimCallbacks",
+    "ClaimProbe",
+    "CountBacklog",
+    "CountCallbacks",
+    "Expire",
+    "Feed",
+    "Find",
+    "ForgetIdempotency",
+    "Get",
+    "History",
+    "ListAccepted",
+    "MarkSent",
+    "Park",
+    "Ping",
+    "Purge",
+    "Release",
+    "Renew",
+    "Request",
+    "Save",
+    "SettleCallback",
+    "ShareRoutes",
+    "SharedRoutes",
+    "UpdateMany",
 ]
 
 
@@ -143,6 +167,34 @@ class Purge(_Request, Call[int]):
 
     def apply(self, repository: Repository) -> int:
         return repository.store.purge(self.before, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRoutes(_Request, Call[list[SharedRoute]]):
+    name = "shared_routes"
+
+    def apply(self, repository: Repository) -> list[SharedRoute]:
+        return repository.store.shared_routes()
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRoutes(_Request, Call[None]):
+    name = "share_routes"
+    routes: tuple[SharedRoute, ...]
+
+    def apply(self, repository: Repository) -> None:
+        repository.store.share_routes(self.routes)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimProbe(_Request, Call[bool]):
+    name = "claim_probe"
+    route: str
+    due: float
+    next_probe: float
+
+    def apply(self, repository: Repository) -> bool:
+        return repository.store.claim_probe(self.route, self.due, self.next_probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +326,8 @@ class Release(_Request, Call[int]):
 
 
 Request = (
-    Save | Get | UpdateMany | ApplyInOrder | Attribute | History | Find | Feed | ListAccepted
+    Save | Get | UpdateMany | ApplyInOrder | Attribute | SharedRoutes | ShareRoutes
+    | ClaimProbe | History | Find | Feed | ListAccepted
     | ForgetIdempotency | Purge
     | Ping | ClaimCallbacks | SettleCallback | CountCallbacks | Claim | Renew | MarkSent | Park
     | Expire | CountBacklog | Release

@@ -31,6 +31,7 @@ from actors._repository_requests import (
     Attribute,
     Claim,
     ClaimCallbacks,
+    ClaimProbe,
     CountBacklog,
     CountCallbacks,
     Expire,
@@ -49,6 +50,8 @@ from actors._repository_requests import (
     Request,
     Save,
     SettleCallback,
+    SharedRoutes,
+    ShareRoutes,
     UpdateMany,
 )
 from smsproxy.dispatching import BatchingRules
@@ -65,6 +68,7 @@ from smsproxy.models import (
     StoreFailed,
 )
 from smsproxy.repository import Attributed, Repository
+from smsproxy.routing import SharedRoute
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
@@ -102,6 +106,17 @@ class RepositoryHandle:
                         refs: Sequence[str]) -> Attributed:
         """Which of a provider's reports are its to make (see ``Repository.attribute``)."""
         return await self._mailbox.call(Attribute(provider, tuple(ids), tuple(refs)))
+
+    async def shared_routes(self) -> list[SharedRoute]:
+        """Each provider's health and weight as the instances last shared them."""
+        return await self._mailbox.call(SharedRoutes())
+
+    async def share_routes(self, routes: Sequence[SharedRoute]) -> None:
+        await self._mailbox.call(ShareRoutes(tuple(routes)))
+
+    async def claim_probe(self, route: str, due: float, next_probe: float) -> bool:
+        """Whether this instance may probe the down provider (see ``Routes.claim_probe``)."""
+        return await self._mailbox.call(ClaimProbe(route, due, next_probe))
 
     async def history(self, message_id: str) -> list[Event]:
         """The message's events, oldest first (none for an unknown id)."""

@@ -4,10 +4,11 @@ Two kinds of children, as in OTP. The core (repository, dispatcher, updater, the
 provider's task, stats) shares the state every request depends on: a crash there
 ends the process with one clear line and exit 1 (``api.cli``), and a process
 manager starts it again. A request's failure is not a crash: each actor answers it
-with an error and serves the next. The side tasks (notifier, housekeeping, and with
-``--workers`` the statistics publishing) do work that can wait: one that crashes is
-logged with its traceback, counted in ``smsproxy_actor_restarts_total{actor}``, and
-restarted one-for-one with a doubling pause (``actors.restarting``).
+with an error and serves the next. The side tasks (notifier, housekeeping, route
+sharing on PostgreSQL, and with ``--workers`` the statistics publishing) do work that
+can wait: one that crashes is logged with its traceback, counted in
+``smsproxy_actor_restarts_total{actor}``, and restarted one-for-one with a doubling pause
+(``actors.restarting``).
 
 Each actor runs in its own nested nursery, outermost first: stats, repository,
 updater, provider (the simulator's task, or the FastSMSing client's connection
@@ -42,6 +43,7 @@ from actors._callback_http import HttpCallbackTransport
 from actors.dispatcher import WallClock
 from actors.errors import ActorError
 from actors.restarting import restarting
+from actors.route_sharing import share_routes
 from actors.router import Routed, Router
 from actors.sender import RetryPolicy
 from smsproxy.callbacks import RetrySchedule
@@ -52,7 +54,7 @@ from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.providers.factory import open_adapter
 from smsproxy.routing import Route, RoutingTable
-from smsproxy.stores import store_factory
+from smsproxy.stores import POSTGRES_SCHEMES, store_factory
 
 __all__ = ["Runtime", "running"]
 
@@ -108,11 +110,16 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                     if config.callback_secret:
                         dispatcher_layer.start_soon(_side_task, "notifier", notifying, partial(
                             _notify, repo, counts, config, wall_clock), restarted)
+                    sharing = trio.CancelScope()
+                    if isinstance(provider, Router) and config.store.startswith(POSTGRES_SCHEMES):
+                        dispatcher_layer.start_soon(_side_task, "route_sharing", sharing, partial(
+                            share_routes, provider, repo, wall_clock=wall_clock), restarted)
                     try:
                         yield Runtime(repo, counts, updates, provider, dispatch)
                     finally:
                         housekeeping.cancel()
                         notifying.cancel()
+                        sharing.cancel()
                         await _drain(dispatch, config.shutdown_grace, dispatcher_layer)
                 await updates.close()
             await repo.close()

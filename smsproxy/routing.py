@@ -12,8 +12,15 @@ same priority is not, ``step`` (10) weight points move from the slow one to the
 others, at most once every ``cooldown`` (10 min); when none of a priority is slow,
 their weights tend back to the configured ones by the same steps. Trio-free: the
 router actor (:mod:`actors.router`) sends, this decides, on the clock it is given.
+
+Instances on one PostgreSQL share each route's health and weight (``shared``): what
+changes here goes out (``changes``), what another instance changed later comes in
+(``adopt``), and a down route is probed only by the instance the store granted the
+probe to (``grant_probe``), so that a dead provider gets one probe, not one each.
+Shared times are on the wall clock: ``offset`` is the wall clock less this one.
 """
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +28,7 @@ from enum import StrEnum
 
 from smsproxy.slow_delivery import DeliveryWatch
 
-__all__ = ["Route", "RouteState", "RoutingTable", "WeightRule"]
+__all__ = ["Route", "RouteState", "RoutingTable", "SharedRoute", "WeightRule"]
 
 
 class RouteState(StrEnum):
@@ -46,10 +53,24 @@ class Route:
     outcomes: dict[str, int] = field(default_factory=dict)
     resting_weight: int = -1
     """The configured weight, that a moved weight tends back to (set by the table)."""
+    changed_at: float = -math.inf
+    probe_granted: bool = False
 
     @property
     def spend(self) -> float:
         return self.requests * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRoute:
+    """A route's health and weight as the instances share them (wall-clock times)."""
+
+    name: str
+    down: bool
+    weight: int
+    probe_at: float
+    probe_interval: float
+    changed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +99,9 @@ class RoutingTable:
         self._weights = weights
         self._checked_at = clock()
         self._moved_at = -weights.cooldown
+        self.shared = False
+        """True: a down route is probed only once the store granted this instance it."""
+        self._changed: set[str] = set()
 
     def choose(self, tried: frozenset[str] = frozenset()) -> Route | None:
         """The route for the next attempt, none of ``tried``: a down one whose probe
@@ -85,8 +109,10 @@ class RoutingTable:
         weight; None when no route is left."""
         now = self._clock()
         for route in self.routes.values():
-            if route.name not in tried and route.state is RouteState.DOWN and now >= route.probe_at:
+            if (route.name not in tried and route.state is RouteState.DOWN
+                    and now >= route.probe_at and (route.probe_granted or not self.shared)):
                 route.state = RouteState.PROBING
+                route.probe_granted = False
                 return route
         up = [r for r in self.routes.values() if r.name not in tried and r.state is RouteState.UP]
         if not up:
@@ -104,6 +130,9 @@ class RoutingTable:
         route.messages += len(message_ids)
         route.outcomes["taken"] = route.outcomes.get("taken", 0) + requests
         route.failures_in_a_row = 0
+        if route.state is not RouteState.UP:
+            self._changed.add(name)
+            route.changed_at = self._clock()
         route.state = RouteState.UP
         route.probe_interval = 0.0
 
@@ -118,6 +147,8 @@ class RoutingTable:
                 self._probe_initial, route.probe_interval * 2))
             route.probe_at = self._clock() + route.probe_interval
             route.state = RouteState.DOWN
+            route.changed_at = self._clock()
+            self._changed.add(name)
 
     def is_up(self, name: str) -> bool:
         return self.routes[name].state is not RouteState.DOWN
@@ -146,6 +177,9 @@ class RoutingTable:
                 moved |= self._tend_back(tier)
         if moved:
             self._moved_at = now
+            self._changed.update(moved)
+            for name in moved:
+                self.routes[name].changed_at = now
         return moved
 
     def _shift(self, slow: list[Route], others: list[Route]) -> dict[str, int]:
@@ -167,3 +201,43 @@ class RoutingTable:
                 route.weight += max(-self._weights.step, min(self._weights.step, gap))
                 moved[route.name] = route.weight
         return moved
+
+    def changes(self, offset: float) -> list[SharedRoute]:
+        """The routes changed here since the last call, to share."""
+        changed = [self._shared(self.routes[name], offset) for name in sorted(self._changed)]
+        self._changed.clear()
+        return changed
+
+    def adopt(self, shared: Sequence[SharedRoute], offset: float) -> list[str]:
+        """Take what another instance changed later than this one did; the names taken."""
+        adopted = []
+        for remote in shared:
+            route = self.routes.get(remote.name)
+            if route is None or remote.changed_at - offset <= route.changed_at:
+                continue
+            if remote.down:
+                route.state = RouteState.DOWN
+                route.probe_at = remote.probe_at - offset
+                route.probe_interval = remote.probe_interval
+            elif route.state is RouteState.DOWN:
+                route.state = RouteState.UP
+                route.failures_in_a_row, route.probe_interval = 0, 0.0
+            route.weight = remote.weight
+            route.changed_at = remote.changed_at - offset
+            adopted.append(remote.name)
+        return adopted
+
+    def due_probes(self) -> list[Route]:
+        """Down routes whose probe is due and not yet granted here."""
+        now = self._clock()
+        return [r for r in self.routes.values()
+                if r.state is RouteState.DOWN and now >= r.probe_at and not r.probe_granted]
+
+    def grant_probe(self, name: str) -> None:
+        self.routes[name].probe_granted = True
+
+    @staticmethod
+    def _shared(route: Route, offset: float) -> SharedRoute:
+        return SharedRoute(route.name, route.state is RouteState.DOWN, route.weight,
+                           route.probe_at + offset, route.probe_interval,
+                           route.changed_at + offset)

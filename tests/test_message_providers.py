@@ -4,6 +4,7 @@ read them), and the provider an unknown outcome left it with (a claim returns it
 that it is resent there only, after a restart and on any instance)."""
 
 from smsproxy.models import Message, new_id
+from smsproxy.routing import SharedRoute
 from smsproxy.stores import MessageStore
 from tests.fakes import MANUAL_CLOCK_AT_START as T0
 from tests.test_queue import claim, in_transaction
@@ -66,3 +67,20 @@ def test_a_message_an_unknown_outcome_left_comes_back_pinned_to_that_provider(qu
     clock.now += 10
     [again] = claim(queue).messages
     assert again.provider == "infobip"  # a later refusal does not free it
+
+
+def test_the_later_change_of_a_route_wins_and_one_instance_is_granted_each_probe(queue):
+    down = SharedRoute("ib", True, 100, probe_at=T0 + 1, probe_interval=1.0, changed_at=T0)
+    in_transaction(queue, queue.share_routes, [down])
+    stale = SharedRoute("ib", False, 100, 0.0, 0.0, changed_at=T0 - 5)
+    in_transaction(queue, queue.share_routes, [stale])  # older than what is there
+    assert in_transaction(queue, queue.shared_routes) == [down]
+    assert not in_transaction(queue, queue.claim_probe, "ib", T0 + 0.5, T0 + 3)  # not due
+    assert in_transaction(queue, queue.claim_probe, "ib", T0 + 1, T0 + 3)
+    assert not in_transaction(queue, queue.claim_probe, "ib", T0 + 1, T0 + 3)  # granted once
+    [moved] = in_transaction(queue, queue.shared_routes)
+    assert moved.probe_at == T0 + 3
+    up = SharedRoute("ib", False, 90, 0.0, 0.0, changed_at=T0 + 2)
+    in_transaction(queue, queue.share_routes, [up])
+    assert in_transaction(queue, queue.shared_routes) == [up]
+    assert not in_transaction(queue, queue.claim_probe, "ib", T0 + 9, T0 + 10)  # it is up

@@ -4,7 +4,7 @@ taken out at once and probed at growing intervals until it takes a message again
 import random
 from collections import Counter
 
-from smsproxy.routing import Route, RouteState, RoutingTable
+from smsproxy.routing import Route, RouteState, RoutingTable, SharedRoute
 
 
 class Clock:
@@ -86,3 +86,29 @@ def test_by_default_three_failures_in_a_row_take_a_route_out() -> None:
     assert routes.is_up("a")
     routes.failed("a", "unavailable")
     assert not routes.is_up("a")
+
+
+def test_shared_changes_go_out_and_later_ones_come_in() -> None:
+    clock = Clock()
+    clock.now = 100.0
+    here = table(Route("ib", 0, 100, 0.01), Route("tw", 1, 100, 0.05), clock=clock)
+    there = table(Route("ib", 0, 100, 0.01), Route("tw", 1, 100, 0.05), clock=clock)
+    here.shared = there.shared = True
+    for _ in range(3):
+        here.failed("ib", "unavailable")
+    [shared] = here.changes(offset=1000.0)  # wall clock = this one + 1000
+    assert shared == SharedRoute("ib", True, 100, 1101.0, 1.0, 1100.0)
+    assert here.changes(offset=1000.0) == []  # each change goes out once
+    assert there.adopt([shared], offset=1000.0) == ["ib"]
+    assert not there.is_up("ib") and there.choose().name == "tw"
+    assert there.adopt([shared], offset=1000.0) == []  # not later than what it has
+    clock.now = 102.0
+    assert [r.name for r in there.due_probes()] == ["ib"]
+    assert there.choose().name == "tw"  # due, but not granted: another instance probes
+    there.grant_probe("ib")
+    assert there.due_probes() == []
+    assert there.choose().name == "ib"  # granted: this one probes
+    there.took("ib", ["m1"], 1)
+    [back] = there.changes(offset=1000.0)
+    assert not back.down and back.changed_at == 1102.0
+    assert here.adopt([back], offset=1000.0) == ["ib"] and here.is_up("ib")

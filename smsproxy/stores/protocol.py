@@ -6,7 +6,8 @@ Stores are synchronous; a backend that blocks (``blocking = True``) is driven
 from a worker thread by the repository actor, one transaction at a time.
 
 A store is its messages (:mod:`.messages`), its outbox (:mod:`.outbox`: events,
-feed, callbacks) and its queue (:mod:`.queue`); the SQL stores share their rows'
+feed, callbacks), its queue (:mod:`.queue`) and the providers' shared health
+(:mod:`.routes`); the SQL stores share their rows'
 shapes (:mod:`.rows`).
 """
 
@@ -16,6 +17,7 @@ from typing import Protocol
 from smsproxy.stores.messages import Messages, StatusChange
 from smsproxy.stores.outbox import CallbackOutcome, Outbox
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Queue, Renewal
+from smsproxy.stores.routes import Routes
 
 __all__ = [
     "Backlog",
@@ -28,11 +30,12 @@ __all__ = [
     "Outbox",
     "Queue",
     "Renewal",
+    "Routes",
     "StatusChange",
 ]
 
 
-class MessageStore(Messages, Outbox, Queue, Protocol):
+class MessageStore(Messages, Outbox, Queue, Routes, Protocol):
     blocking: bool
     """True when calls block on I/O and so must run in a worker thread."""
     notices: tuple[str, ...]

@@ -26,6 +26,7 @@ from smsproxy.errors import StoreError, StoreUnusable
 from smsproxy.stores.postgres._sql import describe
 from smsproxy.stores.postgres.messages import PostgresMessages
 from smsproxy.stores.postgres.queue import CLAIM, PostgresQueue
+from smsproxy.stores.postgres.routes import PostgresRoutes
 from smsproxy.stores.postgres.schema import (
     AUTOVACUUM_OFF,
     CONNECT_TIMEOUT,
@@ -37,7 +38,7 @@ from smsproxy.stores.postgres.schema import (
 __all__ = ["AUTOVACUUM_OFF", "CLAIM", "SCHEMA_VERSION", "PostgresStore"]
 
 
-class PostgresStore(PostgresMessages, PostgresQueue):
+class PostgresStore(PostgresMessages, PostgresQueue, PostgresRoutes):
     blocking = True
 
     concurrent = True

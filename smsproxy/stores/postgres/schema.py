@@ -140,13 +140,22 @@ CREATE INDEX smsproxy_messages_unsent_by_validity ON smsproxy_messages (valid_un
 ALTER TABLE smsproxy_events ALTER COLUMN event_id DROP NOT NULL;
 """,
     # A message's sender, the provider that took it (or may have it, after an unknown
-    # outcome) and that provider's own id for it (its reports name it so).
+    # outcome) and that provider's own id for it (its reports name it so); each
+    # provider's health and weight, shared by the instances.
     12: """
 ALTER TABLE smsproxy_messages ADD COLUMN sender text;
 ALTER TABLE smsproxy_messages ADD COLUMN provider text;
 ALTER TABLE smsproxy_messages ADD COLUMN provider_ref text;
 CREATE INDEX smsproxy_messages_by_ref ON smsproxy_messages (provider_ref)
     WHERE provider_ref IS NOT NULL;
+CREATE TABLE smsproxy_routes (
+    name           text PRIMARY KEY,
+    down           boolean NOT NULL,
+    weight         integer NOT NULL,
+    probe_at       double precision NOT NULL,
+    probe_interval double precision NOT NULL,
+    changed_at     double precision NOT NULL
+);
 """,
 }
 

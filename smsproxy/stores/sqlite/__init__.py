@@ -19,6 +19,7 @@ from pathlib import Path
 from smsproxy.errors import StoreError, StoreUnusable
 from smsproxy.stores.sqlite.messages import SqliteMessages
 from smsproxy.stores.sqlite.queue import SqliteQueue
+from smsproxy.stores.sqlite.routes import SqliteRoutes
 from smsproxy.stores.sqlite.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -33,7 +34,7 @@ from smsproxy.stores.sqlite.schema import (
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
 
-class SqliteStore(SqliteMessages, SqliteQueue):
+class SqliteStore(SqliteMessages, SqliteQueue, SqliteRoutes):
     blocking = True
 
     notices: tuple[str, ...] = ()

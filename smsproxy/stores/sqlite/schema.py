@@ -18,6 +18,7 @@ from typing import TextIO
 from smsproxy.errors import StoreLocked, StoreUnusable
 from smsproxy.stores.sqlite.outbox import OUTBOX_MIGRATION
 from smsproxy.stores.sqlite.queue import PROVIDERS_MIGRATION, QUEUE_MIGRATION
+from smsproxy.stores.sqlite.routes import ROUTES_MIGRATION
 
 __all__ = [
     "MIGRATIONS", "SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "WAL_MIN_PAGES",
@@ -135,7 +136,7 @@ CREATE INDEX messages_scheduled ON messages (send_at) WHERE scheduled = 1;
 DROP INDEX messages_by_status;
 CREATE INDEX messages_by_status ON messages (status, created_at);
 """,
-    12: PROVIDERS_MIGRATION,
+    12: PROVIDERS_MIGRATION + ROUTES_MIGRATION,
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
