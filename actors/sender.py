@@ -104,7 +104,10 @@ async def deliver(
                     if not sending.messages:
                         log.info("batch_taken_before_resend", batch_id=batch.id,
                                  attempts=attempt_number - 1, messages=len(batch))
-                        return BatchSucceeded(batch.id, len(batch), attempt_number - 1)
+                        # reported on meanwhile: taken, by the provider each was left with
+                        return BatchSucceeded(batch.id, len(batch), attempt_number - 1,
+                                              took.taken, {**pinned, **took.providers},
+                                              took.refs)
                 try:
                     sent = await _attempt(sending, provider, policy.attempt_timeout,
                                           attempt_number, observe)

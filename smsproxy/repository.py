@@ -50,7 +50,7 @@ class Attributed:
     unknown: tuple[str, ...] = ()
     """Provider ids that name no message this provider took."""
     foreign: tuple[str, ...] = ()
-    """Our ids of messages another provider took."""
+    """Keys (our ids, or the provider's) of messages another provider took."""
 
 
 class _KeyTaken(Exception):

@@ -165,3 +165,17 @@ async def test_a_provider_s_max_batch_caps_each_request(
     sent = await router.send(batch(5))
     assert cheap.sent == [["m0", "m1"], ["m2", "m3"], ["m4"]] and dear.sent == []
     assert sent.requests == 3
+
+
+async def test_a_batch_reported_on_before_its_resend_names_the_provider_it_was_left_with(
+        router: Router, providers: tuple[Scripted, Scripted], autojump_clock) -> None:
+    cheap, _ = providers
+    cheap.script.append(ProviderOutcomeUnknown("gateway 504"))
+
+    async def all_reported(left: Batch) -> Batch:
+        return Batch(left.id, ())  # its reports came meanwhile: nothing to resend
+
+    outcome = await deliver(batch(2), router, RetryPolicy(max_attempts=3, attempt_timeout=5),
+                            narrow=all_reported)
+    assert isinstance(outcome, BatchSucceeded)
+    assert outcome.providers == {"m0": "cheap", "m1": "cheap"}
