@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from smsproxy.stores.postgres._sql import NOW, Connected
 from smsproxy.stores.postgres.schema import CLAIM_LOCK
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Renewal
-from smsproxy.stores.rows import MESSAGE_COLUMNS, message_from_row
+from smsproxy.stores.rows import MESSAGE_COLUMNS, by_provider, message_from_row
 
 __all__ = ["CLAIM", "PostgresQueue"]
 
@@ -101,35 +101,36 @@ class PostgresQueue(Connected):
         self, instance: str, message_ids: Sequence[str], attempts: int,
         providers: Mapping[str, str], refs: Mapping[str, str],
     ) -> None:
-        ids = list(message_ids)
-        self._conn.execute(
-            f"UPDATE smsproxy_messages AS m SET sent_at = {NOW}, claimed_by = NULL,"
-            f" claim_until = NULL, attempts = attempts + %(attempts)s,"
-            f" provider = r.provider, provider_ref = r.ref"
-            f" FROM unnest(%(ids)s::text[], %(providers)s::text[], %(refs)s::text[])"
-            f" AS r (id, provider, ref) WHERE m.id = r.id AND m.claimed_by = %(me)s",
-            self._at(ids=ids, me=instance, attempts=attempts,
-                     providers=[providers.get(i) for i in ids], refs=[refs.get(i) for i in ids]),
-        )
+        for provider, ids in by_provider(message_ids, providers).items():
+            self._conn.execute(
+                f"UPDATE smsproxy_messages SET sent_at = {NOW}, claimed_by = NULL,"
+                f" claim_until = NULL, attempts = attempts + %(attempts)s,"
+                f" provider = %(provider)s WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+                self._at(ids=ids, me=instance, attempts=attempts, provider=provider),
+            )
+        if refs:  # Sinch's: a join only where a provider's reports name its own ids
+            self._conn.execute(
+                "UPDATE smsproxy_messages AS m SET provider_ref = r.ref"
+                " FROM unnest(%s::text[], %s::text[]) AS r (id, ref) WHERE m.id = r.id",
+                (list(refs), list(refs.values())))
 
     def park(
         self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
         maybe_taken: bool, requeue_initial: float, requeue_max: float,
         pinned: Mapping[str, str],
     ) -> None:
-        ids = list(message_ids)
-        self._conn.execute(
-            f"UPDATE smsproxy_messages AS m SET claimed_by = NULL, claim_until = NULL,"
-            f" not_before = {NOW} + least(%(max)s, %(initial)s * power(2, least(rounds, 30))),"
-            f" rounds = rounds + 1, attempts = attempts + %(attempts)s,"
-            f" maybe_taken = maybe_taken OR %(maybe)s, last_error = %(error)s,"
-            f" provider = coalesce(r.provider, m.provider)"
-            f" FROM unnest(%(ids)s::text[], %(pinned)s::text[]) AS r (id, provider)"
-            f" WHERE m.id = r.id AND m.claimed_by = %(me)s",
-            self._at(max=requeue_max, initial=requeue_initial, attempts=attempts,
-                     maybe=maybe_taken, error=error, ids=ids, me=instance,
-                     pinned=[pinned.get(i) for i in ids]),
-        )
+        for provider, ids in by_provider(message_ids, pinned).items():
+            self._conn.execute(
+                f"UPDATE smsproxy_messages SET claimed_by = NULL, claim_until = NULL,"
+                f" not_before = {NOW} + least(%(max)s, %(initial)s"
+                f" * power(2, least(rounds, 30))), rounds = rounds + 1,"
+                f" attempts = attempts + %(attempts)s, maybe_taken = maybe_taken OR %(maybe)s,"
+                f" last_error = %(error)s, provider = coalesce(%(provider)s, provider)"
+                f" WHERE id = ANY(%(ids)s) AND claimed_by = %(me)s",
+                self._at(max=requeue_max, initial=requeue_initial, attempts=attempts,
+                         maybe=maybe_taken, error=error, ids=ids, me=instance,
+                         provider=provider),
+            )
 
     def lapsed(self, ttl: float, grace: float, limit: int) -> list[Lapsed]:
         rows = self._conn.execute(
