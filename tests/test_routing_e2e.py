@@ -110,6 +110,12 @@ def twilio_entry(url: str, price: float = 0.05) -> dict[str, Any]:
             "status_url": HOOK.format("tw")}
 
 
+def sinch_entry(url: str) -> dict[str, Any]:
+    return {"name": "sn", "api": "sinch", "url": url, "service_plan_id": "plan",
+            "api_token": "sn-token", "price": 0.02, "sender": "MyShop",
+            "webhook_user": "shop", "webhook_password": "pw"}
+
+
 async def test_cheapest_first_then_failover_and_reports_from_the_owner_only(
         nursery: trio.Nursery, start: Callable[..., Any]) -> None:
     infobip, twilio = FakeInfobip(secret="ib-key"), FakeTwilio(secret="tw-token")
@@ -175,9 +181,7 @@ async def test_cheapest_first_then_failover_and_reports_from_the_owner_only(
 async def test_sinch_reports_name_the_batch_and_recipient(
         nursery: trio.Nursery, start: Callable[..., Any]) -> None:
     sinch = FakeSinch(secret="sn-token")
-    entry = {"name": "sn", "api": "sinch", "url": await serve(nursery, sinch),
-             "service_plan_id": "plan", "api_token": "sn-token", "price": 0.02,
-             "sender": "MyShop", "webhook_user": "shop", "webhook_password": "pw"}
+    entry = sinch_entry(await serve(nursery, sinch))
     async with start([entry]) as service:
         ids = await service.send(5, "campaign")
         await until(lambda: sinch.counts["messages"] == 5)
@@ -211,9 +215,7 @@ async def test_an_unknown_provider_name_is_404(nursery: trio.Nursery,
 async def test_a_report_that_outruns_its_request_s_answer_is_asked_again(
         nursery: trio.Nursery, start: Callable[..., Any]) -> None:
     sinch = FakeSinch(secret="sn-token")
-    entry = {"name": "sn", "api": "sinch", "url": await serve(nursery, sinch),
-             "service_plan_id": "plan", "api_token": "sn-token", "price": 0.02,
-             "sender": "MyShop", "webhook_user": "shop", "webhook_password": "pw"}
+    entry = sinch_entry(await serve(nursery, sinch))
     async with start([entry]) as service:
         router = service.runtime.provider
         assert isinstance(router, Router)
