@@ -99,7 +99,7 @@ MAX_DELIVER_WITHIN = 86_400.0
 
 
 class SmsRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     # The constraints are documented for clients (and fuzzers); the validators below
     # enforce them, with messages of our own.
@@ -230,6 +230,8 @@ def describe_validation_error(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         where = ".".join(str(p) for p in item["loc"])
         message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":  # never dropped unread: it may be misspelt
+            message = "is not a field this request takes (misspelt, or not supported)"
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
@@ -398,7 +400,7 @@ class Readiness(BaseModel):
 class BulkRequest(BaseModel):
     """Up to ``--bulk-max`` messages (1,000 by default), accepted all or none."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     messages: list[SmsRequest] = Field(min_length=1, json_schema_extra={"maxItems": 1000})
 

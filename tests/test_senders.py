@@ -85,3 +85,29 @@ async def test_a_retry_with_another_sender_is_another_request(app_and_pipeline):
     assert first.status_code == 202 and same.headers["Idempotent-Replayed"] == "true"
     assert (await same.get_json())["id"] == (await first.get_json())["id"]
     assert other.status_code == 422
+
+
+@pytest.mark.parametrize("field", ["from", "senderr", "callbackUrl2", "priority"])
+async def test_an_unknown_field_is_a_400_naming_it_never_dropped(app_and_pipeline, field):
+    app, pipeline = app_and_pipeline
+    client = app.test_client()
+    status, body, _ = await post_sms(client, {"phone_number": PHONE, "content": "hi",
+                                              field: "MyShop"})
+    assert status == 400
+    assert body["error"] == (f"{field}: is not a field this request takes (misspelt, or "
+                             "not supported)")
+    response = await client.post("/sms/bulk", data=json.dumps(
+        {"messages": [{"phone_number": PHONE, "content": "a"},
+                      {"phone_number": PHONE, "content": "b", field: "x"}]}),
+        headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert [item["index"] for item in (await response.get_json())["invalid"]] == [1]
+    await trio.testing.wait_all_tasks_blocked()
+    assert pipeline.provider.calls == []
+
+
+async def test_the_original_services_field_names_are_still_taken(app_and_pipeline):
+    app, _ = app_and_pipeline
+    status, _, _ = await post_sms(app.test_client(), {
+        "PhoneNumber": PHONE, "Content": "hi", "CallbackUrl": None, "Sender": "MyShop"})
+    assert status == 202
