@@ -62,11 +62,20 @@ class ApiSettings:
     """The default callback URL (--callback-url), for messages that name none."""
     callback_allow_private: bool = False
     access_log: bool = False
+    """One ``http_request`` event per request (--access-log)."""
     classes: Mapping[str, float] = field(default_factory=dict)
     """Delivery classes (--class): seconds within which their messages must leave."""
     message_ttl: float = 3600.0
     """--message-ttl: a message's own deadline may not be later."""
-    """One ``http_request`` event per request (--access-log)."""
+    phone_region: str | None = None
+    """--default-region: where a number without '+' or '00' is read."""
+    strict_numbers: bool = False
+    """--strict-numbers: refuse numbers the metadata says are not in use."""
+
+    @property
+    def numbering(self) -> dict[str, object]:
+        """The phone number rules, as the request models' validation context."""
+        return {"region": self.phone_region, "strict": self.strict_numbers}
 
 
 async def read_body(limit: int) -> bytes:

@@ -11,6 +11,7 @@ from pydantic import (
     Field,
     RootModel,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -104,8 +105,13 @@ class SmsRequest(BaseModel):
     # The constraints are documented for clients (and fuzzers); the validators below
     # enforce them, with messages of our own.
     phone_number: str = Field(json_schema_extra={
-        "pattern": r"^\+?[0-9]{1,15}$",
-        "description": "E.164: digits only, an optional leading '+', at most 15 digits",
+        "pattern": r"^\+?[0-9 ().\-]{1,40}$",
+        "description": "the recipient: E.164 ('+4915112345678'), or written with spaces, "
+                       "dashes, dots or parentheses, or with '00' for '+'; digits without "
+                       "either are national in the server's --default-region (else "
+                       "international); a number its country cannot have (length, unknown "
+                       "country code) is a 400, and with --strict-numbers one not in use; "
+                       "the answer gives its E.164 form",
     })
     content: str = Field(json_schema_extra={
         "minLength": 1,
@@ -169,8 +175,12 @@ class SmsRequest(BaseModel):
 
     @field_validator("phone_number")
     @classmethod
-    def _phone_number(cls, value: str) -> str:
-        return _as_value_error(validate_phone_number, value)
+    def _phone_number(cls, value: str, info: ValidationInfo) -> str:
+        rules = info.context or {}
+        try:
+            return validate_phone_number(value, rules.get("region"), rules.get("strict", False))
+        except InvalidMessage as error:
+            raise ValueError(error.reason) from None
 
     @field_validator("sender")
     @classmethod
@@ -202,6 +212,7 @@ def _as_value_error(validate: Callable[[str], T], value: str) -> T:
 class SmsAccepted(BaseModel):
     id: str
     status: str
+    phone_number: str = Field(description="the recipient in E.164, as it is sent")
     segments: int
     """How many SMS segments the content takes (and the provider bills)."""
 
@@ -209,6 +220,7 @@ class SmsAccepted(BaseModel):
 class SmsStatus(BaseModel):
     id: str
     status: str
+    phone_number: str | None = Field(None, description="the recipient in E.164")
     reason: str | None = None
     deliver_by: str | None = Field(None, json_schema_extra={"format": "date-time"},
                                    description="when it must leave for the provider, if "

@@ -247,6 +247,8 @@ def _api_settings(config: Config) -> ApiSettings:
         access_log=config.access_log,
         classes=config.delivery_classes,
         message_ttl=config.message_ttl,
+        phone_region=config.default_region,
+        strict_numbers=config.strict_numbers,
     )
 
 

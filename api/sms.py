@@ -70,7 +70,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         """Accept one message for sending; answers at once, sends in a batch shortly."""
         client = guard.client()
         body = await read_body(settings.sms_max_bytes)
-        sms = SmsRequest.model_validate(parse_json_object(body))
+        sms = SmsRequest.model_validate(parse_json_object(body), context=settings.numbering)
         idempotency = idempotency_from_request(client, lambda: _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
         guard.admit(client, 1)
@@ -78,7 +78,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             [_outgoing(sms, callback_url, settings)], idempotency)
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
-        return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments}, saved)
+        return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments,
+                          "phone_number": sms.phone_number}, saved)
 
     @routes.post("/sms/bulk")
     @document_request(BulkRequest)
@@ -94,7 +95,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             return error_response(413, f"{len(items)} messages in one request; "
                                        f"at most {settings.bulk_max}")
         try:
-            bulk = BulkRequest.model_validate(data)
+            bulk = BulkRequest.model_validate(data, context=settings.numbering)
         except ValidationError as error:
             return _invalid_items(error)
         urls = await callback_urls([sms.callback_url for sms in bulk.messages], settings)
@@ -106,7 +107,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         saved = await services.dispatcher.submit_many(outgoing, idempotency)
         services.stats.record(BulkReceived(len(outgoing)))
         accepted = [
-            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count}
+            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count,
+             "phone_number": sms.phone_number}
             for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
         ]
         return _accepted({"messages": accepted}, saved)
@@ -123,7 +125,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
         record = await services.repository.get(canonical)
         status = SmsStatus(
-            id=record.id, status=record.status, reason=record.reason,
+            id=record.id, status=record.status, phone_number=record.phone_number,
+            reason=record.reason,
             deliver_by=rfc3339(record.deliver_by) if record.deliver_by else None,
             valid_until=rfc3339(record.valid_until) if record.valid_until else None,
             send_at=rfc3339(record.send_at) if record.send_at else None,

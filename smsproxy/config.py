@@ -27,7 +27,7 @@ from smsproxy.provider_config import (
     load_providers,
 )
 from smsproxy.stores import POSTGRES_SCHEMES
-from smsproxy.validation import SENDER_PATTERN
+from smsproxy.validation import PHONE_REGIONS, SENDER_PATTERN
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
@@ -50,6 +50,8 @@ class Config:
     provider_api_key: str | None = None
     providers: str | None = None
     default_sender: str | None = None
+    default_region: str | None = None
+    strict_numbers: bool = False
     webhook_secret: str | None = None
     webhook_insecure: bool = False
     api_keys: str | None = None
@@ -341,6 +343,11 @@ OPTIONS: Sequence[Option] = (
     _option("default_sender", str, "sender of messages that name none (1-11 letters, digits "
             "or spaces, or an E.164 number)", lambda v: bool(SENDER_PATTERN.fullmatch(v)),
             "must be 1-11 letters, digits or spaces, or an E.164 number"),
+    _option("default_region", str, "region a phone number without '+' or '00' is read in "
+            "(ISO 3166 code: DE, GB, US; without it such digits are international)",
+            lambda r: r in PHONE_REGIONS, "must be a region code such as DE, GB or US"),
+    _switch("strict_numbers", "refuse phone numbers that the numbering metadata says are "
+            "not in use, not only impossible ones"),
     _option("webhook_secret", str, "HMAC secret that signs POST /provider/status", bool,
             "must not be empty"),
     _switch("webhook_insecure", "take unsigned status reports from an HTTP provider "

@@ -258,6 +258,8 @@ class StatusRecord:
     """Whom the phone shows it from, if the client named one."""
     provider: str | None = None
     """The provider that took it, once one did."""
+    phone_number: str | None = None
+    """Its recipient, in E.164 (None: NOT_FOUND)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,13 @@
 
 import re
 
+import phonenumbers
+
 from smsproxy.errors import InvalidMessage
 from smsproxy.segments import MAX_SEGMENTS, Segments, count_segments
 
 __all__ = [
-    "MAX_PHONE_DIGITS", "SENDER_PATTERN", "is_storable_text", "validate_content",
+    "MAX_PHONE_DIGITS", "PHONE_REGIONS", "SENDER_PATTERN", "is_storable_text", "validate_content",
     "validate_phone_number", "validate_sender",
 ]
 
@@ -14,19 +16,63 @@ MAX_PHONE_DIGITS = 15
 """E.164 allows at most 15 digits."""
 
 
-def validate_phone_number(value: str) -> str:
-    """Digits only, with an optional single leading ``+``, 1 to 15 digits (E.164)."""
-    digits = value[1:] if value.startswith("+") else value
+def validate_phone_number(value: str, region: str | None = None, strict: bool = False) -> str:
+    """The number in E.164 (``+`` and its digits), read by Google's numbering metadata
+    (``phonenumbers``): formatting (spaces, dashes, dots, parentheses) is dropped; a
+    leading ``00`` is the international prefix; a number with neither ``+`` nor ``00``
+    is national in ``region``, or, without one, international digits. A number that
+    cannot be one (its length, an unknown country code) is refused with the reason;
+    with ``strict``, so is one the metadata says is not assigned."""
     if not value:
         raise InvalidMessage("phone_number", "must not be empty")
-    if not digits:
+    if not _PHONE_CHARACTERS.fullmatch(value):
+        raise InvalidMessage("phone_number", "must be digits, with an optional leading '+' "
+                                             "or '00', spaces, dashes, dots or parentheses")
+    digits = re.sub(r"[^0-9+]", "", value)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    elif not digits.startswith("+") and region is None:
+        digits = "+" + digits
+    if not digits.strip("+"):
         raise InvalidMessage("phone_number", "has no digits")
-    # str.isdigit() admits other scripts' digits and superscripts; E.164 means 0-9.
-    if not (digits.isascii() and digits.isdigit()):
-        raise InvalidMessage("phone_number", "must be digits with an optional leading '+'")
-    if len(digits) > MAX_PHONE_DIGITS:
+    if len(digits.lstrip("+")) > MAX_PHONE_DIGITS:
         raise InvalidMessage("phone_number", f"has more than {MAX_PHONE_DIGITS} digits")
-    return value
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException as error:
+        raise InvalidMessage("phone_number", _PARSE_REASONS.get(
+            error.error_type, "is not a phone number")) from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible not in _POSSIBLE:
+        raise InvalidMessage("phone_number", _IMPOSSIBLE_REASONS.get(
+            possible, "is not a possible number"))
+    if strict and not phonenumbers.is_valid_number(number):
+        raise InvalidMessage("phone_number", "is not a number in use in its country "
+                                             "(--strict-numbers)")
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+PHONE_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
+"""Region codes a national number may be read in (``--default-region``)."""
+
+_PHONE_CHARACTERS = re.compile(r"\+?[0-9 ().\-]{1,40}")
+"""What a written number may hold (ASCII digits only: other scripts' digits are not
+E.164's)."""
+
+_Reason = phonenumbers.ValidationResult
+_POSSIBLE = (_Reason.IS_POSSIBLE, _Reason.IS_POSSIBLE_LOCAL_ONLY)
+_IMPOSSIBLE_REASONS = {
+    _Reason.INVALID_COUNTRY_CODE: "has an unknown country code",
+    _Reason.TOO_SHORT: "is too short for its country",
+    _Reason.TOO_LONG: "is too long for its country",
+    _Reason.INVALID_LENGTH: "has a length its country does not use",
+}
+_PARSE_REASONS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has an unknown country code",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "is too long",
+}
 
 
 SENDER_PATTERN = re.compile(r"^(?:[A-Za-z0-9 ]{1,11}|\+[1-9][0-9]{1,14})$")

@@ -13,7 +13,7 @@ PHONE = "+4912345678"
 
 
 def items(count: int, **override) -> list[dict]:
-    return [{"phone_number": f"+49{i:09d}", "content": f"message {i}", **override}
+    return [{"phone_number": f"+49151{i:07d}", "content": f"message {i}", **override}
             for i in range(count)]
 
 

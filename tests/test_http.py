@@ -72,7 +72,7 @@ async def test_get_answers_the_stored_status(app_and_pipeline):
     response = await client.get(f"/sms/{body['id']}")
     assert response.status_code == 200
     assert await response.get_json() == {"id": body["id"], "status": "DELIVERED",
-                                         "provider": "scripted"}
+                                         "phone_number": PHONE, "provider": "scripted"}
 
 
 async def test_get_of_a_failed_message_gives_the_reason(app_and_pipeline):
@@ -82,7 +82,7 @@ async def test_get_of_a_failed_message_gives_the_reason(app_and_pipeline):
     await pipeline.repository.update(body["id"], Status.FAILED, reason="provider gave up")
     answer = await (await client.get(f"/sms/{body['id']}")).get_json()
     assert answer == {"id": body["id"], "status": "FAILED", "reason": "provider gave up",
-                      "provider": "scripted"}
+                      "phone_number": PHONE, "provider": "scripted"}
 
 
 async def test_get_of_an_unknown_id_is_not_found_with_200(client):
@@ -123,7 +123,7 @@ async def test_get_of_a_non_uuid_is_400(client, bad_id):
         ({"phone_number": PHONE, "content": ["hi"]}, "content"),
         ({"phone_number": PHONE, "content": {"nested": 1}}, "content"),
         ({"phone_number": "", "content": "hi"}, "must not be empty"),
-        ({"phone_number": "+49 123", "content": "hi"}, "digits"),
+        ({"phone_number": "+49 12a", "content": "hi"}, "digits"),
         ({"phone_number": "+1234567890123456", "content": "hi"}, "15 digits"),
         ({"phone_number": PHONE, "content": ""}, "content: must not be empty"),
         ({"phone_number": PHONE, "content": "a\u0000b"}, "NUL"),

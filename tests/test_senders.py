@@ -29,8 +29,8 @@ async def test_a_sender_goes_to_the_provider_and_is_shown_with_the_message(
     [batch] = pipeline.provider.calls
     assert batch.messages[0].sender == sender
     shown = await (await client.get(f"/sms/{body['id']}")).get_json()
-    assert shown == {"id": body["id"], "status": "ACCEPTED", "sender": sender,
-                     "provider": "scripted"}
+    assert shown == {"id": body["id"], "status": "ACCEPTED", "phone_number": PHONE,
+                     "sender": sender, "provider": "scripted"}
 
 
 async def test_without_a_sender_the_provider_s_default_is_used(app_and_pipeline):

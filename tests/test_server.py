@@ -63,7 +63,7 @@ async def test_serve_process_delivers_then_exits_0_on_sigterm(proxy_process):
         with trio.fail_after(15):
             body = await wait_for_status(client, accepted.json()["id"], "DELIVERED")
         assert body == {"id": accepted.json()["id"], "status": "DELIVERED",
-                        "provider": "simulator"}
+                        "phone_number": PHONE, "provider": "simulator"}
         unknown = await client.get(f"/sms/{uuid.uuid4()}")
         assert unknown.json()["status"] == "NOT_FOUND"
         bad = await client.post("/sms", content=b"{oops")

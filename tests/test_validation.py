@@ -1,30 +1,54 @@
 """Message validation rules from DESIGN.md."""
 
+import re
+
+import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smsproxy.errors import InvalidMessage
 from smsproxy.validation import validate_content, validate_phone_number
 
+_PHONE = re.compile(r"\+?[0-9 ().\-]{1,40}")
 
-@pytest.mark.parametrize("number", ["1", "+1", "4912345678", "+491234567890123", "123456789012345"])
-def test_valid_phone_numbers(number):
-    assert validate_phone_number(number) == number
+
+@pytest.mark.parametrize(("written", "region", "e164"), [
+    ("+4915112345678", None, "+4915112345678"),  # E.164 as it is
+    ("+49 151 1234 5678", None, "+4915112345678"),  # spaces
+    ("+1 (555) 010-9999", None, "+15550109999"),  # parentheses and dashes
+    ("+44.20.7946.0958", None, "+442079460958"),  # dots
+    ("0049 151 12345678", None, "+4915112345678"),  # 00 for +
+    ("4915112345678", None, "+4915112345678"),  # digits alone: international
+    ("015112345678", "DE", "+4915112345678"),  # national, in --default-region
+    ("(030) 1234567", "DE", "+49301234567"),
+    ("020 7946 0958", "GB", "+442079460958"),
+    ("+33 1 23 45 67 89", "DE", "+33123456789"),  # a + is international in any region
+    ("+49 0151 12345678", None, "+4915112345678"),  # a trunk 0 after the code is dropped
+    ("+4912345678", None, "+4912345678"),  # possible, if not in use (not strict)
+])
+def test_a_number_is_read_into_e164(written, region, e164):
+    assert validate_phone_number(written, region) == e164
 
 
 @pytest.mark.parametrize(
     ("number", "reason"),
     [
         ("", "must not be empty"),
-        ("+", "has no digits"),
+        ("+", "digits"),
         ("++49123", "digits"),
         ("49+123", "digits"),
-        ("+49 123", "digits"),
-        ("+49-123", "digits"),
+        ("+49-12a", "digits"),
         ("abc", "digits"),
         ("١٢٣", "digits"),  # Arabic-Indic digits are digits to str.isdigit, not to E.164
         ("²", "digits"),
+        ("( )", "has no digits"),
         ("+4912345678901234", "more than 15"),
         ("1234567890123456", "more than 15"),
+        ("+99912345", "unknown country code"),  # 999 is no country's
+        ("+123", "too short"),
+        ("1", "not a phone number"),
+        ("+491", "too short"),
     ],
 )
 def test_invalid_phone_numbers(number, reason):
@@ -32,6 +56,39 @@ def test_invalid_phone_numbers(number, reason):
         validate_phone_number(number)
     assert error.value.field == "phone_number"
     assert reason in error.value.reason
+
+
+def test_strict_numbers_refuse_a_number_not_in_use():
+    assert validate_phone_number("+4912345678") == "+4912345678"
+    with pytest.raises(InvalidMessage, match="not a number in use"):
+        validate_phone_number("+4912345678", strict=True)
+    assert validate_phone_number("+4915112345678", strict=True) == "+4915112345678"
+
+
+REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+
+
+KINDS = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE,
+         phonenumbers.PhoneNumberType.TOLL_FREE]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(REGIONS), st.sampled_from(KINDS))
+def test_every_accepted_number_round_trips_to_e164(region, kind):
+    """Each region's example numbers of each kind, written every way, read back into
+    the same E.164 form, which reads as itself."""
+    example = phonenumbers.example_number_for_type(region, kind)
+    if example is None:  # the region has no such numbers
+        return
+    e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+    international = phonenumbers.format_number(
+        example, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+    assert validate_phone_number(e164, strict=True) == e164
+    assert validate_phone_number(international) == e164
+    assert validate_phone_number(e164) == validate_phone_number(validate_phone_number(e164))
+    if _PHONE.fullmatch(national):  # some regions write theirs with other signs
+        assert validate_phone_number(national, region) == e164
 
 
 def test_content_must_not_be_empty():

@@ -32,7 +32,7 @@ def message_from_row(row: Sequence[Any]) -> Message:
 
 
 LOOKUP_COLUMNS = ("status, reason, deliver_by, valid_until, send_at, sender,"
-                  " CASE WHEN sent_at IS NOT NULL THEN provider END")
+                  " CASE WHEN sent_at IS NOT NULL THEN provider END, phone_number")
 """What ``lookup`` reads, in :class:`StatusRecord`'s order after the id: the provider
 once it took the message (before, a provider kept in the row may only have it)."""
 
