@@ -38,7 +38,8 @@ def validate_phone_number(value: str, region: str | None = None, strict: bool = 
     if len(digits.lstrip("+")) > MAX_PHONE_DIGITS:
         raise InvalidMessage("phone_number", f"has more than {MAX_PHONE_DIGITS} digits")
     try:
-        number = phonenumbers.parse(digits, region)
+        number = (_read_international(digits) if digits.startswith("+")
+                  else phonenumbers.parse(digits, region))
     except phonenumbers.NumberParseException as error:
         raise InvalidMessage("phone_number", _PARSE_REASONS.get(
             error.error_type, "is not a phone number")) from None
@@ -52,6 +53,32 @@ def validate_phone_number(value: str, region: str | None = None, strict: bool = 
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+def _read_international(digits: str) -> phonenumbers.PhoneNumber:
+    """``+`` and digits, read as ``phonenumbers.parse`` reads them (the country code,
+    then a national prefix dropped where what is left is still a possible length),
+    without its handling of every other way to write a number: a fifth of its cost,
+    paid by every message. Anything unusual (too short or long, no country code) is
+    left to ``parse``, for its own refusal. ``tests/test_validation.py`` holds both to
+    one answer."""
+    code, national = _util._extract_country_code(digits[1:])
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        code, phonenumbers.region_code_for_country_code(code)) if code else None
+    if metadata is None or not _NATIONAL_LENGTHS[0] <= len(national) <= _NATIONAL_LENGTHS[1]:
+        return phonenumbers.parse(digits, None)
+    _, stripped, _ = _util._maybe_strip_national_prefix_carrier_code(national, metadata)
+    if _util._test_number_length(stripped, metadata) not in _KEEP_PREFIX:
+        national = stripped
+    if len(national) < _NATIONAL_LENGTHS[0]:
+        return phonenumbers.parse(digits, None)
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    _util._set_italian_leading_zeros_for_phone_number(national, number)
+    return number
+
+
+_util = phonenumbers.phonenumberutil
+_NATIONAL_LENGTHS = (3, _util._MAX_LENGTH_FOR_NSN)
+"""National numbers the fast path reads; shorter or longer ones go to ``parse``."""
+
 PHONE_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 """Region codes a national number may be read in (``--default-region``)."""
 
@@ -61,6 +88,8 @@ E.164's)."""
 
 _Reason = phonenumbers.ValidationResult
 _POSSIBLE = (_Reason.IS_POSSIBLE, _Reason.IS_POSSIBLE_LOCAL_ONLY)
+_KEEP_PREFIX = (_Reason.TOO_SHORT, _Reason.IS_POSSIBLE_LOCAL_ONLY, _Reason.INVALID_LENGTH)
+"""Lengths at which a national prefix stays: without it the number could not be one."""
 _IMPOSSIBLE_REASONS = {
     _Reason.INVALID_COUNTRY_CODE: "has an unknown country code",
     _Reason.TOO_SHORT: "is too short for its country",

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsproxy.errors import InvalidMessage
-from smsproxy.validation import validate_content, validate_phone_number
+from smsproxy.validation import _read_international, validate_content, validate_phone_number
 
 _PHONE = re.compile(r"\+?[0-9 ().\-]{1,40}")
 
@@ -142,3 +142,27 @@ def test_new_ids_carry_the_time_they_were_made_and_sort_by_it():
         later = new_ids(50)
     assert {uuid.UUID(i).int >> 80 for i in earlier} == {1_795_000_000_123}
     assert max(earlier) < min(later)
+
+
+def _parsed(read, digits):
+    try:
+        return read(digits)
+    except phonenumbers.NumberParseException as error:
+        return ("refused", error.error_type)
+
+
+_NATIONAL_PREFIXES = ["", "0", "00", "1", "8", "06", "01"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.text("0123456789", min_size=1, max_size=17).map(lambda d: "+" + d),
+    st.tuples(st.sampled_from(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)),
+              st.sampled_from(_NATIONAL_PREFIXES), st.text("0123456789", max_size=14))
+      .map(lambda t: f"+{t[0]}{t[1]}{t[2]}"),
+))
+def test_the_fast_reading_of_e164_is_phonenumbers_own(digits):
+    """Every '+digits' string, random or a country code, a national prefix and digits:
+    the fast path and phonenumbers.parse give the same number, or the same refusal."""
+    assert _parsed(_read_international, digits) == _parsed(
+        lambda d: phonenumbers.parse(d, None), digits)
