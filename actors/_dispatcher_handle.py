@@ -15,7 +15,8 @@ from actors.stats import StatsHandle
 from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown
 from smsproxy.logs import debug_enabled
-from smsproxy.models import Idempotency, MessagesAccepted, Outgoing, Saved, Submitted, new_messages
+from smsproxy.models import Idempotency, Outgoing, Saved, Submitted, new_messages
+from smsproxy.records import MessagesAccepted
 
 __all__ = ["DispatchSettings", "DispatchState", "DispatcherHandle", "WallClock"]
 

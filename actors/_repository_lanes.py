@@ -14,7 +14,7 @@ from actors._mailbox import Envelope, receive_ready
 from actors._repository_requests import OPERATION_NAMES, Request, Save
 from actors.errors import ActorFailed
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
-from smsproxy.models import StoreFailed
+from smsproxy.records import StoreFailed
 from smsproxy.repository import Repository
 from smsproxy.stores import MessageStore
 

@@ -46,13 +46,11 @@ from smsproxy.models import (
     BatchLeaseLost,
     BatchOutcome,
     BatchSucceeded,
-    ClaimsTaken,
     Message,
-    MessagesExpired,
-    ProviderTook,
     new_id,
 )
 from smsproxy.providers import Provider
+from smsproxy.records import ClaimsTaken, MessagesExpired, ProviderTook
 
 __all__ = ["DispatchSettings", "DispatcherHandle", "WallClock", "run"]
 

@@ -39,7 +39,8 @@ from smsproxy.callbacks import (
     signed_headers,
 )
 from smsproxy.errors import StoreError
-from smsproxy.models import CallbackAttempted, CallbackBacklog, PendingCallback
+from smsproxy.models import PendingCallback
+from smsproxy.records import CallbackAttempted, CallbackBacklog
 from smsproxy.stores.protocol import CallbackOutcome
 
 __all__ = ["INTERNAL_ERROR", "INTERNAL_ERROR_TRIES", "NotifierSettings", "run"]

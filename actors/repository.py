@@ -65,8 +65,8 @@ from smsproxy.models import (
     PendingCallback,
     Saved,
     StatusRecord,
-    StoreFailed,
 )
+from smsproxy.records import StoreFailed
 from smsproxy.repository import Attributed, Repository
 from smsproxy.routing import SharedRoute
 from smsproxy.statuses import Status

@@ -24,16 +24,10 @@ from smsproxy.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from smsproxy.models import (
-    AttemptFinished,
-    Batch,
-    BatchFailed,
-    BatchLeaseLost,
-    BatchOutcome,
-    BatchSucceeded,
-)
+from smsproxy.models import Batch, BatchFailed, BatchLeaseLost, BatchOutcome, BatchSucceeded
 from smsproxy.providers import Provider
 from smsproxy.providers.protocol import NOTHING, Sent
+from smsproxy.records import AttemptFinished
 
 __all__ = ["Narrow", "RetryPolicy", "Withdrawn", "deliver"]
 

@@ -16,11 +16,9 @@ import trio
 from actors._mailbox import Call, Envelope, Mailbox
 from actors.errors import ActorFailed
 from smsproxy.metrics import Metrics
-from smsproxy.models import (
+from smsproxy.models import BatchFailed, BatchLeaseLost, BatchSucceeded
+from smsproxy.records import (
     ActorRestarted,
-    BatchFailed,
-    BatchLeaseLost,
-    BatchSucceeded,
     CallbackAttempted,
     CallbackBacklog,
     ClaimsTaken,

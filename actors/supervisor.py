@@ -50,9 +50,9 @@ from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import StoreError
-from smsproxy.models import MessagesPurged, UpdateRejected
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.providers.factory import open_adapter
+from smsproxy.records import MessagesPurged, UpdateRejected
 from smsproxy.routing import Route, RoutingTable
 from smsproxy.stores import POSTGRES_SCHEMES, store_factory
 

@@ -35,7 +35,7 @@ from actors.errors import ActorError
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
 from smsproxy.errors import StoreError, UnknownProviderStatus
-from smsproxy.models import UpdateRejected, UpdatesApplied
+from smsproxy.records import UpdateRejected, UpdatesApplied
 from smsproxy.statuses import Status, map_provider_status
 
 __all__ = ["INBOX_CAPACITY", "StatusReport", "UpdaterHandle", "report_errors", "run"]

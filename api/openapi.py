@@ -12,7 +12,7 @@ from typing import Any
 from quart_schema import OpenAPIProvider
 
 from api.guard import MAX_IDEMPOTENCY_KEY
-from api.schemas import UUID_PATTERN
+from api.listing_schemas import UUID_PATTERN
 
 __all__ = ["SmsProxyOpenAPI"]
 

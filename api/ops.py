@@ -12,12 +12,12 @@ from quart_trio.wrappers import TrioResponse
 
 from actors.stats import StatsHandle
 from api.common import Services, json_response
-from api.schemas import Health, Readiness, StatsBody
+from api.ops_schemas import Health, Readiness, StatsBody
 from api.workers import merge_expositions, merge_snapshots, read_shared
 from smsproxy.errors import SmsProxyError
 from smsproxy.metrics import CONTENT_TYPE
-from smsproxy.models import HttpServed
 from smsproxy.provider_stats import provider_exposition, provider_stats
+from smsproxy.records import HttpServed
 
 __all__ = ["HttpCounts", "ops_routes"]
 

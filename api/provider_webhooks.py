@@ -19,8 +19,8 @@ from quart_schema import document_response
 from api.common import ApiSettings, Services, no_content, read_body
 from api.errors import error_response
 from api.schemas import ErrorBody
-from smsproxy.models import UpdateRejected, WebhookRefused
 from smsproxy.providers.protocol import Webhook, WebhookRequest
+from smsproxy.records import UpdateRejected, WebhookRefused
 
 __all__ = ["provider_webhook_routes"]
 

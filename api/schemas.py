@@ -3,7 +3,7 @@
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -16,11 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from smsproxy.callbacks import MAX_URL_LENGTH, check_url, rfc3339
+from smsproxy.callbacks import MAX_URL_LENGTH, check_url
 from smsproxy.errors import InvalidMessage
-from smsproxy.models import Event
 from smsproxy.segments import MAX_SEGMENTS
-from smsproxy.statuses import Status
 from smsproxy.validation import (
     SENDER_PATTERN,
     validate_content,
@@ -33,25 +31,13 @@ __all__ = [
     "BulkErrorBody",
     "BulkRequest",
     "ErrorBody",
-    "EventPage",
-    "FeedQuery",
-    "Health",
     "InvalidItem",
-    "ListedSms",
-    "MessageEvent",
-    "MessageHistory",
-    "MessagePage",
-    "MessageQueryParams",
-    "Readiness",
     "SmsAccepted",
     "SmsRequest",
     "SmsStatus",
-    "StatsBody",
     "StatusReport",
     "check_time",
     "describe_validation_error",
-    "make_cursor",
-    "parse_cursor",
     "timestamp",
 ]
 
@@ -249,105 +235,6 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 
-class MessageEvent(BaseModel):
-    """One status step of a message."""
-
-    event_id: str = Field(description="unique: a receiver drops an event it has seen")
-    message_id: str = Field(json_schema_extra={"format": "uuid"})
-    sequence: int = Field(description="the message's events counted from 1 (ACCEPTED)")
-    status: Status
-    previous_status: Status | None
-    reason: str | None
-    at: str = Field(json_schema_extra={"format": "date-time"})
-
-    @classmethod
-    def of(cls, event: Event) -> "MessageEvent":
-        return cls(event_id=event.event_id, message_id=event.message_id,
-                   sequence=event.sequence, status=event.status,
-                   previous_status=event.previous_status, reason=event.reason,
-                   at=rfc3339(event.at))
-
-
-class MessageHistory(BaseModel):
-    events: list[MessageEvent]
-
-
-class EventPage(BaseModel):
-    """Events in the order they were committed. ``next`` is the cursor to pass as
-    ``after`` for the following page (the same cursor when nothing new came)."""
-
-    events: list[MessageEvent]
-    next: str
-
-
-UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-"""A message id as POST answers it (RFC 4122's hyphenated form, OpenAPI's format uuid)."""
-CURSOR_PATTERN = rf"^[0-9]{{1,12}}(\.[0-9]{{1,17}})?~{UUID_PATTERN}$"
-"""``GET /sms``'s cursor: the accepted time and the id of a page's last message."""
-
-
-MAX_POSITION = 2**63 - 1
-"""The largest event position a store holds (a signed 64-bit integer)."""
-
-
-class FeedQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    after: int = Field(0, ge=0, le=MAX_POSITION, description="a cursor from an earlier "
-                                                             "page's next; 0 for the beginning")
-    limit: int = Field(100, ge=1, le=1000)
-
-
-class MessageQueryParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    status: Status | None = Field(None, description="only messages in this status")
-    since: datetime | None = Field(None, description="accepted at or after (RFC 3339)")
-    until: datetime | None = Field(None, description="accepted before (RFC 3339)")
-    limit: int = Field(100, ge=1, le=1000)
-    cursor: str | None = Field(None, description="the previous page's next",
-                               pattern=CURSOR_PATTERN)
-
-    @field_validator("since", "until", mode="before")
-    @classmethod
-    def _rfc3339(cls, value: object) -> object:
-        # pydantic alone would also take a number of seconds, or a time without a zone.
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
-        return None if value is None else check_time(value)
-
-
-def parse_message_id(text: str) -> str | None:
-    """The id in its canonical (lower-case) form, or None when it is not one."""
-    return text.lower() if re.fullmatch(UUID_PATTERN, text) else None
-
-
-def make_cursor(accepted_at: float, message_id: str) -> str:
-    return f"{accepted_at!r}~{message_id}"
-
-
-def parse_cursor(cursor: str) -> tuple[float, str]:
-    if not re.fullmatch(CURSOR_PATTERN, cursor):
-        raise ValueError("not a cursor from an earlier page")
-    at, _, message_id = cursor.partition("~")
-    return float(at), message_id.lower()
-
-
-class ListedSms(BaseModel):
-    id: str
-    status: Status
-    reason: str | None
-    accepted_at: str = Field(json_schema_extra={"format": "date-time"})
-    updated_at: str = Field(json_schema_extra={"format": "date-time"})
-
-
-class MessagePage(BaseModel):
-    """Newest first; ``next`` is the cursor of the following page (null: no more)."""
-
-    messages: list[ListedSms]
-    next: str | None
-
-
 class ErrorBody(BaseModel):
     """Every error answer: a human-readable reason."""
 
@@ -356,57 +243,6 @@ class ErrorBody(BaseModel):
 
 class StatusReport(RootModel[dict[str, str]]):
     """Provider status updates: ``{"<message_id>": "CONFIRMED" | "FAILED" | "DELIVERED"}``."""
-
-
-class ProviderStatsBody(BaseModel):
-    requests: int
-    messages: int
-    failures: int
-    state: Literal["up", "down", "probing"]
-    weight: int
-    price: float
-    spend: float
-    """requests x price"""
-
-
-class StatsBody(BaseModel):
-    success: int
-    failed: int
-    success_percentage: float
-    batches_sent: int
-    messages_accepted: int
-    messages_sent: int
-    messages_parked: int
-    messages_expired: int
-    messages_purged: int
-    messages_delivered: int
-    attempts: int
-    provider_calls_saved: int
-    updates_applied: int
-    updates_rejected: int
-    store_errors: int
-    messages_claimed: int
-    callbacks_delivered: int
-    callback_attempts_failed: int
-    callbacks_abandoned: int
-    callbacks_pending: int
-    claims_taken_over: int
-    leases_lost: int
-    success_by_attempt: dict[int, int]
-    last_error: str | None
-    queue_depth: int
-    batches_in_flight: int
-    providers: dict[str, ProviderStatsBody] | None = None
-    """With --providers: each provider's requests, messages, failures, state and spend."""
-
-
-class Health(BaseModel):
-    status: str
-
-
-class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
 
 
 class BulkRequest(BaseModel):

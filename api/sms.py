@@ -18,11 +18,7 @@ from api.common import (
 )
 from api.errors import error_response
 from api.guard import Guard, idempotency_from_request
-from api.schemas import (
-    BulkAccepted,
-    BulkErrorBody,
-    BulkRequest,
-    ErrorBody,
+from api.listing_schemas import (
     EventPage,
     FeedQuery,
     ListedSms,
@@ -30,18 +26,25 @@ from api.schemas import (
     MessageHistory,
     MessagePage,
     MessageQueryParams,
+    make_cursor,
+    parse_cursor,
+    parse_message_id,
+)
+from api.schemas import (
+    BulkAccepted,
+    BulkErrorBody,
+    BulkRequest,
+    ErrorBody,
     SmsAccepted,
     SmsRequest,
     SmsStatus,
     describe_validation_error,
-    make_cursor,
-    parse_cursor,
-    parse_message_id,
     timestamp,
 )
 from smsproxy.callbacks import rfc3339
 from smsproxy.errors import InvalidMessage
-from smsproxy.models import BulkReceived, MessageQuery, Outgoing, Saved
+from smsproxy.models import MessageQuery, Outgoing, Saved
+from smsproxy.records import BulkReceived
 from smsproxy.segments import count_segments
 
 __all__ = ["MessageIdConverter", "sms_routes"]

@@ -15,7 +15,7 @@ from api.common import (
 )
 from api.errors import error_response
 from api.schemas import ErrorBody, StatusReport
-from smsproxy.models import WebhookRefused
+from smsproxy.records import WebhookRefused
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 __all__ = ["webhook_routes"]

@@ -16,12 +16,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from smsproxy.models import (
+from smsproxy.models import BatchFailed, BatchLeaseLost, BatchSucceeded
+from smsproxy.records import (
     ActorRestarted,
     AttemptFinished,
-    BatchFailed,
-    BatchLeaseLost,
-    BatchSucceeded,
     BulkReceived,
     CallbackAttempted,
     CallbackBacklog,

@@ -21,7 +21,7 @@ from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
 from api import Services
 from smsproxy.dispatching import BatchingRules
-from smsproxy.models import UpdateRejected
+from smsproxy.records import UpdateRejected
 from smsproxy.stores import MemoryStore, MessageStore, PostgresStore
 from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ManualClock, ScriptedProvider, wall_clock

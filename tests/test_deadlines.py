@@ -13,7 +13,8 @@ from api.cli import build_parser
 from smsproxy.config import Config, ConfigError
 from smsproxy.dispatching import BatchingRules
 from smsproxy.metrics import Metrics
-from smsproxy.models import Message, ProviderTook
+from smsproxy.models import Message
+from smsproxy.records import ProviderTook
 from smsproxy.stores.sqlite import SqliteStore
 from tests.fakes import ScriptedProvider
 

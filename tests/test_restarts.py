@@ -10,7 +10,7 @@ import trio
 from actors import stats
 from actors.errors import ActorFailed
 from actors.restarting import RestartPolicy, restarting
-from smsproxy.models import ActorRestarted
+from smsproxy.records import ActorRestarted
 
 
 async def test_a_crashing_side_task_is_restarted_with_a_growing_pause(autojump_clock):

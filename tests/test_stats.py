@@ -5,7 +5,8 @@ import trio.testing
 
 from actors._mailbox import Mailbox
 from actors.stats import StatsHandle
-from smsproxy.models import BatchFailed, BatchSucceeded, StoreFailed, UpdateRejected
+from smsproxy.models import BatchFailed, BatchSucceeded
+from smsproxy.records import StoreFailed, UpdateRejected
 from tests.fakes import ScriptedProvider
 
 

@@ -10,7 +10,8 @@ import trio.testing
 
 from actors import repository, updater
 from smsproxy.errors import StoreError
-from smsproxy.models import Message, UpdateRejected, new_id
+from smsproxy.models import Message, new_id
+from smsproxy.records import UpdateRejected
 from smsproxy.statuses import Status
 from smsproxy.stores import MemoryStore
 from tests.fakes import FailingStore, drain_channel
