@@ -135,7 +135,7 @@ class Repository:
         provider is recorded for (not yet sent, or sent with ``--provider``) may be
         reported on; an unknown id is the updater's to refuse."""
         found = self.store.by_refs(provider, refs) if refs else {}
-        accepted = {**dict(zip(ids, ids, strict=True)), **found}
+        accepted = {**{i: i for i in ids}, **found}
         owners = self.store.owners(accepted.values())
         foreign = tuple(k for k, i in accepted.items() if owners.get(i, provider) != provider)
         return Attributed({k: i for k, i in accepted.items() if k not in foreign},

@@ -4,6 +4,7 @@ read them), and the provider an unknown outcome left it with (a claim returns it
 that it is resent there only, after a restart and on any instance)."""
 
 from smsproxy.models import Message, new_id
+from smsproxy.repository import Attributed, Repository
 from smsproxy.routing import SharedRoute
 from smsproxy.stores import MessageStore
 from tests.fakes import MANUAL_CLOCK_AT_START as T0
@@ -84,3 +85,19 @@ def test_the_later_change_of_a_route_wins_and_one_instance_is_granted_each_probe
     in_transaction(queue, queue.share_routes, [up])
     assert in_transaction(queue, queue.shared_routes) == [up]
     assert not in_transaction(queue, queue.claim_probe, "ib", T0 + 9, T0 + 10)  # it is up
+
+
+def test_a_provider_may_report_on_what_it_took_and_on_what_no_provider_took(queue, clock):
+    ours, theirs, unsent = saved(queue, 3)
+    clock.now = T0 + 5
+    claim(queue)
+    in_transaction(queue, queue.mark_sent, "a", [ours, theirs], 1,
+                   {ours: "sinch", theirs: "twilio"}, {ours: "b1/491"})
+    repository = Repository(queue, clock)
+    attributed = in_transaction(queue, repository.attribute, "sinch",
+                                [theirs, unsent, "never-sent"], ["b1/491", "b9/000"])
+    assert attributed == Attributed(
+        accepted={unsent: unsent, "never-sent": "never-sent", "b1/491": ours},
+        unknown=("b9/000",), foreign=(theirs,))
+    twilio = in_transaction(queue, repository.attribute, "twilio", [theirs], ["b1/491"])
+    assert twilio == Attributed({theirs: theirs}, unknown=("b1/491",))  # not its ref

@@ -60,8 +60,9 @@ def test_invalid_phone_numbers(number, reason):
 
 def test_strict_numbers_refuse_a_number_not_in_use():
     assert validate_phone_number("+4912345678") == "+4912345678"
-    with pytest.raises(InvalidMessage, match="not a number in use"):
+    with pytest.raises(InvalidMessage, match="not a number in use") as refused:
         validate_phone_number("+4912345678", strict=True)
+    assert refused.value.field == "phone_number"
     assert validate_phone_number("+4915112345678", strict=True) == "+4915112345678"
 
 
@@ -166,3 +167,12 @@ def test_the_fast_reading_of_e164_is_phonenumbers_own(digits):
     the fast path and phonenumbers.parse give the same number, or the same refusal."""
     assert _parsed(_read_international, digits) == _parsed(
         lambda d: phonenumbers.parse(d, None), digits)
+
+
+def test_an_e164_number_is_read_without_the_generic_parser(monkeypatch):
+    """What keeps a message's validation cheap (bench/README.md, phone numbers)."""
+    def parse(*_):
+        raise AssertionError("phonenumbers.parse called for a plain E.164 number")
+    monkeypatch.setattr(phonenumbers, "parse", parse)
+    assert validate_phone_number("+4915112345678") == "+4915112345678"
+    assert validate_phone_number("+39 06 1234 5678") == "+390612345678"  # Italy keeps its 0
