@@ -113,7 +113,8 @@ class Router:
                 raise
             except ProviderError as error:
                 sent += Sent.of(error)
-                waiting = [m for m in waiting if m.id not in set(error.taken)]
+                taken = set(error.taken)
+                waiting = [m for m in waiting if m.id not in taken]
                 tried.add(route.name)
                 last = error
                 log.info("provider_failed_over", provider=route.name, messages=len(part),

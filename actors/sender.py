@@ -117,9 +117,10 @@ async def deliver(
         log.warning("batch_failed", batch_id=batch.id, attempts=attempt_number,
                     messages=len(batch), error=reason, maybe_delivered=maybe_delivered,
                     taken=len(took.taken))
+        taken = set(took.taken)
         return BatchFailed(batch.id, len(batch), attempt_number, reason, maybe_delivered,
                            took.taken, took.providers, took.refs,
-                           {i: p for i, p in pinned.items() if i not in set(took.taken)})
+                           {i: p for i, p in pinned.items() if i not in taken})
     log.info("batch_sent", batch_id=batch.id, attempts=attempt_number, messages=len(sending))
     everything = took + sent
     return BatchSucceeded(batch.id, len(sending) + len(took.taken), attempt_number,

@@ -71,9 +71,10 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
                    **dict.fromkeys(attributed.foreign, "names a message another provider took")}
         updates: dict[str, str] = {}
         for item in reports:
-            message_id = attributed.accepted.get(keys[item.key] or item.key)
+            key = keys[item.key] or item.key  # as attribute() was asked
+            message_id = attributed.accepted.get(key)
             if message_id is None:
-                why = refused.get(keys[item.key] or item.key, "names no message")
+                why = refused.get(key, "names no message")
                 services.stats.record(UpdateRejected(item.key, item.provider_status, why,
                                                      "unknown_message"))
                 log.warning("provider_report_refused", provider=name, key=item.key, reason=why)

@@ -131,8 +131,7 @@ class RoutingTable:
         route.outcomes["taken"] = route.outcomes.get("taken", 0) + requests
         route.failures_in_a_row = 0
         if route.state is not RouteState.UP:
-            self._changed.add(name)
-            route.changed_at = self._clock()
+            self._note_change(name, self._clock())
         route.state = RouteState.UP
         route.probe_interval = 0.0
 
@@ -147,8 +146,7 @@ class RoutingTable:
                 self._probe_initial, route.probe_interval * 2))
             route.probe_at = self._clock() + route.probe_interval
             route.state = RouteState.DOWN
-            route.changed_at = self._clock()
-            self._changed.add(name)
+            self._note_change(name, self._clock())
 
     def is_up(self, name: str) -> bool:
         return self.routes[name].state is not RouteState.DOWN
@@ -177,9 +175,8 @@ class RoutingTable:
                 moved |= self._tend_back(tier)
         if moved:
             self._moved_at = now
-            self._changed.update(moved)
             for name in moved:
-                self.routes[name].changed_at = now
+                self._note_change(name, now)
         return moved
 
     def _shift(self, slow: list[Route], others: list[Route]) -> dict[str, int]:
@@ -201,6 +198,11 @@ class RoutingTable:
                 route.weight += max(-self._weights.step, min(self._weights.step, gap))
                 moved[route.name] = route.weight
         return moved
+
+    def _note_change(self, name: str, at: float) -> None:
+        """A change of the route's health or weight here, for ``changes`` to share."""
+        self.routes[name].changed_at = at
+        self._changed.add(name)
 
     def changes(self, offset: float) -> list[SharedRoute]:
         """The routes changed here since the last call, to share."""
