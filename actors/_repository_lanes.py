@@ -11,7 +11,8 @@ import structlog
 import trio
 
 from actors._mailbox import Envelope, receive_ready
-from actors._repository_requests import OPERATION_NAMES, Request, Save
+from actors._repository_inbox import OPERATION_NAMES, Request
+from actors._repository_requests import Save
 from actors.errors import ActorFailed
 from smsproxy.errors import RepositoryError, SmsProxyError, StoreError
 from smsproxy.records import StoreFailed
@@ -118,7 +119,8 @@ def _apply_together(repository: Repository, group: Sequence[Envelope[Request]]) 
     saves = [(i, e.request) for i, e in enumerate(group) if isinstance(e.request, Save)]
     with repository.store.transaction():
         # All the group's saves at once: one insert, not one per caller.
-        submissions = [(save.messages, save.idempotency, save.at) for _, save in saves]
+        submissions = [(save.messages, save.idempotency, save.at, save.quota)
+                       for _, save in saves]
         for (i, _), saved in zip(saves, repository.save_all(submissions), strict=True):
             results[i] = saved
         for i, envelope in enumerate(group):

@@ -1,12 +1,15 @@
-"""The repository actor's requests: a closed set of messages, one frozen dataclass
-each, carrying the work it does (``apply``) and the name it goes by in logs and
-metrics. A save is the exception: a lane applies a group's saves together."""
+"""The repository actor's requests about messages and the queue: one frozen
+dataclass each, carrying the work it does (``apply``) and the name it goes by in logs
+and metrics. A save is the exception: a lane applies a group's saves together. (The
+compliance requests are :mod:`actors._repository_compliance`; the closed set of both,
+:mod:`actors._repository_inbox`.)"""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from actors._mailbox import Call
+from smsproxy.compliance import Quota
 from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
@@ -25,7 +28,6 @@ from smsproxy.statuses import Status
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
 __all__ = [
-    "OPERATION_NAMES",
     "ApplyInOrder",
     "Attribute",
     "Claim",
@@ -46,7 +48,6 @@ __all__ = [
     "Purge",
     "Release",
     "Renew",
-    "Request",
     "Save",
     "SettleCallback",
     "ShareRoutes",
@@ -55,7 +56,9 @@ __all__ = [
 ]
 
 
-class _Request:
+class RepositoryRequest:
+    """A request the repository actor serves: its work, and its name in logs and metrics."""
+
     __slots__ = ()
     name: ClassVar[str]
 
@@ -64,27 +67,29 @@ class _Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Save(_Request, Call[Saved]):
+class Save(RepositoryRequest, Call[Saved]):
     name = "save"
     messages: tuple[Message, ...]
     idempotency: Idempotency | None = None
     at: float = 0.0
+    quota: Quota | None = None
 
     def apply(self, repository: Repository) -> Saved:
-        return repository.save(self.messages, self.idempotency, self.at)
+        return repository.save(self.messages, self.idempotency, self.at, self.quota)
 
 
 @dataclass(frozen=True, slots=True)
-class Get(_Request, Call[StatusRecord]):
+class Get(RepositoryRequest, Call[StatusRecord]):
     name = "get"
     message_id: str
+    viewer: str | None = None
 
     def apply(self, repository: Repository) -> StatusRecord:
-        return repository.get(self.message_id)
+        return repository.get(self.message_id, self.viewer)
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateMany(_Request, Call[dict[str, RepositoryError]]):
+class UpdateMany(RepositoryRequest, Call[dict[str, RepositoryError]]):
     name = "update_many"
     updates: Mapping[str, Status]
     reason: str | None = None
@@ -94,7 +99,7 @@ class UpdateMany(_Request, Call[dict[str, RepositoryError]]):
 
 
 @dataclass(frozen=True, slots=True)
-class ApplyInOrder(_Request, Call[list[tuple[str, Status, RepositoryError]]]):
+class ApplyInOrder(RepositoryRequest, Call[list[tuple[str, Status, RepositoryError]]]):
     name = "apply_in_order"
     updates: tuple[tuple[str, Status], ...]
 
@@ -103,7 +108,7 @@ class ApplyInOrder(_Request, Call[list[tuple[str, Status, RepositoryError]]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Attribute(_Request, Call[Attributed]):
+class Attribute(RepositoryRequest, Call[Attributed]):
     name = "attribute"
     provider: str
     ids: tuple[str, ...]
@@ -114,16 +119,17 @@ class Attribute(_Request, Call[Attributed]):
 
 
 @dataclass(frozen=True, slots=True)
-class History(_Request, Call[list[Event]]):
+class History(RepositoryRequest, Call[list[Event]]):
     name = "history"
     message_id: str
+    viewer: str | None = None
 
     def apply(self, repository: Repository) -> list[Event]:
-        return repository.history(self.message_id)
+        return repository.history(self.message_id, self.viewer)
 
 
 @dataclass(frozen=True, slots=True)
-class Find(_Request, Call[list[ListedMessage]]):
+class Find(RepositoryRequest, Call[list[ListedMessage]]):
     name = "find"
     query: MessageQuery
 
@@ -132,17 +138,18 @@ class Find(_Request, Call[list[ListedMessage]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Feed(_Request, Call[list[Event]]):
+class Feed(RepositoryRequest, Call[list[Event]]):
     name = "feed"
     after: int
     limit: int
+    viewer: str | None = None
 
     def apply(self, repository: Repository) -> list[Event]:
-        return repository.feed(self.after, self.limit)
+        return repository.feed(self.after, self.limit, self.viewer)
 
 
 @dataclass(frozen=True, slots=True)
-class ListAccepted(_Request, Call[list[Message]]):
+class ListAccepted(RepositoryRequest, Call[list[Message]]):
     name = "list_accepted"
 
     def apply(self, repository: Repository) -> list[Message]:
@@ -150,7 +157,7 @@ class ListAccepted(_Request, Call[list[Message]]):
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetIdempotency(_Request, Call[int]):
+class ForgetIdempotency(RepositoryRequest, Call[int]):
     name = "forget_idempotency"
     before: float
     limit: int
@@ -160,7 +167,7 @@ class ForgetIdempotency(_Request, Call[int]):
 
 
 @dataclass(frozen=True, slots=True)
-class Purge(_Request, Call[int]):
+class Purge(RepositoryRequest, Call[int]):
     name = "purge"
     before: float
     limit: int
@@ -170,7 +177,7 @@ class Purge(_Request, Call[int]):
 
 
 @dataclass(frozen=True, slots=True)
-class SharedRoutes(_Request, Call[list[SharedRoute]]):
+class SharedRoutes(RepositoryRequest, Call[list[SharedRoute]]):
     name = "shared_routes"
 
     def apply(self, repository: Repository) -> list[SharedRoute]:
@@ -178,7 +185,7 @@ class SharedRoutes(_Request, Call[list[SharedRoute]]):
 
 
 @dataclass(frozen=True, slots=True)
-class ShareRoutes(_Request, Call[None]):
+class ShareRoutes(RepositoryRequest, Call[None]):
     name = "share_routes"
     routes: tuple[SharedRoute, ...]
 
@@ -187,7 +194,7 @@ class ShareRoutes(_Request, Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimProbe(_Request, Call[bool]):
+class ClaimProbe(RepositoryRequest, Call[bool]):
     name = "claim_probe"
     route: str
     due: float
@@ -198,7 +205,7 @@ class ClaimProbe(_Request, Call[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class Ping(_Request, Call[None]):
+class Ping(RepositoryRequest, Call[None]):
     name = "ping"
     saves: bool = False
     """Through the lane that saves take (PostgreSQL has two), not the other."""
@@ -208,7 +215,7 @@ class Ping(_Request, Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimCallbacks(_Request, Call[list[PendingCallback]]):
+class ClaimCallbacks(RepositoryRequest, Call[list[PendingCallback]]):
     name = "claim_callbacks"
     instance: str
     now: float
@@ -223,7 +230,7 @@ class ClaimCallbacks(_Request, Call[list[PendingCallback]]):
 
 
 @dataclass(frozen=True, slots=True)
-class SettleCallback(_Request, Call[None]):
+class SettleCallback(RepositoryRequest, Call[None]):
     name = "settle_callback"
     message_id: str
     sequence: int
@@ -238,7 +245,7 @@ class SettleCallback(_Request, Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class CountCallbacks(_Request, Call[tuple[int, float | None]]):
+class CountCallbacks(RepositoryRequest, Call[tuple[int, float | None]]):
     name = "callback_backlog"
 
     def apply(self, repository: Repository) -> tuple[int, float | None]:
@@ -246,7 +253,7 @@ class CountCallbacks(_Request, Call[tuple[int, float | None]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Claim(_Request, Call[Claimed]):
+class Claim(RepositoryRequest, Call[Claimed]):
     name = "claim"
     instance: str
     rules: ClaimRules
@@ -256,7 +263,7 @@ class Claim(_Request, Call[Claimed]):
 
 
 @dataclass(frozen=True, slots=True)
-class Renew(_Request, Call[Renewal]):
+class Renew(RepositoryRequest, Call[Renewal]):
     name = "renew"
     instance: str
     message_ids: tuple[str, ...]
@@ -267,7 +274,7 @@ class Renew(_Request, Call[Renewal]):
 
 
 @dataclass(frozen=True, slots=True)
-class MarkSent(_Request, Call[None]):
+class MarkSent(RepositoryRequest, Call[None]):
     name = "mark_sent"
     instance: str
     message_ids: tuple[str, ...]
@@ -281,7 +288,7 @@ class MarkSent(_Request, Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class Park(_Request, Call[None]):
+class Park(RepositoryRequest, Call[None]):
     name = "park"
     instance: str
     message_ids: tuple[str, ...]
@@ -299,7 +306,7 @@ class Park(_Request, Call[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class Expire(_Request, Call[dict[str, list[str]]]):
+class Expire(RepositoryRequest, Call[dict[str, list[str]]]):
     name = "expire"
     rules: BatchingRules
     limit: int
@@ -309,7 +316,7 @@ class Expire(_Request, Call[dict[str, list[str]]]):
 
 
 @dataclass(frozen=True, slots=True)
-class CountBacklog(_Request, Call[Backlog]):
+class CountBacklog(RepositoryRequest, Call[Backlog]):
     name = "backlog"
 
     def apply(self, repository: Repository) -> Backlog:
@@ -317,7 +324,7 @@ class CountBacklog(_Request, Call[Backlog]):
 
 
 @dataclass(frozen=True, slots=True)
-class Release(_Request, Call[int]):
+class Release(RepositoryRequest, Call[int]):
     name = "release"
     instance: str
 
@@ -325,13 +332,11 @@ class Release(_Request, Call[int]):
         return repository.store.release(self.instance)
 
 
-Request = (
+
+MessageRequest = (
     Save | Get | UpdateMany | ApplyInOrder | Attribute | SharedRoutes | ShareRoutes
     | ClaimProbe | History | Find | Feed | ListAccepted
     | ForgetIdempotency | Purge
     | Ping | ClaimCallbacks | SettleCallback | CountCallbacks | Claim | Renew | MarkSent | Park
     | Expire | CountBacklog | Release
 )
-
-OPERATION_NAMES: dict[type, str] = {kind: kind.name for kind in _Request.__subclasses__()}
-"""Every request's name, by its type: the label values of the store metrics."""

@@ -34,8 +34,9 @@ from actors._dispatcher_handle import (
     DispatchState,
     WallClock,
 )
+from actors._repository_facets import QueueHandle
 from actors.errors import ActorError
-from actors.repository import QueueHandle, RepositoryHandle
+from actors.repository import RepositoryHandle
 from actors.sender import RetryPolicy, Withdrawn, deliver
 from actors.stats import StatsHandle
 from smsproxy.dispatching import BatchingRules

@@ -24,37 +24,30 @@ from actors._mailbox import (
     receive_ready,
     refuse_waiting,
 )
+from actors._repository_facets import ComplianceHandle, QueueHandle
+from actors._repository_inbox import OPERATION_NAMES, Request
 from actors._repository_lanes import Lane, StoreHealth, close_store
 from actors._repository_requests import (
-    OPERATION_NAMES,
     ApplyInOrder,
     Attribute,
-    Claim,
     ClaimCallbacks,
     ClaimProbe,
-    CountBacklog,
     CountCallbacks,
-    Expire,
     Feed,
     Find,
     ForgetIdempotency,
     Get,
     History,
     ListAccepted,
-    MarkSent,
-    Park,
     Ping,
     Purge,
-    Release,
-    Renew,
-    Request,
     Save,
     SettleCallback,
     SharedRoutes,
     ShareRoutes,
     UpdateMany,
 )
-from smsproxy.dispatching import BatchingRules
+from smsproxy.compliance import Quota
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
     Event,
@@ -71,9 +64,9 @@ from smsproxy.repository import Attributed, Repository
 from smsproxy.routing import SharedRoute
 from smsproxy.statuses import Status
 from smsproxy.stores import MessageStore
-from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
+from smsproxy.stores.protocol import CallbackOutcome
 
-__all__ = ["OPERATION_NAMES", "QueueHandle", "RepositoryHandle", "run"]
+__all__ = ["OPERATION_NAMES", "RepositoryHandle", "run"]
 
 log = structlog.get_logger("smsproxy.repository")
 
@@ -86,7 +79,8 @@ class RepositoryHandle:
         self._closed = closed
 
     async def save(
-        self, *messages: Message, idempotency: Idempotency | None = None, at: float = 0.0
+        self, *messages: Message, idempotency: Idempotency | None = None, at: float = 0.0,
+        quota: Quota | None = None,
     ) -> Saved:
         """Store as ACCEPTED, all or none; returns once the store has committed.
 
@@ -96,11 +90,13 @@ class RepositoryHandle:
         store is the readiness check's to report), even when its own request is
         being cancelled. An answer that the message was not stored is then true.
         """
-        return await self._mailbox.call(Save(messages, idempotency, at), shield=True,
+        return await self._mailbox.call(Save(messages, idempotency, at, quota), shield=True,
                                         unbounded=True)
 
-    async def get(self, message_id: str) -> StatusRecord:
-        return await self._mailbox.call(Get(message_id))
+    async def get(self, message_id: str, viewer: str | None = None) -> StatusRecord:
+        """The status; NOT_FOUND for an unknown id, or another key's when ``viewer``
+        names a key."""
+        return await self._mailbox.call(Get(message_id, viewer))
 
     async def attribute(self, provider: str, ids: Sequence[str],
                         refs: Sequence[str]) -> Attributed:
@@ -118,17 +114,19 @@ class RepositoryHandle:
         """Whether this instance may probe the down provider (see ``Routes.claim_probe``)."""
         return await self._mailbox.call(ClaimProbe(route, due, next_probe))
 
-    async def history(self, message_id: str) -> list[Event]:
-        """The message's events, oldest first (none for an unknown id)."""
-        return await self._mailbox.call(History(message_id))
+    async def history(self, message_id: str, viewer: str | None = None) -> list[Event]:
+        """The message's events, oldest first (none for an unknown id, or another
+        key's)."""
+        return await self._mailbox.call(History(message_id, viewer))
 
     async def find(self, query: MessageQuery) -> list[ListedMessage]:
         """Messages matching ``query``, newest first."""
         return await self._mailbox.call(Find(query))
 
-    async def feed(self, after: int, limit: int) -> list[Event]:
-        """Every message's events past position ``after``, in commit order."""
-        return await self._mailbox.call(Feed(after, limit))
+    async def feed(self, after: int, limit: int, viewer: str | None = None) -> list[Event]:
+        """Every message's events past position ``after``, in commit order (of the
+        ``viewer`` key's messages only, when named)."""
+        return await self._mailbox.call(Feed(after, limit, viewer))
 
     async def claim_callbacks(self, instance: str, now: float, limit: int, lease: float,
                               per_origin: int, skip_origins: Sequence[str] = (),
@@ -192,46 +190,14 @@ class RepositoryHandle:
         await self._closed.wait()
 
     @property
-    def queue(self) -> "QueueHandle":
+    def compliance(self) -> ComplianceHandle:
+        """The suppression list, replies and quotas."""
+        return ComplianceHandle(self._mailbox)
+
+    @property
+    def queue(self) -> QueueHandle:
         """The store as the queue (:class:`~smsproxy.stores.queue.Queue`)."""
         return QueueHandle(self._mailbox)
-
-
-class QueueHandle:
-    """The queue's operations, each one request to the repository actor (and so part
-    of a group commit). Shielded: once asked, the store may carry it out, and the
-    caller must learn how."""
-
-    def __init__(self, mailbox: Mailbox[Request]) -> None:
-        self._mailbox = mailbox
-
-    async def claim(self, instance: str, rules: ClaimRules) -> Claimed:
-        return await self._mailbox.call(Claim(instance, rules), shield=True)
-
-    async def renew(self, instance: str, message_ids: Sequence[str], lease: float) -> Renewal:
-        return await self._mailbox.call(Renew(instance, tuple(message_ids), lease), shield=True)
-
-    async def mark_sent(self, instance: str, message_ids: Sequence[str], attempts: int,
-                        providers: Mapping[str, str], refs: Mapping[str, str]) -> None:
-        await self._mailbox.call(MarkSent(instance, tuple(message_ids), attempts, providers,
-                                          refs), shield=True)
-
-    async def park(self, instance: str, message_ids: Sequence[str], attempts: int, error: str,
-                   maybe_taken: bool, requeue_initial: float, requeue_max: float,
-                   pinned: Mapping[str, str]) -> None:
-        await self._mailbox.call(Park(instance, tuple(message_ids), attempts, error,
-                                      maybe_taken, requeue_initial, requeue_max, pinned),
-                                 shield=True)
-
-    async def expire(self, rules: BatchingRules, limit: int) -> dict[str, list[str]]:
-        """Fail what lapsed, through the status rules; the failed ids by reason."""
-        return await self._mailbox.call(Expire(rules, limit), shield=True)
-
-    async def backlog(self) -> Backlog:
-        return await self._mailbox.call(CountBacklog(), shield=True)
-
-    async def release(self, instance: str) -> int:
-        return await self._mailbox.call(Release(instance), shield=True)
 
 
 async def run(

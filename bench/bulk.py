@@ -81,7 +81,7 @@ def store_round(messages: int = 100_000) -> float:
         for _ in range(messages // PER_REQUEST):
             group = new_messages(items, time.time())
             with store.transaction():
-                repository.save_all([(group, None, 0.0)])
+                repository.save_all([(group, None, 0.0, None)])
             with store.transaction():
                 repository.apply_in_order([(m.id, status) for status in
                                            (Status.CONFIRMED, Status.DELIVERED) for m in group])

@@ -6,7 +6,9 @@
     │   ├── DuplicateMessage        save() of an id that exists
     │   ├── UnknownMessage          update() of an id never saved
     │   ├── FinalStatusLocked       update() of a FAILED or DELIVERED message
-    │   └── IdempotencyConflict     an idempotency key reused for a different request
+    │   ├── IdempotencyConflict     an idempotency key reused for a different request
+    │   ├── RecipientOptedOut       save() to numbers on the suppression list
+    │   └── QuotaExceeded           save() past its key's daily quota
     ├── StoreError                  the store itself failed (disk, database away)
     │   └── StoreUnusable           it cannot be opened at all (not a database, a newer
     │       │                       schema, a folder we may not write): fix and restart
@@ -49,6 +51,8 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
     "QueueFull",
+    "QuotaExceeded",
+    "RecipientOptedOut",
     "RepositoryError",
     "ShuttingDown",
     "SmsProxyError",
@@ -108,6 +112,29 @@ class FinalStatusLocked(RepositoryError):
     def __init__(self, message_id: str, status: str) -> None:
         super().__init__(message_id, f"status {status} is final")
         self.status = status
+
+
+class RecipientOptedOut(RepositoryError):
+    kind = "opted_out"
+
+    def __init__(self, indexes: tuple[int, ...], numbers: tuple[str, ...]) -> None:
+        super().__init__(",".join(numbers), "the recipient opted out (replied STOP)")
+        self.indexes = indexes
+        """Of the request's messages, those to a suppressed number."""
+        self.numbers = numbers
+
+
+class QuotaExceeded(RepositoryError):
+    kind = "quota_exceeded"
+
+    def __init__(self, tenant: str, limit: int, used: int, retry_after: float) -> None:
+        super().__init__(tenant, f"exceeded the daily send limit ({limit} messages a UTC "
+                                 f"day; {used} sent today)")
+        self.tenant = tenant
+        self.limit = limit
+        self.used = used
+        self.retry_after = retry_after
+        """Seconds to the next UTC midnight."""
 
 
 class StoreError(SmsProxyError):

@@ -89,6 +89,8 @@ class Message:
     provider: str | None = None
     """The provider that may have it already (an attempt's outcome was unknown): it is
     sent to that provider only, which can deduplicate it. None: free to route."""
+    tenant: str | None = None
+    """The name of the API key that sent it (None: the service runs without keys)."""
 
     @property
     def ready_at(self) -> float:
@@ -119,6 +121,8 @@ class Outgoing(NamedTuple):
     """Wall-clock time before which it must not be sent."""
     sender: str | None = None
     """Whom the phone shows it from (None: the provider's default)."""
+    tenant: str | None = None
+    """The name of the API key that sends it."""
 
 
 Submitted = Outgoing | tuple[str, str]
@@ -131,7 +135,7 @@ def new_messages(items: Sequence[Submitted], created_at: float) -> tuple[Message
     return tuple(
         Message(message_id, item.phone_number, item.content, created_at, 0,
                 item.callback_url, _deliver_by(item, created_at), item.delivery_class,
-                item.valid_until, item.send_at, item.sender)
+                item.valid_until, item.send_at, item.sender, None, item.tenant)
         for message_id, item in zip(new_ids(len(outgoing)), outgoing, strict=True)
     )
 
@@ -225,6 +229,8 @@ class MessageQuery:
     until: float | None = None
     before: tuple[float, str] | None = None
     limit: int = 100
+    tenant: str | None = None
+    """Only this key's messages (None: every key's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +250,8 @@ class StatusRecord:
     """The provider that took it, once one did."""
     phone_number: str | None = None
     """Its recipient, in E.164 (None: NOT_FOUND)."""
+    tenant: str | None = None
+    """The name of the key that sent it."""
 
 
 @dataclass(frozen=True, slots=True)

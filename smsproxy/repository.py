@@ -9,17 +9,36 @@
   ids of the first request; the key and the messages are stored in one transaction.
 - a provider's report is for a message only when that provider took it (or may have
   it): ``attribute`` resolves the provider's own ids and refuses the others'.
+- ``save`` to a number on the suppression list stores nothing (``RecipientOptedOut``,
+  naming every such message); past its key's daily quota, nothing either
+  (``QuotaExceeded``); a replay of an idempotency key is neither checked nor counted.
+- a number put on the list fails every message to it that still waits, unsent
+  (``OPTED_OUT_REASON``); a reply that is an opt-out keyword puts its sender there,
+  an opt-in keyword takes it off.
+- a key (tenant) reads its own messages only: another key's message is NOT_FOUND.
 """
 
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from smsproxy.compliance import (
+    OPTED_OUT_REASON,
+    Inbound,
+    Keyword,
+    Quota,
+    Suppression,
+    keyword_of,
+    seconds_to_midnight,
+    utc_day,
+)
 from smsproxy.dispatching import BatchingRules, expiry_reason
 from smsproxy.errors import (
     DuplicateMessage,
     FinalStatusLocked,
     IdempotencyConflict,
+    QuotaExceeded,
+    RecipientOptedOut,
     RepositoryError,
     UnknownMessage,
 )
@@ -37,8 +56,9 @@ from smsproxy.stores import MessageStore
 
 __all__ = ["Attributed", "Repository", "Submission"]
 
-Submission = tuple[Sequence[Message], Idempotency | None, float]
-"""What ``save`` takes: the messages, their idempotency key if any, and the time."""
+Submission = tuple[Sequence[Message], Idempotency | None, float, Quota | None]
+"""What ``save`` takes: the messages, their idempotency key if any, the time, and the
+quota of the key that sends them if it has one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +87,31 @@ class Repository:
         messages: Sequence[Message],
         idempotency: Idempotency | None = None,
         at: float = 0.0,
+        quota: Quota | None = None,
     ) -> Saved:
-        """Save all of them, or none when any id exists already.
+        """Save all of them, or none when any id exists already, any number is
+        suppressed, or the quota has not room for them all.
 
         With an idempotency key seen before, nothing is saved and the first
         request's ids come back; a key seen with another request is a conflict.
         """
         message_ids = tuple(m.id for m in messages)
         if idempotency is None:
-            self.store.insert(messages)  # refuses ids that exist or repeat, storing none
+            self._refuse_suppressed(messages)
+            if quota is None:
+                self.store.insert(messages)  # refuses ids that exist or repeat, storing none
+            else:
+                with self.store.savepoint():  # a refused insert gives the quota back
+                    self._take_quota(quota, len(messages), at)
+                    self.store.insert(messages)
             return Saved(message_ids, replayed=False)
         found = self.store.find_idempotency(idempotency.scope, idempotency.key)
         if found is None:
+            self._refuse_suppressed(messages)
             try:
                 with self.store.savepoint():
+                    if quota is not None:
+                        self._take_quota(quota, len(messages), at)
                     self.store.insert(messages)
                     if not self.store.remember_idempotency(idempotency, message_ids, at):
                         raise _KeyTaken()  # another instance, at the same moment: undo
@@ -93,20 +124,40 @@ class Repository:
             raise IdempotencyConflict(idempotency.key)
         return Saved(first_ids, replayed=True)
 
+    def _refuse_suppressed(self, messages: Sequence[Message]) -> None:
+        suppressed = self.store.suppressed({m.phone_number for m in messages})
+        if suppressed:
+            raise _opted_out(messages, suppressed)
+
+    def _take_quota(self, quota: Quota, count: int, at: float) -> None:
+        day = utc_day(at)
+        if self.store.take_quota(quota.tenant, day, count, quota.limit) is None:
+            raise QuotaExceeded(quota.tenant, quota.limit,
+                                self.store.quota_used(quota.tenant, day),
+                                seconds_to_midnight(at))
+
     def save_all(self, submissions: Sequence[Submission]) -> list[Saved | RepositoryError]:
         """``save`` for many submissions at once, each all or none on its own.
 
-        The ones without an idempotency key reach the store as one insert. Should
+        The ones without an idempotency key or a quota reach the store as one
+        insert, after one look at the suppression list for all their numbers. Should
         any of their ids exist already, they are saved one by one instead, so that
         only the submissions holding such ids fail.
         """
         results: dict[int, Saved | RepositoryError] = {}
         plain: list[int] = []
         for i, submission in enumerate(submissions):
-            if submission[1] is None:
+            if submission[1] is None and submission[3] is None:
                 plain.append(i)
             else:
                 results[i] = self._try_save(submission)
+        suppressed = self.store.suppressed(
+            {m.phone_number for i in plain for m in submissions[i][0]}) if plain else set()
+        if suppressed:
+            for i in plain:
+                if any(m.phone_number in suppressed for m in submissions[i][0]):
+                    results[i] = _opted_out(submissions[i][0], suppressed)
+            plain = [i for i in plain if i not in results]
         if plain:
             try:
                 self.store.insert([m for i in plain for m in submissions[i][0]])
@@ -125,9 +176,13 @@ class Repository:
         except RepositoryError as error:
             return error
 
-    def get(self, message_id: str) -> StatusRecord:
+    def get(self, message_id: str, viewer: str | None = None) -> StatusRecord:
+        """The message's status; NOT_FOUND for an unknown id, and for another key's
+        message when ``viewer`` names a key (None: every key's messages are seen)."""
         record = self.store.lookup(message_id)
-        return record if record is not None else StatusRecord(message_id, Status.NOT_FOUND)
+        if record is None or (viewer is not None and record.tenant != viewer):
+            return StatusRecord(message_id, Status.NOT_FOUND)
+        return record
 
     def attribute(self, provider: str, ids: Sequence[str], refs: Sequence[str]) -> Attributed:
         """Which of a provider's reports are its to make. ``ids`` name our messages,
@@ -193,11 +248,39 @@ class Repository:
         found.sort(key=lambda m: (m.accepted_at, m.id), reverse=True)
         return found[: query.limit]
 
-    def history(self, message_id: str) -> list[Event]:
+    def history(self, message_id: str, viewer: str | None = None) -> list[Event]:
+        """The message's events, oldest first; none when ``get`` would be NOT_FOUND."""
+        if viewer is not None and self.get(message_id, viewer).status is Status.NOT_FOUND:
+            return []
         return self.store.events_of(message_id)
 
-    def feed(self, after: int, limit: int) -> list[Event]:
-        return self.store.feed(after, limit)
+    def feed(self, after: int, limit: int, viewer: str | None = None) -> list[Event]:
+        return self.store.feed(after, limit, viewer)
+
+    def suppress(self, entry: Suppression) -> tuple[bool, list[str]]:
+        """Put a number on the list, and fail what still waits for it, unsent: whether
+        it is new there, and the failed ids."""
+        new = self.store.suppress(entry)
+        waiting = self.store.unsent_to(entry.number)
+        # Held since current(), inside apply_in_order: still ACCEPTED, none refused.
+        self.apply_in_order([(i, Status.FAILED) for i in waiting], OPTED_OUT_REASON)
+        return new, waiting
+
+    def receive(self, inbound: Inbound) -> tuple[Inbound, list[str]]:
+        """Store a reply; a keyword changes the list. The stored reply (with its id,
+        position and keyword), and the ids an opt-out failed."""
+        keyword = keyword_of(inbound.content)
+        stored = self.store.store_inbound(Inbound(
+            inbound.provider, inbound.from_number, inbound.to_number, inbound.content,
+            inbound.received_at, keyword=keyword))
+        failed: list[str] = []
+        if keyword is Keyword.OPT_OUT:
+            word = " ".join(inbound.content.split()).upper()
+            _, failed = self.suppress(Suppression(inbound.from_number, f"replied {word}",
+                                                  inbound.provider, self._clock()))
+        elif keyword is Keyword.OPT_IN:
+            self.store.unsuppress(inbound.from_number)
+        return stored, failed
 
     def accepted(self) -> list[Message]:
         return self.store.accepted()
@@ -217,3 +300,8 @@ class Repository:
 
     def check(self) -> None:
         self.store.check()
+
+
+def _opted_out(messages: Sequence[Message], suppressed: set[str]) -> RecipientOptedOut:
+    indexes = tuple(i for i, m in enumerate(messages) if m.phone_number in suppressed)
+    return RecipientOptedOut(indexes, tuple(sorted({messages[i].phone_number for i in indexes})))

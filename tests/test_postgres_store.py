@@ -75,8 +75,8 @@ def test_a_duplicate_in_a_group_undoes_only_its_own_insert(postgres_url):
     first, second = make_message(), make_message()
     with store.transaction():
         repository.save([first])
-        results = repository.save_all([([make_message(first.id)], None, 0.0),
-                                       ([second], None, 0.0)])
+        results = repository.save_all([([make_message(first.id)], None, 0.0, None),
+                                       ([second], None, 0.0, None)])
     assert isinstance(results[0], DuplicateMessage)
     assert repository.get(second.id).status is Status.ACCEPTED
     store.close()

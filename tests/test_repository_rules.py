@@ -22,7 +22,7 @@ def test_a_first_save_is_not_a_replay(repository):
     saved = repository.save([message("a")])
     assert saved == Saved(("a",), replayed=False)
     assert saved.replayed is False
-    [together] = repository.save_all([([message("b"), message("c")], None, 0.0)])
+    [together] = repository.save_all([([message("b"), message("c")], None, 0.0, None)])
     assert together == Saved(("b", "c"), replayed=False)
     assert isinstance(together, Saved) and together.replayed is False
 

@@ -20,9 +20,10 @@ class Outbox(Protocol):
         """A message's events, oldest first; the ACCEPTED one is written by insert."""
         ...
 
-    def feed(self, after: int, limit: int) -> list[Event]:
+    def feed(self, after: int, limit: int, tenant: str | None = None) -> list[Event]:
         """Every message's events in the order they committed: up to ``limit`` of them
-        past ``position`` ``after``. A position, once seen, is never filled later."""
+        past ``position`` ``after`` (of ``tenant``'s messages only, when named). A
+        position, once seen, is never filled later."""
         ...
 
     def claim_callbacks(

@@ -6,14 +6,15 @@ Stores are synchronous; a backend that blocks (``blocking = True``) is driven
 from a worker thread by the repository actor, one transaction at a time.
 
 A store is its messages (:mod:`.messages`), its outbox (:mod:`.outbox`: events,
-feed, callbacks), its queue (:mod:`.queue`) and the providers' shared health
-(:mod:`.routes`); the SQL stores share their rows'
+feed, callbacks), its queue (:mod:`.queue`), the providers' shared health
+(:mod:`.routes`) and what compliance asks for (:mod:`.compliance`); the SQL stores share their rows'
 shapes (:mod:`.rows`).
 """
 
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+from smsproxy.stores.compliance import Compliance
 from smsproxy.stores.messages import Messages, StatusChange
 from smsproxy.stores.outbox import CallbackOutcome, Outbox
 from smsproxy.stores.queue import Backlog, Claimed, ClaimRules, Lapsed, Queue, Renewal
@@ -24,6 +25,7 @@ __all__ = [
     "CallbackOutcome",
     "ClaimRules",
     "Claimed",
+    "Compliance",
     "Lapsed",
     "MessageStore",
     "Messages",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 
-class MessageStore(Messages, Outbox, Queue, Routes, Protocol):
+class MessageStore(Messages, Outbox, Queue, Routes, Compliance, Protocol):
     blocking: bool
     """True when calls block on I/O and so must run in a worker thread."""
     notices: tuple[str, ...]

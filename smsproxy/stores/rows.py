@@ -4,13 +4,25 @@ values (messages, events, listings) and back."""
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from smsproxy.compliance import Inbound, Keyword
 from smsproxy.models import Event, ListedMessage, Message, MessageQuery
 from smsproxy.statuses import Status
 
 __all__ = [
-    "EVENT_COLUMNS", "LOOKUP_COLUMNS", "MESSAGE_COLUMNS", "PURGEABLE", "READ_EVENT_COLUMNS",
-    "by_provider", "event_from_row",
-    "event_row", "find_statement", "first_duplicate", "listed_messages", "message_from_row",
+    "EVENT_COLUMNS",
+    "INBOUND_COLUMNS",
+    "LOOKUP_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "PURGEABLE",
+    "READ_EVENT_COLUMNS",
+    "by_provider",
+    "event_from_row",
+    "event_row",
+    "find_statement",
+    "first_duplicate",
+    "inbound_from_row",
+    "listed_messages",
+    "message_from_row",
     "prefixed",
 ]
 
@@ -19,20 +31,21 @@ PURGEABLE = ("CONFIRMED", "DELIVERED", "FAILED")
 (A CONFIRMED message older than the retention window will hear no more news.)"""
 
 MESSAGE_COLUMNS = ("id, phone_number, content, created_at, attempts, deliver_by,"
-                   " delivery_class, valid_until, send_at, sender, provider")
+                   " delivery_class, valid_until, send_at, sender, provider, tenant")
 """A message's columns in the SQL stores, for ``message_from_row`` (its callback URL
 lives with its events)."""
 
 
 def message_from_row(row: Sequence[Any]) -> Message:
     """A message from its ``MESSAGE_COLUMNS``."""
-    i, number, content, at, attempts, deliver_by, kind, valid_until, send_at, sender, by = row
+    (i, number, content, at, attempts, deliver_by, kind, valid_until, send_at, sender, by,
+     tenant) = row
     return Message(i, number, content, at, attempts, None, deliver_by, kind, valid_until,
-                   send_at, sender, by)
+                   send_at, sender, by, tenant)
 
 
 LOOKUP_COLUMNS = ("status, reason, deliver_by, valid_until, send_at, sender,"
-                  " CASE WHEN sent_at IS NOT NULL THEN provider END, phone_number")
+                  " CASE WHEN sent_at IS NOT NULL THEN provider END, phone_number, tenant")
 """What ``lookup`` reads, in :class:`StatusRecord`'s order after the id: the provider
 once it took the message (before, a provider kept in the row may only have it)."""
 
@@ -63,6 +76,9 @@ def find_statement(
     if query.until is not None:
         conditions += f" AND created_at < {placeholder}"
         values.append(query.until)
+    if query.tenant is not None:
+        conditions += f" AND tenant = {placeholder}"
+        values.append(query.tenant)
     if query.before is not None:
         conditions += (f" AND (created_at < {placeholder} OR (created_at = {placeholder}"
                        f" AND id < {placeholder}))")
@@ -110,3 +126,14 @@ def by_provider(
     for message_id in message_ids:
         groups.setdefault(providers.get(message_id), []).append(message_id)
     return groups
+
+
+INBOUND_COLUMNS = "provider, from_number, to_number, content, received_at, id, position, keyword"
+"""A reply's columns in the SQL stores, in :class:`Inbound`'s order."""
+
+
+def inbound_from_row(row: Sequence[Any]) -> Inbound:
+    """A reply from its ``INBOUND_COLUMNS``."""
+    provider, sender, recipient, content, received_at, inbound_id, position, keyword = row
+    return Inbound(provider, sender, recipient, content, received_at, inbound_id, position,
+                   Keyword(keyword) if keyword else None)

@@ -24,6 +24,7 @@ from psycopg.rows import TupleRow
 
 from smsproxy.errors import StoreError, StoreUnusable
 from smsproxy.stores.postgres._sql import describe
+from smsproxy.stores.postgres.compliance import PostgresCompliance
 from smsproxy.stores.postgres.messages import PostgresMessages
 from smsproxy.stores.postgres.queue import CLAIM, PostgresQueue
 from smsproxy.stores.postgres.routes import PostgresRoutes
@@ -38,7 +39,7 @@ from smsproxy.stores.postgres.schema import (
 __all__ = ["AUTOVACUUM_OFF", "CLAIM", "SCHEMA_VERSION", "PostgresStore"]
 
 
-class PostgresStore(PostgresMessages, PostgresQueue, PostgresRoutes):
+class PostgresStore(PostgresMessages, PostgresQueue, PostgresRoutes, PostgresCompliance):
     blocking = True
 
     concurrent = True

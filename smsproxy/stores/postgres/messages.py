@@ -36,20 +36,22 @@ class PostgresMessages(PostgresOutbox):
         columns = list(zip(*((m.id, m.phone_number, m.content, m.created_at, m.attempts,
                               m.callback_url, origin(m.callback_url) if m.callback_url else None,
                               m.deliver_by, m.delivery_class, m.valid_until, m.send_at,
-                              m.sender)
+                              m.sender, m.tenant)
                              for m in messages), strict=True))
         inserted = self._conn.execute(
             "WITH inserted AS (INSERT INTO smsproxy_messages (id, phone_number, content,"
             " created_at, status, attempts, updated_at, callback_url, callback_origin,"
-            " deliver_by, delivery_class, valid_until, send_at, not_before, ready_at, sender)"
+            " deliver_by, delivery_class, valid_until, send_at, not_before, ready_at, sender,"
+            " tenant)"
             " SELECT id, phone_number, content, created_at, 'ACCEPTED', attempts, %s,"
             " callback_url, callback_origin, deliver_by, delivery_class, valid_until,"
-            " send_at, coalesce(send_at, 0), coalesce(send_at, created_at), sender"
+            " send_at, coalesce(send_at, 0), coalesce(send_at, created_at), sender, tenant"
             " FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[], %s::int[],"
             " %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[],"
-            " %s::text[])"
+            " %s::text[], %s::text[])"
             " AS rows (id, phone_number, content, created_at, attempts, callback_url,"
-            " callback_origin, deliver_by, delivery_class, valid_until, send_at, sender)"
+            " callback_origin, deliver_by, delivery_class, valid_until, send_at, sender,"
+            " tenant)"
             " ON CONFLICT (id) DO NOTHING RETURNING id, created_at, callback_url,"
             " callback_origin),"
             " accepted AS (INSERT INTO smsproxy_events (message_id, sequence,"

@@ -71,7 +71,7 @@ class PostgresOutbox(Connected):
             f" ORDER BY sequence", (message_id,))
         return [event_from_row(row) for row in rows]
 
-    def feed(self, after: int, limit: int) -> list[Event]:
+    def feed(self, after: int, limit: int, tenant: str | None = None) -> list[Event]:
         """Positions go to committed events only, by one instance at a time (a
         transaction-level lock), in id order: an event that commits later gets a later
         position, so a reader past position P never misses one placed before P."""
@@ -83,9 +83,15 @@ class PostgresOutbox(Connected):
             " placed AS (SELECT coalesce(max(position), 0) AS last FROM smsproxy_events)"
             " UPDATE smsproxy_events AS e SET position = placed.last + unplaced.n"
             " FROM unplaced, placed WHERE e.id = unplaced.id", (PLACE_AT_ONCE,))
-        rows = self._conn.execute(
-            f"SELECT {READ_EVENT_COLUMNS} FROM smsproxy_events WHERE position > %s"
-            f" ORDER BY position LIMIT %s", (after, limit))
+        if tenant is None:
+            rows = self._conn.execute(
+                f"SELECT {READ_EVENT_COLUMNS} FROM smsproxy_events WHERE position > %s"
+                f" ORDER BY position LIMIT %s", (after, limit))
+        else:
+            rows = self._conn.execute(
+                f"SELECT {prefixed('e', READ_EVENT_COLUMNS)} FROM smsproxy_events AS e"
+                f" JOIN smsproxy_messages AS m ON m.id = e.message_id WHERE e.position > %s"
+                f" AND m.tenant = %s ORDER BY e.position LIMIT %s", (after, tenant, limit))
         return [event_from_row(row) for row in rows]
 
     def claim_callbacks(

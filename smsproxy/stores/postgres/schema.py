@@ -9,7 +9,7 @@ dies, and breaks behind transaction-mode poolers.
 """
 
 __all__ = [
-    "AUTOVACUUM_OFF", "CLAIM_LOCK", "CONNECT_TIMEOUT", "FEED_LOCK", "MIGRATIONS",
+    "AUTOVACUUM_OFF", "CLAIM_LOCK", "CONNECT_TIMEOUT", "FEED_LOCK", "INBOUND_LOCK", "MIGRATIONS",
     "MIGRATION_LOCK", "SCHEMA_VERSION",
 ]
 
@@ -157,6 +157,33 @@ CREATE TABLE smsproxy_routes (
     changed_at     double precision NOT NULL
 );
 """,
+    # The key (tenant) that sent a message; the suppression list, replies and each key's
+    # count against its daily quota, shared by the instances.
+    13: """
+ALTER TABLE smsproxy_messages ADD COLUMN tenant text;
+CREATE TABLE smsproxy_suppressions (
+    number text PRIMARY KEY,
+    reason text NOT NULL,
+    source text NOT NULL,
+    at     double precision NOT NULL
+);
+CREATE TABLE smsproxy_inbound (
+    position    bigserial PRIMARY KEY,
+    id          text NOT NULL UNIQUE,
+    provider    text NOT NULL,
+    from_number text NOT NULL,
+    to_number   text NOT NULL,
+    content     text NOT NULL,
+    received_at double precision NOT NULL,
+    keyword     text
+);
+CREATE TABLE smsproxy_quota_use (
+    tenant text NOT NULL,
+    day    integer NOT NULL,
+    used   integer NOT NULL,
+    PRIMARY KEY (tenant, day)
+);
+""",
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -164,6 +191,7 @@ SCHEMA_VERSION = max(MIGRATIONS)
 MIGRATION_LOCK = 0x736D7370  # "smsp": any fixed number all instances agree on
 CLAIM_LOCK = MIGRATION_LOCK + 1
 FEED_LOCK = MIGRATION_LOCK + 2
+INBOUND_LOCK = MIGRATION_LOCK + 3
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for the server when connecting; a transaction never waits longer."""

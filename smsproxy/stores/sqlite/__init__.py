@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 from smsproxy.errors import StoreError, StoreUnusable
+from smsproxy.stores.sqlite.compliance import SqliteCompliance
 from smsproxy.stores.sqlite.messages import SqliteMessages
 from smsproxy.stores.sqlite.queue import SqliteQueue
 from smsproxy.stores.sqlite.routes import SqliteRoutes
@@ -34,7 +35,7 @@ from smsproxy.stores.sqlite.schema import (
 __all__ = ["SCHEMA_VERSION", "WAL_AUTOCHECKPOINT_PAGES", "SqliteStore"]
 
 
-class SqliteStore(SqliteMessages, SqliteQueue, SqliteRoutes):
+class SqliteStore(SqliteMessages, SqliteQueue, SqliteRoutes, SqliteCompliance):
     blocking = True
 
     notices: tuple[str, ...] = ()

@@ -25,6 +25,8 @@ from smsproxy.stores.sqlite.outbox import SqliteOutbox
 
 __all__ = ["SqliteMessages"]
 
+_ROW = "(?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+"""A message's values in the insert: all but its status."""
 _PURGEABLE = ", ".join(f"'{status}'" for status in PURGEABLE)
 
 
@@ -43,7 +45,7 @@ class SqliteMessages(SqliteOutbox):
         origins = [origin(m.callback_url) if m.callback_url else None for m in messages]
         rows = [(seq, m.id, m.phone_number, m.content, m.created_at, m.attempts, now,
                  m.callback_url, callback_origin, m.deliver_by, m.delivery_class,
-                 m.valid_until, m.send_at, m.ready_at, m.send_at or 0, m.sender)
+                 m.valid_until, m.send_at, m.ready_at, m.send_at or 0, m.sender, m.tenant)
                 for seq, m, callback_origin in zip(count(first), messages, origins)]
         try:
             with self._savepoint("insert_messages"):
@@ -52,9 +54,8 @@ class SqliteMessages(SqliteOutbox):
                         "INSERT INTO messages (seq, id, phone_number, content, created_at,"
                         " status, attempts, updated_at, callback_url, callback_origin,"
                         " deliver_by, delivery_class, valid_until, send_at, ready_at,"
-                        " not_before, sender) VALUES "
-                        + ",".join(["(?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"]
-                                   * len(chunk)),
+                        " not_before, sender, tenant) VALUES "
+                        + ",".join([_ROW] * len(chunk)),
                         [value for row in chunk for value in row],
                     )
                 self._insert_events(

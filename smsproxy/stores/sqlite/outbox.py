@@ -89,10 +89,12 @@ class SqliteOutbox:
             f"SELECT {_EVENT} FROM {_JOINED} WHERE m.id = ? ORDER BY e.sequence", (message_id,))
         return [event_from_row(row) for row in rows]
 
-    def feed(self, after: int, limit: int) -> list[Event]:
+    def feed(self, after: int, limit: int, tenant: str | None = None) -> list[Event]:
+        mine = "" if tenant is None else " AND m.tenant = ?"
         rows = self._db.execute(
-            f"SELECT {_EVENT} FROM {_JOINED} WHERE e.position > ? ORDER BY e.position LIMIT ?",
-            (after, limit))
+            f"SELECT {_EVENT} FROM {_JOINED} WHERE e.position > ?{mine}"
+            f" ORDER BY e.position LIMIT ?",
+            (after, limit) if tenant is None else (after, tenant, limit))
         return [event_from_row(row) for row in rows]
 
     def claim_callbacks(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from smsproxy.errors import StoreLocked, StoreUnusable
+from smsproxy.stores.sqlite.compliance import COMPLIANCE_MIGRATION
 from smsproxy.stores.sqlite.outbox import OUTBOX_MIGRATION
 from smsproxy.stores.sqlite.queue import PROVIDERS_MIGRATION, QUEUE_MIGRATION
 from smsproxy.stores.sqlite.routes import ROUTES_MIGRATION
@@ -137,6 +138,9 @@ DROP INDEX messages_by_status;
 CREATE INDEX messages_by_status ON messages (status, created_at);
 """,
     12: PROVIDERS_MIGRATION + ROUTES_MIGRATION,
+    # The key (tenant) that sent a message; the suppression list, replies, and each
+    # key's count against its daily quota.
+    13: COMPLIANCE_MIGRATION,
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
