@@ -12,6 +12,7 @@ import trio
 
 from actors.repository import RepositoryHandle
 from actors.stats import StatsHandle
+from smsproxy.compliance import Quota
 from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import LargerThanQueue, QueueFull, ShuttingDown
 from smsproxy.logs import debug_enabled
@@ -88,10 +89,12 @@ class DispatcherHandle:
                                       idempotency)
 
     async def submit_many(
-        self, items: Sequence[Submitted], idempotency: Idempotency | None = None
+        self, items: Sequence[Submitted], idempotency: Idempotency | None = None,
+        quota: Quota | None = None,
     ) -> Saved:
         """Save as ACCEPTED, all or none; the saved rows are the queue. With an
-        idempotency key seen before, nothing is stored and the first ids come back."""
+        idempotency key seen before, nothing is stored and the first ids come back.
+        ``quota``: the sending key's daily cap, if it has one."""
         if not self.accepting:
             raise ShuttingDown()
         now = self._clock()
@@ -101,7 +104,8 @@ class DispatcherHandle:
             raise LargerThanQueue(queued, self._max_queue)
         if queued and self._state.unsent + queued > self._max_queue:
             raise QueueFull(self._state.unsent, self._rules.retry_after)
-        saved = await self._repository.save(*messages, idempotency=idempotency, at=now)
+        saved = await self._repository.save(*messages, idempotency=idempotency, at=now,
+                                            quota=quota)
         if saved.replayed:
             return saved
         self._state.unsent += queued

@@ -16,7 +16,7 @@ claim returns a pinned message with its ``provider``. The router also keeps the 
 """
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -60,9 +60,14 @@ class Router:
     name = "router"
     max_batch: int | None = None
 
-    def __init__(self, routed: Mapping[str, Routed], table: RoutingTable) -> None:
+    def __init__(self, routed: Mapping[str, Routed], table: RoutingTable,
+                 paid: Callable[[Sequence[Message], float], None] = lambda _m, _c: None,
+                 ) -> None:
+        """``paid``: told each time a provider took messages, with what its requests
+        cost (requests x price), for each key's bill."""
         self.routed = dict(routed)
         self.table = table
+        self._paid = paid
         self.sending: Counter[str] = Counter()
         """Requests under way, by provider: a report may outrun its request's answer."""
         self.refs = _Bounded()
@@ -131,7 +136,7 @@ class Router:
         except ProviderError as error:
             if error.taken:
                 error.providers = dict.fromkeys(error.taken, name)
-                self._took(name, Sent.of(error))
+                self._took(name, Sent.of(error), messages)
             self.table.failed(name, _outcome(error))
             if isinstance(error, ProviderOutcomeUnknown):
                 taken = set(error.taken)
@@ -139,11 +144,14 @@ class Router:
             raise
         finally:
             self.sending[name] -= 1
-        self._took(name, sent)
+        self._took(name, sent, messages)
         return Sent(sent.taken, sent.requests, sent.refs, dict.fromkeys(sent.taken, name))
 
-    def _took(self, name: str, sent: Sent) -> None:
+    def _took(self, name: str, sent: Sent, messages: Sequence[Message]) -> None:
         self.table.took(name, sent.taken, sent.requests)
+        taken = set(sent.taken)
+        self._paid([m for m in messages if m.id in taken],
+                   sent.requests * self.table.routes[name].price)
         for message_id, ref in sent.refs.items():
             self.refs.remember(f"{name}\x00{ref}", message_id)
 

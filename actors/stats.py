@@ -6,7 +6,7 @@ update and per HTTP request. Records are cast, never awaited, so a slow stats
 actor cannot slow down senders, let alone a POST.
 """
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,6 +22,8 @@ from smsproxy.records import (
     CallbackAttempted,
     CallbackBacklog,
     ClaimsTaken,
+    KeyAccepted,
+    KeySpent,
     MessagesAccepted,
     MessagesExpired,
     MessagesPurged,
@@ -72,6 +74,9 @@ class Snapshot:
     callbacks_pending: int = 0
     success_by_attempt: dict[int, int] = field(default_factory=dict)
     last_error: str | None = None
+    keys: dict[str, dict[str, float]] = field(default_factory=dict)
+    """By API key name: the ``messages`` and ``segments`` it sent, and its ``spend``
+    (each paid request's price shared among the messages it carried)."""
 
     @property
     def batches_sent(self) -> int:
@@ -108,6 +113,8 @@ class _Counters:
         self.numbers: Counter[str] = Counter()
         self.by_attempt: Counter[int] = Counter()
         self.last_error: str | None = None
+        self.keys: defaultdict[str, defaultdict[str, float]] = defaultdict(
+            lambda: defaultdict(float))
 
     def record(self, record: StatsRecord) -> None:
         n = self.numbers
@@ -149,12 +156,23 @@ class _Counters:
                     n["callbacks_abandoned"] += outcome == "abandon"
             case CallbackBacklog(pending):
                 n["callbacks_pending"] = pending
+            case KeyAccepted(key, messages, segments):
+                bill = self.keys[key]
+                bill["messages"] += messages
+                bill["segments"] += segments
+            case KeySpent(spend):
+                for key, amount in spend.items():
+                    if key:
+                        self.keys[key]["spend"] += amount
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
             **self.numbers,
             success_by_attempt=dict(sorted(self.by_attempt.items())),
             last_error=self.last_error,
+            keys={key: {"messages": int(bill["messages"]), "segments": int(bill["segments"]),
+                        "spend": round(bill["spend"], 6)}
+                  for key, bill in sorted(self.keys.items())},
         )
 
 

@@ -30,7 +30,7 @@ again, since every unsent message is still there and a dead process's claims are
 
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -50,9 +50,10 @@ from smsproxy.callbacks import RetrySchedule
 from smsproxy.config import Config
 from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import StoreError
+from smsproxy.models import Message
 from smsproxy.providers import FastSmsClient, Provider, open_http_client
 from smsproxy.providers.factory import open_adapter
-from smsproxy.records import MessagesPurged, UpdateRejected
+from smsproxy.records import KeySpent, MessagesPurged, UpdateRejected
 from smsproxy.routing import Route, RoutingTable
 from smsproxy.stores import POSTGRES_SCHEMES, store_factory
 
@@ -94,7 +95,7 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
                     updater.run, repo, counts, errors_in, linger=config.status_linger,
                 ))
                 async with (
-                    _provider(config, updates) as provider,
+                    _provider(config, updates, counts) as provider,
                     trio.open_nursery() as dispatcher_layer,
                 ):
                     dispatch = await dispatcher_layer.start(partial(
@@ -128,11 +129,13 @@ async def running(config: Config, *, wall_clock: WallClock = time.time) -> Async
 
 
 @asynccontextmanager
-async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIterator[Provider]:
+async def _provider(config: Config, updates: updater.UpdaterHandle, counts: stats.StatsHandle,
+                    ) -> AsyncIterator[Provider]:
     """The providers file's router, the simulator, or the FastSMSing client; closed once
     no batch can use it."""
     if config.providers is not None:
-        router = open_router(config)
+        router = open_router(config, paid=lambda messages, cost: counts.record(
+            KeySpent.of(messages, cost)))
         try:
             yield router
         finally:
@@ -156,8 +159,11 @@ async def _provider(config: Config, updates: updater.UpdaterHandle) -> AsyncIter
             await client.close()
 
 
-def open_router(config: Config, clock: Callable[[], float] = trio.current_time) -> Router:
-    """The providers file's adapters behind one router (their clients open lazily)."""
+def open_router(config: Config, clock: Callable[[], float] = trio.current_time,
+                paid: Callable[[Sequence[Message], float], None] = lambda _m, _c: None,
+                ) -> Router:
+    """The providers file's adapters behind one router (their clients open lazily);
+    ``paid`` is told what each provider's requests cost, for the keys' bills."""
     entries = config.provider_entries()
     routed = {}
     for entry in entries:
@@ -165,7 +171,7 @@ def open_router(config: Config, clock: Callable[[], float] = trio.current_time) 
         routed[entry.name] = Routed(adapter, adapter)
     table = RoutingTable([Route(e.name, e.routing_priority, e.weight, e.price) for e in entries],
                          clock)
-    return Router(routed, table)
+    return Router(routed, table, paid)
 
 
 async def _side_task(name: str, scope: trio.CancelScope, task: Callable[[], Awaitable[None]],

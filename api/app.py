@@ -15,6 +15,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from api.common import ApiSettings, Services
+from api.compliance import compliance_routes
 from api.docs import docs_routes
 from api.errors import register_error_handlers
 from api.guard import Guard
@@ -58,6 +59,7 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     app.register_blueprint(sms_routes(services, settings, guard))
     app.register_blueprint(webhook_routes(services, settings))
     app.register_blueprint(provider_webhook_routes(services, settings))
+    app.register_blueprint(compliance_routes(services, settings, guard))
     app.register_blueprint(docs_routes())
     http_counts = HttpCounts(services.stats)
     app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))

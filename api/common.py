@@ -17,6 +17,8 @@ from actors.repository import RepositoryHandle
 from actors.router import Router
 from actors.stats import StatsHandle
 from actors.updater import UpdaterHandle
+from smsproxy.compliance import Quota
+from smsproxy.tenants import ApiKey
 from smsproxy.validation import is_storable_text
 
 __all__ = [
@@ -48,7 +50,10 @@ class ApiSettings:
     to be committed before answering 503."""
     clock: Callable[[], float] = time.time
     """Wall clock, for signature timestamps."""
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[ApiKey, ...] = ()
+    """Every key, support keys included (--api-keys, --admin-keys)."""
+    quotas: Mapping[str, Quota] = field(default_factory=dict)
+    """Each key's daily quota, by the key's name (--quota)."""
     rate_limit: float | None = None
     """Messages per second per client; None for no limit."""
     rate_burst: int = 1

@@ -1,23 +1,42 @@
 """Every failure becomes ``{"error": "..."}`` with its status code; never a stack trace."""
 
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import structlog
 from pydantic import ValidationError
 from quart import Quart, Response
+from quart_schema import document_response
 from werkzeug.exceptions import HTTPException
 
 from actors.errors import ActorError, ActorFailed
 from api.common import MalformedJson, json_response
-from api.schemas import describe_validation_error
+from api.schemas import ErrorBody, describe_validation_error
 from smsproxy.errors import (
     IdempotencyConflict,
     InvalidMessage,
     LargerThanQueue,
     QueueFull,
+    QuotaExceeded,
+    RecipientOptedOut,
     ShuttingDown,
     StoreError,
 )
 
-__all__ = ["error_response", "register_error_handlers"]
+__all__ = ["document_errors", "error_response", "register_error_handlers"]
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+def document_errors(*statuses: int) -> Callable[[T], T]:
+    """The error answers a route documents in the OpenAPI document (each the one
+    error body)."""
+    def document(route: T) -> T:
+        for status in statuses:
+            route = document_response(ErrorBody, status)(route)
+        return route
+    return document
 
 log = structlog.get_logger("smsproxy.api")
 
@@ -50,6 +69,21 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(IdempotencyConflict)
     async def idempotency_conflict(error: IdempotencyConflict) -> Response:
         return error_response(422, "this Idempotency-Key was used for a different request")
+
+    @app.errorhandler(RecipientOptedOut)
+    async def opted_out(error: RecipientOptedOut) -> Response:
+        numbers = ", ".join(error.numbers)
+        body = {"error": f"the recipient opted out (replied STOP): {numbers}; nothing was "
+                         "accepted, nothing sent",
+                "opted_out": [{"index": i} for i in error.indexes]}
+        return json_response(body, 422)
+
+    @app.errorhandler(QuotaExceeded)
+    async def quota_exceeded(error: QuotaExceeded) -> Response:
+        seconds = str(max(1, math.ceil(error.retry_after)))
+        return error_response(429, f"Exceeded send limits ({error.limit}) for today (UTC): "
+                                   f"{error.used} sent; the limit resets at midnight UTC",
+                              {"Retry-After": seconds})
 
     @app.errorhandler(QueueFull)
     async def queue_full(error: QueueFull) -> Response:

@@ -1,14 +1,16 @@
 """Who may send, and how much: API keys, rate limits, idempotency keys.
 
-Keys are compared in constant time and never logged: a client is known by a
-short digest of its key (``key:1a2b...``), or by its address when the service
-runs without keys.
+Keys are compared in constant time and never logged: a key is known by its name
+(its tenant: the messages it sees, its quota and its bill), and its rate limit
+and idempotency keys by a short digest of it (``key:1a2b...``); without keys, a
+client is known by its address and sees every message.
 """
 
 import hashlib
 import hmac
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from quart import request
@@ -16,8 +18,10 @@ from werkzeug.exceptions import HTTPException
 
 from smsproxy.models import Idempotency
 from smsproxy.ratelimit import TokenBuckets
+from smsproxy.tenants import ApiKey
 
-__all__ = ["Guard", "RateLimited", "Unauthorized", "idempotency_from_request"]
+__all__ = ["Caller", "Forbidden", "Guard", "RateLimited", "Unauthorized",
+           "idempotency_from_request"]
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -28,6 +32,26 @@ class Unauthorized(HTTPException):
 
     def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
         return [*super().get_headers(*args, **kwargs), ("WWW-Authenticate", "Bearer")]
+
+
+class Forbidden(HTTPException):
+    code = 403
+    description = "this needs a support key (--admin-keys)"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    scope: str
+    """Whose rate limit and idempotency keys: ``key:<digest>``, or ``addr:<address>``."""
+    name: str | None
+    """The key's name (None: the service runs without keys)."""
+    admin: bool
+
+    @property
+    def viewer(self) -> str | None:
+        """Whose messages it sees: its own, or every key's (None) for a support key,
+        or when the service runs without keys."""
+        return None if self.admin else self.name
 
 
 class RateLimited(HTTPException):
@@ -45,27 +69,36 @@ class RateLimited(HTTPException):
 class Guard:
     def __init__(
         self,
-        api_keys: Sequence[str],
+        api_keys: Sequence[ApiKey],
         buckets: TokenBuckets | None,
         monotonic: Callable[[], float],
     ) -> None:
-        self._keys = [(key.encode(), _client_of_key(key)) for key in api_keys]
+        self._keys = [(key.key.encode(), Caller(_client_of_key(key.key), key.name, key.admin))
+                      for key in api_keys]
         self._buckets = buckets
         self._monotonic = monotonic
 
-    def client(self) -> str:
-        """The calling client's name; raises :class:`Unauthorized` when keys are set."""
+    def caller(self) -> Caller:
+        """Who calls; raises :class:`Unauthorized` when keys are set and none is valid."""
         if not self._keys:
-            return f"addr:{request.remote_addr or 'unknown'}"
+            return Caller(f"addr:{request.remote_addr or 'unknown'}", None, admin=False)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         presented = token.strip().encode() if scheme.lower() == "bearer" else b""
         found = None
-        for key, client in self._keys:  # every key, no early exit: constant time
+        for key, caller in self._keys:  # every key, no early exit: constant time
             if hmac.compare_digest(presented, key):
-                found = client
+                found = caller
         if found is None:
             raise Unauthorized()
         return found
+
+    def support(self) -> Caller:
+        """A caller who may manage the suppression list: a support key, or anyone when
+        the service runs without keys; :class:`Forbidden` for other keys."""
+        caller = self.caller()
+        if self._keys and not caller.admin:
+            raise Forbidden()
+        return caller
 
     def admit(self, client: str, messages: int) -> None:
         """Take ``messages`` from the client's bucket, or raise :class:`RateLimited`."""

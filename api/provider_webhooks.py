@@ -22,7 +22,7 @@ from api.schemas import ErrorBody
 from smsproxy.providers.protocol import Webhook, WebhookRequest
 from smsproxy.records import UpdateRejected, WebhookRefused
 
-__all__ = ["provider_webhook_routes"]
+__all__ = ["as_called", "provider_webhook_routes"]
 
 log = structlog.get_logger("smsproxy.api")
 
@@ -45,7 +45,7 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
         if router is None or routed is None or routed.webhook is None:
             return error_response(404, f"no provider named {name!r} is configured")
         body = await read_body(settings.webhook_max_bytes)
-        report = _as_called(routed.webhook, body)
+        report = as_called(routed.webhook, body)
         problem = routed.webhook.authenticate(report, settings.clock())
         if problem:
             log.warning("webhook_refused", provider=name, reason=problem)
@@ -95,13 +95,17 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
     return routes
 
 
-def _as_called(webhook: Webhook, body: bytes) -> WebhookRequest:
-    """The report as the provider made it: the URL it was told (its signature may
-    cover it, and a proxy in front changes the one we see), its form fields."""
+def as_called(webhook: Webhook, body: bytes, inbound: bool = False) -> WebhookRequest:
+    """The request as the provider made it: the URL it was told (its signature may
+    cover it, and a proxy in front changes the one we see), its form fields. The
+    inbound URL is the status URL with ``/inbound`` for its last ``/status``."""
     url = request.url
     if webhook.status_url:
         query = request.query_string.decode("latin-1")
-        url = webhook.status_url.split("?")[0] + (f"?{query}" if query else "")
+        told = webhook.status_url.split("?")[0]
+        if inbound and told.endswith("/status"):
+            told = told.removesuffix("/status") + "/inbound"
+        url = told + (f"?{query}" if query else "")
     form = (dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
             if request.mimetype == FORM else {})
     return WebhookRequest(url, dict(request.headers), body, form)

@@ -238,6 +238,7 @@ def _api_settings(config: Config) -> ApiSettings:
         shared_stats=Path(config.shared_stats) if config.shared_stats else None,
         webhook_secret=config.webhook_secret,
         api_keys=config.api_key_list,
+        quotas=config.quota_by_key,
         rate_limit=config.rate_limit,
         rate_burst=config.effective_rate_burst,
         bulk_max=config.bulk_max,
@@ -259,7 +260,7 @@ def _warn_if_open(config: Config) -> None:
             message="--webhook-insecure: POST /provider/status takes unsigned reports; "
                     "anyone who can reach it can mark any message DELIVERED or FAILED",
         )
-    if config.api_keys or config.host in _LOOPBACK:
+    if config.api_keys or config.admin_keys or config.host in _LOOPBACK:
         return
     log.warning(
         "no_api_keys_on_a_public_address",

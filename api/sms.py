@@ -16,8 +16,8 @@ from api.common import (
     parse_json_object,
     read_body,
 )
-from api.errors import error_response
-from api.guard import Guard, idempotency_from_request
+from api.errors import document_errors, error_response
+from api.guard import Caller, Guard, idempotency_from_request
 from api.listing_schemas import (
     EventPage,
     FeedQuery,
@@ -42,9 +42,10 @@ from api.schemas import (
     timestamp,
 )
 from smsproxy.callbacks import rfc3339
+from smsproxy.compliance import Quota
 from smsproxy.errors import InvalidMessage
 from smsproxy.models import MessageQuery, Outgoing, Saved
-from smsproxy.records import BulkReceived
+from smsproxy.records import BulkReceived, KeyAccepted
 from smsproxy.segments import count_segments
 
 __all__ = ["MessageIdConverter", "sms_routes"]
@@ -71,16 +72,18 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @_submission_errors
     async def submit_sms() -> Response:
         """Accept one message for sending; answers at once, sends in a batch shortly."""
-        client = guard.client()
+        caller = guard.caller()
         body = await read_body(settings.sms_max_bytes)
         sms = SmsRequest.model_validate(parse_json_object(body), context=settings.numbering)
-        idempotency = idempotency_from_request(client, lambda: _fingerprinted(sms))
+        idempotency = idempotency_from_request(caller.scope, lambda: _fingerprinted(sms))
         [callback_url] = await callback_urls([sms.callback_url], settings)
-        guard.admit(client, 1)
+        guard.admit(caller.scope, 1)
         saved = await services.dispatcher.submit_many(
-            [_outgoing(sms, callback_url, settings)], idempotency)
+            [_outgoing(sms, callback_url, settings, caller)], idempotency,
+            _quota(caller, settings))
         [message_id] = saved.message_ids
         segments = count_segments(sms.content).count
+        _bill(services, caller, saved, segments)
         return _accepted({"id": message_id, "status": "ACCEPTED", "segments": segments,
                           "phone_number": sms.phone_number}, saved)
 
@@ -91,7 +94,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @_submission_errors
     async def submit_bulk() -> Response:
         """Accept up to --bulk-max messages at once, all or none, in request order."""
-        client = guard.client()
+        caller = guard.caller()
         data = parse_json_object(await read_body(settings.bulk_max_bytes))
         items = data.get("messages")
         if isinstance(items, list) and len(items) > settings.bulk_max:
@@ -102,17 +105,21 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
         except ValidationError as error:
             return _invalid_items(error)
         urls = await callback_urls([sms.callback_url for sms in bulk.messages], settings)
-        outgoing = [_outgoing(sms, url, settings)
+        outgoing = [_outgoing(sms, url, settings, caller)
                     for sms, url in zip(bulk.messages, urls, strict=True)]
         idempotency = idempotency_from_request(
-            client, lambda: ("\x00".join(_fingerprinted(sms)) for sms in bulk.messages))
-        guard.admit(client, len(outgoing))
-        saved = await services.dispatcher.submit_many(outgoing, idempotency)
+            caller.scope, lambda: ("\x00".join(_fingerprinted(sms)) for sms in bulk.messages))
+        guard.admit(caller.scope, len(outgoing))
+        saved = await services.dispatcher.submit_many(outgoing, idempotency,
+                                                      _quota(caller, settings))
         services.stats.record(BulkReceived(len(outgoing)))
+        segments = [count_segments(sms.content).count for sms in bulk.messages]
+        _bill(services, caller, saved, sum(segments))
         accepted = [
-            {"id": message_id, "status": "ACCEPTED", "segments": count_segments(sms.content).count,
+            {"id": message_id, "status": "ACCEPTED", "segments": count,
              "phone_number": sms.phone_number}
-            for message_id, sms in zip(saved.message_ids, bulk.messages, strict=True)
+            for message_id, sms, count in zip(saved.message_ids, bulk.messages, segments,
+                                              strict=True)
         ]
         return _accepted({"messages": accepted}, saved)
 
@@ -122,11 +129,11 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @document_response(ErrorBody, 401)
     async def sms_status(message_id: str) -> Response:
         """The message's status; NOT_FOUND for an id never accepted."""
-        guard.client()  # a 401 without a valid key, when keys are set
+        caller = guard.caller()  # a 401 without a valid key, when keys are set
         canonical = parse_message_id(message_id)
         if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
-        record = await services.repository.get(canonical)
+        record = await services.repository.get(canonical, caller.viewer)
         status = SmsStatus(
             id=record.id, status=record.status, phone_number=record.phone_number,
             reason=record.reason,
@@ -144,7 +151,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     async def find_sms() -> Response:
         """Messages for support staff, newest first, by status and time, a page at a
         time: pass a page's ``next`` as ``cursor`` for the following one."""
-        guard.client()
+        caller = guard.caller()
         try:
             params = MessageQueryParams.model_validate(request.args.to_dict())
         except ValidationError as error:
@@ -154,7 +161,7 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             since=timestamp(params.since) if params.since else None,
             until=timestamp(params.until) if params.until else None,
             before=parse_cursor(params.cursor) if params.cursor else None,
-            limit=params.limit)
+            limit=params.limit, tenant=caller.viewer)
         found = await services.repository.find(query)
         listed = [ListedSms(id=m.id, status=m.status, reason=m.reason,
                             accepted_at=rfc3339(m.accepted_at), updated_at=rfc3339(m.updated_at))
@@ -170,11 +177,11 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     @document_response(ErrorBody, 401)
     async def sms_events(message_id: str) -> Response:
         """The message's status history, oldest first (empty for an id never accepted)."""
-        guard.client()
+        caller = guard.caller()
         canonical = parse_message_id(message_id)
         if canonical is None:
             return error_response(400, f"{message_id!r} is not a message id (a UUID)")
-        events = await services.repository.history(canonical)
+        events = await services.repository.history(canonical, caller.viewer)
         history = MessageHistory(events=[MessageEvent.of(event) for event in events])
         return json_response(history.model_dump(mode="json"), 200)
 
@@ -186,12 +193,12 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     async def event_feed() -> Response:
         """Every message's events in the order they were committed, page by page, for
         consumers that pull: pass each page's ``next`` as ``after`` to catch up."""
-        guard.client()
+        caller = guard.caller()
         try:
             query = FeedQuery.model_validate(request.args.to_dict())
         except ValidationError as error:
             return error_response(400, describe_validation_error(error))
-        events = await services.repository.feed(query.after, query.limit)
+        events = await services.repository.feed(query.after, query.limit, caller.viewer)
         cursor = events[-1].position if events else query.after
         page = EventPage(events=[MessageEvent.of(event) for event in events], next=str(cursor))
         return json_response(page.model_dump(mode="json"), 200)
@@ -199,11 +206,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
     return routes
 
 
-def _submission_errors(route: T) -> T:
-    """The error answers both submit routes share, for the OpenAPI document."""
-    for status in (401, 413, 422, 429, 503):
-        route = document_response(ErrorBody, status)(route)
-    return route
+_submission_errors = document_errors(401, 413, 422, 429, 503)
+"""The error answers both submit routes share, for the OpenAPI document."""
 
 
 MAX_SCHEDULE_AHEAD = 35 * 86_400.0
@@ -224,11 +228,22 @@ def _fingerprinted(sms: SmsRequest) -> tuple[str, ...]:
     return parts
 
 
-def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings) -> Outgoing:
+def _outgoing(sms: SmsRequest, callback_url: str | None, settings: ApiSettings,
+              caller: Caller) -> Outgoing:
     send_at = _send_at(sms, settings)
     return Outgoing(sms.phone_number, sms.content, callback_url,
                     _deliver_within(sms, settings), sms.delivery_class,
-                    _valid_until(sms, send_at, settings), send_at, sms.sender)
+                    _valid_until(sms, send_at, settings), send_at, sms.sender, caller.name)
+
+
+def _quota(caller: Caller, settings: ApiSettings) -> Quota | None:
+    return settings.quotas.get(caller.name) if caller.name is not None else None
+
+
+def _bill(services: Services, caller: Caller, saved: Saved, segments: int) -> None:
+    """Count what a key sent, for its bill (a replay sent nothing new)."""
+    if caller.name is not None and not saved.replayed:
+        services.stats.record(KeyAccepted(caller.name, len(saved.message_ids), segments))
 
 
 def _send_at(sms: SmsRequest, settings: ApiSettings) -> float | None:

@@ -199,6 +199,7 @@ def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[S
     """The workers' counters summed, and the batches in flight of the live ones."""
     totals: dict[str, int] = defaultdict(int)
     by_attempt: dict[int, int] = defaultdict(int)
+    keys: dict[str, dict[str, float]] = {}
     last_error = None
     in_flight = 0
     for age, content in files:
@@ -207,6 +208,11 @@ def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[S
             if name == "success_by_attempt":
                 for attempt, count in value.items():
                     by_attempt[int(attempt)] += count
+            elif name == "keys":
+                for key, bill in value.items():
+                    mine = keys.setdefault(key, {})
+                    for figure, amount in bill.items():
+                        mine[figure] = mine.get(figure, 0) + amount
             elif name == "last_error":
                 last_error = value or last_error
             elif name in _SHARED_READINGS:
@@ -216,7 +222,7 @@ def merge_snapshots(files: Iterable[tuple[float, Mapping[str, Any]]]) -> tuple[S
         if age <= FRESH_SECONDS:
             in_flight += content["in_flight"]
     snapshot = Snapshot(**totals, success_by_attempt=dict(sorted(by_attempt.items())),
-                        last_error=last_error)
+                        last_error=last_error, keys=dict(sorted(keys.items())))
     return snapshot, in_flight
 
 

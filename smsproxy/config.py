@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from smsproxy.compliance import Quota
 from smsproxy.options import (
     OPTIONS,
     SECRET_OPTIONS,
@@ -24,6 +25,7 @@ from smsproxy.options import (
 )
 from smsproxy.provider_config import ProviderEntry, ProvidersFileError, load_providers
 from smsproxy.stores import POSTGRES_SCHEMES
+from smsproxy.tenants import ApiKey, parse_keys, parse_quotas
 
 __all__ = ["OPTIONS", "SECRET_OPTIONS", "Config", "ConfigError", "Option", "env_name"]
 
@@ -42,6 +44,8 @@ class Config:
     webhook_secret: str | None = None
     webhook_insecure: bool = False
     api_keys: str | None = None
+    admin_keys: str | None = None
+    quotas: str | None = None
     rate_limit: float | None = None
     rate_burst: int | None = None
     batch_size: int = 100
@@ -96,6 +100,7 @@ class Config:
         if slow:
             raise ConfigError("class", f"{', '.join(slow)}: a class's seconds must be at most "
                                        f"--message-ttl ({self.message_ttl:g})")
+        self._check_keys()
         if self.callback_url and not self.callback_secret:
             raise ConfigError("callback_url", "needs --callback-secret: callbacks are signed, "
                                               "so that a receiver can tell them from forgeries")
@@ -110,6 +115,19 @@ class Config:
                 "can mark any message DELIVERED or FAILED (pass --webhook-insecure to run "
                 "without it anyway)",
             )
+
+    def _check_keys(self) -> None:
+        names = [k.name for k in self.api_key_list]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError("admin_keys", f"names also in --api-keys: {', '.join(repeated)}")
+        keys = [k.key for k in self.api_key_list]
+        if len(set(keys)) < len(keys):
+            raise ConfigError("admin_keys", "a key is given twice (under two names)")
+        unknown = sorted(set(self.quota_by_key) - set(names))
+        if unknown:
+            raise ConfigError("quota", f"names no key of --api-keys or --admin-keys: "
+                                       f"{', '.join(unknown)}")
 
     def provider_entries(self) -> tuple[ProviderEntry, ...]:
         """The providers file's entries, in routing order (empty without one)."""
@@ -137,8 +155,14 @@ class Config:
         return self.instance_name or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
-    def api_key_list(self) -> tuple[str, ...]:
-        return tuple(k.strip() for k in self.api_keys.split(",")) if self.api_keys else ()
+    def api_key_list(self) -> tuple[ApiKey, ...]:
+        """Every key, the support keys last."""
+        keys = parse_keys(self.api_keys) if self.api_keys else ()
+        return keys + (parse_keys(self.admin_keys, admin=True) if self.admin_keys else ())
+
+    @property
+    def quota_by_key(self) -> dict[str, Quota]:
+        return {q.tenant: q for q in parse_quotas(self.quotas)} if self.quotas else {}
 
     @property
     def delivery_classes(self) -> dict[str, float]:

@@ -25,6 +25,9 @@ from smsproxy.records import (
     CallbackBacklog,
     ClaimsTaken,
     HttpServed,
+    InboundReceived,
+    KeyAccepted,
+    KeySpent,
     MessagesAccepted,
     MessagesExpired,
     MessagesPurged,
@@ -80,6 +83,22 @@ class Metrics:
                  registry=registry).info({"instance": instance})
         self.accepted = Counter("smsproxy_messages_accepted", "Messages accepted (202).",
                                 registry=registry)
+        self.inbound = Counter("smsproxy_inbound_messages", "Replies the providers forwarded, "
+                               "by the keyword each was (opt_out, opt_in, none).", ["keyword"],
+                               registry=registry)
+        for keyword in ("opt_out", "opt_in", "none"):
+            self.inbound.labels(keyword)
+        self.opted_out_failed = Counter("smsproxy_messages_opted_out", "Waiting messages "
+                                        "failed because their recipient opted out.",
+                                        registry=registry)
+        self.key_messages = Counter("smsproxy_key_messages", "Messages each API key sent "
+                                    "(accepted), by the key's name.", ["key"], registry=registry)
+        self.key_segments = Counter("smsproxy_key_segments", "Segments of the messages each "
+                                    "API key sent, by the key's name.", ["key"],
+                                    registry=registry)
+        self.key_spend = Counter("smsproxy_key_spend", "What each API key's messages cost: "
+                                 "each paid request's price shared among the messages it "
+                                 "carried (--providers prices).", ["key"], registry=registry)
         self.purged = Counter("smsproxy_messages_purged",
                               "Final messages deleted with their history after --retention.",
                               registry=registry)
@@ -226,6 +245,16 @@ class Metrics:
                 self.webhook_refused.labels(reason).inc()
             case ActorRestarted(actor):
                 self.restarts.labels(actor).inc()
+            case InboundReceived(keyword, failed):
+                self.inbound.labels(keyword).inc()
+                self.opted_out_failed.inc(failed)
+            case KeyAccepted(key, messages, segments):
+                self.key_messages.labels(key).inc(messages)
+                self.key_segments.labels(key).inc(segments)
+            case KeySpent(spend):
+                for key, amount in spend.items():
+                    if key:
+                        self.key_spend.labels(key).inc(amount)
             case ProviderTook(waited, late):
                 for label, times in waited.items():
                     histogram = self.to_provider.labels(label)

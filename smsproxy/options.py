@@ -17,6 +17,7 @@ from smsproxy.callbacks import check_url
 from smsproxy.errors import InvalidMessage
 from smsproxy.logs import LOG_LEVELS
 from smsproxy.stores import POSTGRES_SCHEMES
+from smsproxy.tenants import parse_keys, parse_quotas
 from smsproxy.validation import PHONE_REGIONS, SENDER_PATTERN
 
 __all__ = [
@@ -24,7 +25,8 @@ __all__ = [
     "parse_classes",
 ]
 
-SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret", "api_keys", "callback_secret"})
+SECRET_OPTIONS = frozenset({"provider_api_key", "webhook_secret", "api_keys", "admin_keys",
+                            "callback_secret"})
 LOG_FORMATS = ("json", "console")
 
 
@@ -119,6 +121,27 @@ def _is_callback_url(url: str) -> bool:
     return True
 
 
+def _keys_check(name: str) -> Callable[[Any], None]:
+    def check(text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            parse_keys(text)
+        except ValueError as error:
+            raise ConfigError(name, str(error)) from None
+
+    return check
+
+
+def _quotas_check(text: str | None) -> None:
+    if text is None:
+        return
+    try:
+        parse_quotas(text)
+    except ValueError as error:
+        raise ConfigError("quota", str(error)) from None
+
+
 def _switch(name: str, help: str) -> Option:
     return Option(name, _parse_switch(name), help, lambda _: None, switch=True)
 
@@ -197,9 +220,14 @@ OPTIONS: Sequence[Option] = (
             "must not be empty"),
     _switch("webhook_insecure", "take unsigned status reports from an HTTP provider "
             "(anyone who reaches the port can change statuses)"),
-    _option("api_keys", str, "comma-separated keys; when set, /sms needs 'Authorization: "
-            "Bearer <key>'", lambda keys: all(k.strip() for k in keys.split(",")),
-            "must be keys separated by commas, none empty"),
+    Option("api_keys", str, "comma-separated NAME=KEY entries (or bare keys); when set, "
+           "/sms needs 'Authorization: Bearer <key>', and each key sees its own messages",
+           _keys_check("api_keys")),
+    Option("admin_keys", str, "support keys, NAME=KEY, comma-separated: they see every "
+           "key's messages and manage the suppression list", _keys_check("admin_keys")),
+    Option("quotas", str, "NAME=N: the key named NAME sends at most N messages a UTC day, "
+           "over every instance (repeat the flag for each; in the environment, "
+           "comma-separated)", _quotas_check, flag="--quota", repeatable=True),
     _option("rate_limit", float, "messages per second per API key (per client address "
             "without keys)", _positive, "must be more than 0"),
     _option("rate_burst", int, "messages a client may send at once before the rate applies "

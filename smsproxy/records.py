@@ -15,6 +15,9 @@ __all__ = [
     "CallbackBacklog",
     "ClaimsTaken",
     "HttpServed",
+    "InboundReceived",
+    "KeyAccepted",
+    "KeySpent",
     "MessagesAccepted",
     "MessagesExpired",
     "MessagesPurged",
@@ -151,6 +154,43 @@ class CallbackBacklog:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundReceived:
+    """A reply stored: the keyword it was (``opt_out``, ``opt_in``, or ``none``), and how
+    many waiting messages an opt-out failed."""
+
+    keyword: str
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAccepted:
+    """Messages an API key sent (accepted), and their segments: its side of the bill."""
+
+    key: str
+    """The key's name (never the key)."""
+    messages: int
+    segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpent:
+    """What paid requests cost, shared among the messages each carried, by the name of
+    the key that sent them."""
+
+    spend: Mapping[str, float]
+
+    @classmethod
+    def of(cls, messages: Sequence[Message], cost: float) -> "KeySpent":
+        """``cost``: what the requests that carried ``messages`` cost together."""
+        spend: dict[str, float] = {}
+        share = cost / len(messages) if messages else 0.0
+        for message in messages:
+            key = message.tenant or ""
+            spend[key] = spend.get(key, 0.0) + share
+        return cls(spend)
+
+
+@dataclass(frozen=True, slots=True)
 class ActorRestarted:
     """A side task crashed and is started again."""
 
@@ -162,5 +202,5 @@ StatsRecord = (
     | MessagesExpired | MessagesPurged | UpdatesApplied | UpdateRejected | HttpServed
     | BulkReceived | StoreFailed
     | ClaimsTaken | CallbackAttempted | CallbackBacklog | WebhookRefused | ProviderTook
-    | ActorRestarted
+    | ActorRestarted | KeyAccepted | KeySpent | InboundReceived
 )

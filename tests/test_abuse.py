@@ -11,6 +11,7 @@ from api import ApiSettings, create_app
 from smsproxy.logs import configure_logging
 from smsproxy.statuses import Status
 from smsproxy.stores.sqlite import SqliteStore
+from smsproxy.tenants import parse_keys
 
 PHONE = "+4912345678"
 MESSAGE = {"phone_number": PHONE, "content": "hello"}
@@ -43,7 +44,7 @@ async def pipeline(start_pipeline):
     ({"Authorization": "Basic key-two"}, 401),
 ])
 async def test_post_needs_a_valid_key(pipeline, headers, status):
-    client = client_for(pipeline, api_keys=("key-one", "key-two"))
+    client = client_for(pipeline, api_keys=parse_keys("key-one,key-two"))
     code, body, answer_headers = await post(client, headers=headers)
     assert code == status
     if status == 401:
@@ -52,7 +53,7 @@ async def test_post_needs_a_valid_key(pipeline, headers, status):
 
 
 async def test_get_needs_a_valid_key_too(pipeline):
-    client = client_for(pipeline, api_keys=("key-one",))
+    client = client_for(pipeline, api_keys=parse_keys("key-one"))
     [message_id] = await pipeline.accept()
     assert (await client.get(f"/sms/{message_id}")).status_code == 401
     ok = await client.get(f"/sms/{message_id}", headers={"Authorization": "Bearer key-one"})
@@ -65,7 +66,7 @@ async def test_without_keys_everyone_may_post(pipeline):
 
 
 async def test_operations_routes_need_no_key(pipeline):
-    client = client_for(pipeline, api_keys=("key-one",))
+    client = client_for(pipeline, api_keys=parse_keys("key-one"))
     for path in ("/healthz", "/readyz", "/stats", "/metrics", "/openapi.json"):
         assert (await client.get(path)).status_code == 200, path
 
@@ -74,7 +75,7 @@ async def test_keys_are_never_logged(pipeline):
     stream = io.StringIO()
     configure_logging("json", "debug", stream=stream)
     try:
-        client = client_for(pipeline, api_keys=("very-secret-key",))
+        client = client_for(pipeline, api_keys=parse_keys("very-secret-key"))
         await post(client, headers={"Authorization": "Bearer very-secret-key"})
         await post(client, headers={"Authorization": "Bearer guessed-key"})
         await trio.testing.wait_all_tasks_blocked()
@@ -113,7 +114,7 @@ async def test_the_bucket_refills(pipeline, autojump_clock):
 
 
 async def test_each_key_has_its_own_bucket(pipeline, autojump_clock):
-    client = limited(pipeline, api_keys=("a", "b"))
+    client = limited(pipeline, api_keys=parse_keys("a,b"))
     for _ in range(3):
         assert (await post(client, headers={"Authorization": "Bearer a"}))[0] == 202
     assert (await post(client, headers={"Authorization": "Bearer a"}))[0] == 429
@@ -169,7 +170,7 @@ async def test_the_same_key_for_another_request_is_422(pipeline):
 
 
 async def test_keys_of_different_clients_do_not_collide(pipeline):
-    client = client_for(pipeline, api_keys=("a", "b"))
+    client = client_for(pipeline, api_keys=parse_keys("a,b"))
     one = await post(client, headers={"Authorization": "Bearer a", "Idempotency-Key": "k"})
     two = await post(client, headers={"Authorization": "Bearer b", "Idempotency-Key": "k"})
     assert one[1]["id"] != two[1]["id"]

@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from api import ApiSettings, create_app
+from smsproxy.tenants import parse_keys
 
 PHONE = "+4912345678"
 
@@ -132,7 +133,7 @@ async def test_idempotent_retry_returns_the_same_ids(pipeline, client):
 
 
 async def test_auth_applies(pipeline):
-    client = create_app(pipeline.services, ApiSettings(api_keys=("k",))).test_client()
+    client = create_app(pipeline.services, ApiSettings(api_keys=parse_keys("k"))).test_client()
     assert (await post_bulk(client, items(2)))[0] == 401
     ok = await post_bulk(client, items(2), {"Authorization": "Bearer k"})
     assert ok[0] == 202

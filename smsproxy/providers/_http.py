@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -34,8 +35,16 @@ from smsproxy.errors import (
 )
 
 __all__ = [
-    "HTTP_LIMITS", "basic_auth_problem", "digits", "json_object", "open_http_client", "read_json",
-    "transport_errors", "unexpected",
+    "HTTP_LIMITS",
+    "basic_auth_problem",
+    "digits",
+    "json_object",
+    "open_http_client",
+    "read_json",
+    "reply_field",
+    "reply_time",
+    "transport_errors",
+    "unexpected",
 ]
 
 HTTP_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=4.0)
@@ -167,3 +176,30 @@ def json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("the report must be a JSON object")
     return value
+
+
+def reply_field(item: Mapping[str, Any], name: str) -> str:
+    """A reply's text field, which must be there (ValueError, a 400, when it is not)."""
+    value = item.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"a reply needs its {name!r} (a string)")
+    return value
+
+
+def reply_time(value: object) -> float | None:
+    """When a reply arrived: an ISO 8601 time (the providers' ``+0000`` and ``Z``
+    included) or Unix seconds; None when absent. ValueError when malformed."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.timestamp()
+    raise ValueError(f"{str(value)[:40]!r} is not a time (ISO 8601, or Unix seconds)")

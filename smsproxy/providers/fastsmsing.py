@@ -4,6 +4,9 @@ Its answer is ``202 {"accepted": n}``; every other way a call ends maps as in
 :mod:`._http`. Its status reports are ``{message_id: status}``, signed with HMAC
 (:mod:`smsproxy.signing`), and name our message ids."""
 
+from collections.abc import Mapping
+from typing import Any
+
 import httpx
 
 from smsproxy.models import Batch, Message
@@ -11,15 +14,17 @@ from smsproxy.providers._http import (
     HTTP_LIMITS,
     json_object,
     read_json,
+    reply_field,
+    reply_time,
     transport_errors,
     unexpected,
 )
 from smsproxy.providers._http import open_http_client as _open
-from smsproxy.providers.protocol import Report, Sent, WebhookRequest
+from smsproxy.providers.protocol import Reply, Report, Sent, WebhookRequest
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from smsproxy.statuses import Status
 
-__all__ = ["HTTP_LIMITS", "FastSmsClient", "open_http_client"]
+__all__ = ["HTTP_LIMITS", "FastSmsClient", "fastsmsing_reply", "open_http_client"]
 
 BATCHES_PATH = "/v1/batches"
 
@@ -75,5 +80,14 @@ class FastSmsClient:
             raise ValueError("a report maps message ids to status names")
         return [Report(message_id, _STATUSES.get(name), name) for message_id, name in body.items()]
 
+    def replies(self, request: WebhookRequest) -> list[Reply]:
+        return [fastsmsing_reply(json_object(request.body))]
+
 
 _STATUSES = {s.value: s for s in (Status.CONFIRMED, Status.FAILED, Status.DELIVERED)}
+
+
+def fastsmsing_reply(body: Mapping[str, Any]) -> Reply:
+    """FastSMSing's inbound format: ``{"from", "to", "content", "received_at"}``."""
+    return Reply(reply_field(body, "from"), reply_field(body, "to"),
+                 reply_field(body, "content"), reply_time(body.get("received_at")))

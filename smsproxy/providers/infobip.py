@@ -20,10 +20,12 @@ from smsproxy.providers._http import (
     json_object,
     open_http_client,
     read_json,
+    reply_field,
+    reply_time,
     transport_errors,
     unexpected,
 )
-from smsproxy.providers.protocol import Report, Sent, WebhookRequest
+from smsproxy.providers.protocol import Reply, Report, Sent, WebhookRequest
 from smsproxy.statuses import Status
 
 __all__ = ["MESSAGES_PATH", "STATUS_GROUPS", "InfobipProvider"]
@@ -102,3 +104,11 @@ class InfobipProvider:
             reports.append(Report(message_id, STATUS_GROUPS.get(group), group))
         return reports
 
+
+
+    def replies(self, request: WebhookRequest) -> list[Reply]:
+        results = json_object(request.body).get("results")
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise ValueError("an inbound request needs its results")
+        return [Reply(reply_field(r, "from"), reply_field(r, "to"), reply_field(r, "text"),
+                      reply_time(r.get("receivedAt"))) for r in results]

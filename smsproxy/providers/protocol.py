@@ -19,7 +19,7 @@ from smsproxy.errors import ProviderError
 from smsproxy.models import Batch
 from smsproxy.statuses import Status
 
-__all__ = ["NOTHING", "Provider", "Report", "Sent", "Webhook", "WebhookRequest"]
+__all__ = ["NOTHING", "Provider", "Reply", "Report", "Sent", "Webhook", "WebhookRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,18 @@ class Report:
     by_ref: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A phone's message to one of the shop's numbers, as a provider forwards it."""
+
+    from_number: str
+    """As the provider writes it (E.164, or international digits without the '+')."""
+    to_number: str
+    content: str
+    received_at: float | None
+    """When the provider says it arrived (None: it does not say; now is taken)."""
+
+
 class Webhook(Protocol):
     status_url: str | None
     """The webhook's public URL as the provider is told it (None: as it was called)."""
@@ -91,4 +103,9 @@ class Webhook(Protocol):
     def reports(self, request: WebhookRequest) -> list[Report]:
         """The reports a request carries; ValueError when it is not in the provider's
         format (a 400)."""
+        ...
+
+    def replies(self, request: WebhookRequest) -> list[Reply]:
+        """The replies an inbound request carries (authenticated as reports are);
+        ValueError when it is not in the provider's format (a 400)."""
         ...

@@ -22,10 +22,12 @@ from smsproxy.providers._http import (
     json_object,
     open_http_client,
     read_json,
+    reply_field,
+    reply_time,
     transport_errors,
     unexpected,
 )
-from smsproxy.providers.protocol import NOTHING, Report, Sent, WebhookRequest
+from smsproxy.providers.protocol import NOTHING, Reply, Report, Sent, WebhookRequest
 from smsproxy.statuses import Status
 
 __all__ = ["MAX_RECIPIENTS", "STATUSES", "SinchProvider", "campaigns", "ref_of"]
@@ -127,3 +129,11 @@ class SinchProvider:
         assert isinstance(batch_id, str) and isinstance(recipient, str)
         assert isinstance(status, str)
         return [Report(ref_of(batch_id, recipient), STATUSES.get(status), status, by_ref=True)]
+
+
+    def replies(self, request: WebhookRequest) -> list[Reply]:
+        body = json_object(request.body)
+        if body.get("type") != "mo_text":
+            raise ValueError("an inbound request is a 'mo_text' (media is not taken)")
+        return [Reply(reply_field(body, "from"), reply_field(body, "to"),
+                      reply_field(body, "body"), reply_time(body.get("received_at")))]

@@ -19,8 +19,14 @@ import httpx
 
 from smsproxy.errors import ProviderError
 from smsproxy.models import Batch, Message
-from smsproxy.providers._http import open_http_client, read_json, transport_errors, unexpected
-from smsproxy.providers.protocol import NOTHING, Report, Sent, WebhookRequest
+from smsproxy.providers._http import (
+    open_http_client,
+    read_json,
+    reply_field,
+    transport_errors,
+    unexpected,
+)
+from smsproxy.providers.protocol import NOTHING, Reply, Report, Sent, WebhookRequest
 from smsproxy.statuses import Status
 
 __all__ = ["SIGNATURE_HEADER", "STATUSES", "TwilioProvider", "signature"]
@@ -110,3 +116,8 @@ class TwilioProvider:
         if ours:
             return [Report(ours[0], STATUSES.get(status), status)]
         return [Report(sid, STATUSES.get(status), status, by_ref=True)]
+
+
+    def replies(self, request: WebhookRequest) -> list[Reply]:
+        return [Reply(reply_field(request.form, "From"), reply_field(request.form, "To"),
+                      reply_field(request.form, "Body"), None)]
