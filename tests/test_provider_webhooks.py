@@ -144,3 +144,51 @@ def test_a_twilio_signature_that_does_not_match_is_refused(
     if tamper == "missing":
         headers.pop(twilio.SIGNATURE_HEADER)
     assert twilio_hook.authenticate(twilio_request(url, body, headers), 0) is not None
+
+
+# --- replies (inbound messages), each in its provider's format ----------------------
+
+def test_infobip_replies_are_its_results(infobip_hook: InfobipProvider) -> None:
+    body = {"results": [{"messageId": "1", "from": "4915112345672", "to": "4930123456",
+                         "text": "STOP", "receivedAt": "2026-12-08T10:00:00.000+0000"},
+                        {"from": "4915112345671", "to": "4930123456", "text": "thanks"}]}
+    first, second = infobip_hook.replies(json_request(body, GOOD))
+    assert (first.from_number, first.to_number, first.content) == (
+        "4915112345672", "4930123456", "STOP")
+    assert first.received_at == 1_796_724_000.0
+    assert second.received_at is None
+
+
+def test_sinch_replies_are_mo_text(sinch_hook: SinchProvider) -> None:
+    body = {"type": "mo_text", "id": "01", "from": "4915112345672", "to": "12345",
+            "body": "Stop", "received_at": "2026-12-08T10:00:00Z"}
+    [reply] = sinch_hook.replies(json_request(body, GOOD))
+    assert (reply.from_number, reply.to_number, reply.content, reply.received_at) == (
+        "4915112345672", "12345", "Stop", 1_796_724_000.0)
+    with pytest.raises(ValueError, match="mo_text"):
+        sinch_hook.replies(json_request({**body, "type": "mo_media"}, GOOD))
+
+
+def test_twilio_replies_are_its_form_and_its_signature_covers_the_inbound_url(
+        twilio_hook: TwilioProvider) -> None:
+    url = "https://proxy.example/providers/tw/inbound"
+    form = {"MessageSid": "SM1", "From": "+4915112345672", "To": "+4930123456", "Body": "STOP"}
+    signed = {twilio.SIGNATURE_HEADER: twilio.signature("token", url, form)}
+    request = WebhookRequest(url, signed, b"", form)
+    assert twilio_hook.authenticate(request, 0) is None
+    [reply] = twilio_hook.replies(request)
+    assert (reply.from_number, reply.content, reply.received_at) == (
+        "+4915112345672", "STOP", None)
+    elsewhere = WebhookRequest(HOOK, signed, b"", form)
+    assert twilio_hook.authenticate(elsewhere, 0) == "wrong signature"
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"results": "x"}, {"results": [{"from": "1", "to": "2"}]},
+    {"results": [{"from": 1, "to": "2", "text": "x"}]},
+    {"results": [{"from": "1", "to": "2", "text": "x", "receivedAt": "soon"}]},
+])
+def test_a_malformed_infobip_reply_is_a_value_error(infobip_hook: InfobipProvider,
+                                                    body: object) -> None:
+    with pytest.raises(ValueError):
+        infobip_hook.replies(json_request(body, GOOD))

@@ -16,6 +16,7 @@ from smsproxy.errors import (
 )
 from smsproxy.models import Batch, BatchSucceeded, Message
 from smsproxy.providers.protocol import Sent
+from smsproxy.records import KeySpent
 from smsproxy.routing import Route, RoutingTable
 
 
@@ -179,3 +180,30 @@ async def test_a_batch_reported_on_before_its_resend_names_the_provider_it_was_l
                             narrow=all_reported)
     assert isinstance(outcome, BatchSucceeded)
     assert outcome.providers == {"m0": "cheap", "m1": "cheap"}
+
+
+async def test_each_keys_bill_adds_up_to_the_providers_spend(
+        providers: tuple[Scripted, Scripted], clock: Clock) -> None:
+    cheap, _ = providers
+    table = RoutingTable([Route("cheap", 0.01, 100, 0.01), Route("dear", 0.05, 100, 0.05)],
+                         clock, rng=random.Random(1), failures_to_down=9)
+    bills: list[KeySpent] = []
+    router = Router({p.name: Routed(p, None) for p in providers}, table,
+                    paid=lambda messages, cost: bills.append(KeySpent.of(messages, cost)))
+    tenants = ["shop", "shop", "warehouse", "shop", "warehouse"]
+    messages = tuple(Message(f"m{i}", "+4915", "x", 0.0, tenant=t)
+                     for i, t in enumerate(tenants))
+    await router.send(Batch("b1", messages))  # one request at the cheap one
+    cheap.script.append(2)  # takes two in one request, then fails over to the dear one
+    await router.send(Batch("b2", messages))
+    by_key: dict[str, float] = {}
+    for bill in bills:
+        for key, amount in bill.spend.items():
+            by_key[key] = by_key.get(key, 0.0) + amount
+    spend = sum(route.spend for route in table.routes.values())
+    assert spend == pytest.approx(0.01 + 0.01 + 0.05)
+    assert sum(by_key.values()) == pytest.approx(spend)
+    # b1: 0.01 over five (3 shop, 2 warehouse); b2: 0.01 over m0, m1 (shop), 0.05 over
+    # m2..m4 (warehouse, shop, warehouse).
+    assert by_key["shop"] == pytest.approx(0.01 * 3 / 5 + 0.01 + 0.05 / 3)
+    assert by_key["warehouse"] == pytest.approx(0.01 * 2 / 5 + 0.05 * 2 / 3)
