@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import httpx
 import structlog
 import trio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -63,6 +63,12 @@ class _BatchBody(BaseModel):
     messages: list[_Item]
 
 
+class _Reply(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    content: str
+
+
 @dataclass
 class FakeProvider:
     settings: FakeProviderSettings
@@ -73,13 +79,43 @@ class FakeProvider:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.settings.seed)
         self._to_report, self._reports = trio.open_memory_channel[str](math.inf)
+        self.http: httpx.AsyncClient | None = None
+        """Set while it runs: the client its reports and replies go out with."""
 
     def create_app(self) -> QuartTrio:
         app = QuartTrio("fake-provider")
         register_error_handlers(app)
         app.post("/v1/batches")(self._take_batch)
         app.get("/v1/stats")(self._stats)
+        app.post("/v1/replies")(self._reply)
         return app
+
+    async def _reply(self) -> Response:
+        """A test's stand-in for a phone replying: the body ``{"from", "to", "content"}``
+        goes to the proxy's inbound webhook (the callback URL's ``/status`` made
+        ``/inbound``), signed, with the time it arrived; the proxy's answer comes back."""
+        assert self.http is not None
+        try:
+            body = _Reply.model_validate_json(await request.get_data(as_text=False))
+        except ValidationError as error:
+            return error_response(400, describe_validation_error(error))
+        payload = json.dumps(body.model_dump(by_alias=True) | {"received_at": time.time()})
+        url = self.settings.callback_url.removesuffix("/status") + "/inbound"
+        try:
+            answer = await self.http.post(url, content=payload.encode(),
+                                          headers=self._signed(payload.encode()))
+        except httpx.HTTPError as error:
+            return error_response(502, f"the proxy did not answer: {error}")
+        self.counts["replies"] += 1
+        return json_response({"proxy_status": answer.status_code}, 200)
+
+    def _signed(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.settings.secret:
+            now = int(time.time())
+            headers |= {TIMESTAMP_HEADER: str(now),
+                        SIGNATURE_HEADER: sign(body, self.settings.secret, now)}
+        return headers
 
     async def _take_batch(self) -> Response:
         self.counts["requests"] += 1
@@ -141,11 +177,7 @@ class FakeProvider:
     async def _post_callback(self, http: httpx.AsyncClient, body: bytes) -> bool:
         if self.rng.random() < self.settings.callback_failure_rate:
             return False  # an injected loss: the proxy never sees this callback
-        headers = {"Content-Type": "application/json"}
-        if self.settings.secret:
-            now = int(time.time())
-            headers |= {TIMESTAMP_HEADER: str(now),
-                        SIGNATURE_HEADER: sign(body, self.settings.secret, now)}
+        headers = self._signed(body)
         try:
             response = await http.post(self.settings.callback_url, content=body, headers=headers)
         except httpx.HTTPError as error:
@@ -170,6 +202,7 @@ async def run_fake_provider(
     provider = FakeProvider(settings)
     client = httpx.AsyncClient(timeout=10, limits=HTTP_LIMITS)
     async with client as http, trio.open_nursery() as nursery:
+        provider.http = http
         nursery.start_soon(provider.report, http)
         await serve_app(
             provider.create_app(), host, port, grace=1.0,
