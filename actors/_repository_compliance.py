@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from actors._mailbox import Call
 from actors._repository_requests import RepositoryRequest
-from smsproxy.compliance import Inbound, InboundQuery, Suppression
+from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression
 from smsproxy.repository import Repository
+from smsproxy.stores.outbox import CallbackOutcome
 
 __all__ = [
-    "ComplianceRequest", "GetSuppression", "ListInbound",
-    "ListSuppressions", "QuotaUsed", "Receive", "Suppress", "Unsuppress",
+    "ClaimReplyCallbacks", "ComplianceRequest", "GetSuppression", "ListInbound",
+    "ListSuppressions", "QuotaUsed", "Receive", "SettleReplyCallback", "Suppress",
+    "Unsuppress",
 ]
 
 
@@ -56,9 +58,10 @@ class ListSuppressions(RepositoryRequest, Call[list[Suppression]]):
 class Receive(RepositoryRequest, Call[tuple[Inbound, list[str]]]):
     name = "receive"
     inbound: Inbound
+    callback_url: str | None = None
 
     def apply(self, repository: Repository) -> tuple[Inbound, list[str]]:
-        return repository.receive(self.inbound)
+        return repository.receive(self.inbound, self.callback_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,34 @@ class QuotaUsed(RepositoryRequest, Call[int]):
         return repository.store.quota_used(self.tenant, self.day)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimReplyCallbacks(RepositoryRequest, Call[list[PendingReply]]):
+    name = "claim_reply_callbacks"
+    instance: str
+    now: float
+    limit: int
+    lease: float
+
+    def apply(self, repository: Repository) -> list[PendingReply]:
+        return repository.store.claim_reply_callbacks(self.instance, self.now, self.limit,
+                                                      self.lease)
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReplyCallback(RepositoryRequest, Call[None]):
+    name = "settle_reply_callback"
+    inbound_id: str
+    outcome: CallbackOutcome
+    attempts: int
+    retry_at: float
+    error: str | None
+
+    def apply(self, repository: Repository) -> None:
+        repository.store.settle_reply_callback(self.inbound_id, self.outcome, self.attempts,
+                                               self.retry_at, self.error)
+
+
 ComplianceRequest = (
     Suppress | Unsuppress | GetSuppression | ListSuppressions | Receive | ListInbound | QuotaUsed
+    | ClaimReplyCallbacks | SettleReplyCallback
 )

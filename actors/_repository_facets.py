@@ -6,11 +6,13 @@ from collections.abc import Mapping, Sequence
 
 from actors._mailbox import Mailbox
 from actors._repository_compliance import (
+    ClaimReplyCallbacks,
     GetSuppression,
     ListInbound,
     ListSuppressions,
     QuotaUsed,
     Receive,
+    SettleReplyCallback,
     Suppress,
     Unsuppress,
 )
@@ -24,9 +26,9 @@ from actors._repository_requests import (
     Release,
     Renew,
 )
-from smsproxy.compliance import Inbound, InboundQuery, Suppression, utc_day
+from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression, utc_day
 from smsproxy.dispatching import BatchingRules
-from smsproxy.stores.protocol import Backlog, Claimed, ClaimRules, Renewal
+from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
 
 __all__ = ["ComplianceHandle", "QueueHandle"]
 
@@ -90,10 +92,21 @@ class ComplianceHandle:
     async def suppressions(self, after: str, limit: int) -> list[Suppression]:
         return await self._mailbox.call(ListSuppressions(after, limit))
 
-    async def receive(self, inbound: Inbound) -> tuple[Inbound, list[str]]:
-        """Store a reply (a keyword changes the list): the stored reply, and the ids an
-        opt-out failed."""
-        return await self._mailbox.call(Receive(inbound), shield=True)
+    async def receive(self, inbound: Inbound, callback_url: str | None = None
+                      ) -> tuple[Inbound, list[str]]:
+        """Store a reply (a keyword changes the list), with its callback to
+        ``callback_url`` pending: the stored reply, and the ids an opt-out failed."""
+        return await self._mailbox.call(Receive(inbound, callback_url), shield=True)
+
+    async def claim_reply_callbacks(self, instance: str, now: float, limit: int,
+                                    lease: float) -> list[PendingReply]:
+        return await self._mailbox.call(ClaimReplyCallbacks(instance, now, limit, lease),
+                                        shield=True)
+
+    async def settle_reply_callback(self, inbound_id: str, outcome: CallbackOutcome,
+                                    attempts: int, retry_at: float, error: str | None) -> None:
+        await self._mailbox.call(SettleReplyCallback(inbound_id, outcome, attempts, retry_at,
+                                                     error), shield=True)
 
     async def inbound(self, query: InboundQuery) -> list[Inbound]:
         return await self._mailbox.call(ListInbound(query))

@@ -1,4 +1,5 @@
-"""The notifier actor: POSTs each status event to its message's callback URL.
+"""The notifier actor: POSTs each status event to its message's callback URL, and
+each reply (an ``inbound`` event) to the shop's ``--callback-url``.
 
 Pending callbacks are rows of the store (written with the status change itself),
 not memory: they survive a restart and a ``kill -9``, and with several instances
@@ -35,9 +36,11 @@ from smsproxy.callbacks import (
     decide,
     origin,
     payload,
+    reply_payload,
     safe_url,
     signed_headers,
 )
+from smsproxy.compliance import PendingReply
 from smsproxy.errors import StoreError
 from smsproxy.models import PendingCallback
 from smsproxy.records import CallbackAttempted, CallbackBacklog
@@ -54,6 +57,9 @@ is retried before: the attempts count lives in its row, so a callback that crash
 every time is given up after three, across restarts too."""
 NEVER_REACHABLE = frozenset({"refused_address", "invalid_url"})
 """Why a callback cannot get through at any later try: given up at once."""
+
+Pending = PendingCallback | PendingReply
+"""A callback to send: a message's status event, or a reply."""
 
 _STORED: dict[str, CallbackOutcome] = {
     "delivered": "delivered", "retry": "retry", "abandon": "abandoned"}
@@ -138,11 +144,17 @@ class _Notifier:
                 2 * self.settings.per_origin, full)
         except (StoreError, ActorError):
             return  # the repository logged it; the next look tries again
-        for callback in due:
+        replies: list[PendingReply] = []
+        if room > len(due):
+            with suppress(StoreError, ActorError):  # logged by the repository
+                replies = await self.repository.compliance.claim_reply_callbacks(
+                    self.settings.instance, self.clock(), room - len(due), self.settings.lease)
+        pending: list[Pending] = [*due, *replies]
+        for callback in pending:
             self.in_flight += 1
             self.senders.start_soon(self.deliver, callback)
 
-    async def deliver(self, callback: PendingCallback) -> None:
+    async def deliver(self, callback: Pending) -> None:
         receiver = origin(callback.url)
         self.outstanding[receiver] += 1
         try:
@@ -156,9 +168,10 @@ class _Notifier:
                 del self.outstanding[receiver], self.origins[receiver]
             self.wake.set()  # the message's next event may be due now
 
-    async def attempt(self, callback: PendingCallback) -> Decision:
+    async def attempt(self, callback: Pending) -> Decision:
         try:
-            body = payload(callback.event)
+            body = (payload(callback.event) if isinstance(callback, PendingCallback)
+                    else reply_payload(callback.inbound))
             headers = signed_headers(body, self.settings.secret, self.clock())
             status, retry_after = await self.transport.post(callback.url, body, headers)
         except Unreachable as error:
@@ -168,27 +181,29 @@ class _Notifier:
         except Exception:
             # A bug, or an input nothing mapped: this callback's failure, not the
             # notifier's. Tried a few times (it may be passing), then given up.
-            log.exception("callback_attempt_crashed", message_id=callback.event.message_id,
-                          sequence=callback.event.sequence, attempts=callback.attempts + 1)
+            log.exception("callback_attempt_crashed", **_named(callback),
+                          attempts=callback.attempts + 1)
             if callback.attempts + 1 >= INTERNAL_ERROR_TRIES:
                 return Decision("abandon", INTERNAL_ERROR)
             return Decision("retry", INTERNAL_ERROR)
         return decide(status, retry_after)
 
-    async def settle(self, callback: PendingCallback, decision: Decision) -> None:
-        event, attempts = callback.event, callback.attempts + 1
+    async def settle(self, callback: Pending, decision: Decision) -> None:
+        attempts = callback.attempts + 1
+        happened = (callback.event.at if isinstance(callback, PendingCallback)
+                    else callback.stored_at)
         now = self.clock()
         retry_at = -1.0
         outcome = decision.outcome
         if outcome == "retry":
-            next_at = self.settings.schedule.next_attempt(attempts, now, event.at,
+            next_at = self.settings.schedule.next_attempt(attempts, now, happened,
                                                           decision.retry_after)
             outcome = "abandon" if next_at is None else "retry"
             retry_at = next_at if next_at is not None else -1.0
         self.stats.record(CallbackAttempted(outcome, decision.reason))
         stored = _STORED[outcome]
-        fields = {"message_id": event.message_id, "sequence": event.sequence,
-                  "url": safe_url(callback.url), "attempts": attempts, "reason": decision.reason}
+        fields = {**_named(callback), "url": safe_url(callback.url), "attempts": attempts,
+                  "reason": decision.reason}
         if outcome == "abandon":
             log.warning("callback_abandoned", **fields)
         elif outcome == "retry":
@@ -196,8 +211,13 @@ class _Notifier:
         # When this fails, the claim runs out and the event goes again: receivers drop
         # repeats by event_id.
         with suppress(StoreError, ActorError):
-            await self.repository.settle_callback(event.message_id, event.sequence,
-                                                  stored, attempts, retry_at, decision.reason)
+            if isinstance(callback, PendingCallback):
+                await self.repository.settle_callback(
+                    callback.event.message_id, callback.event.sequence, stored, attempts,
+                    retry_at, decision.reason)
+            else:
+                await self.repository.compliance.settle_reply_callback(
+                    callback.inbound.id, stored, attempts, retry_at, decision.reason)
 
     async def count(self) -> None:
         try:
@@ -206,3 +226,10 @@ class _Notifier:
             return
         age = max(0.0, self.clock() - oldest) if oldest is not None else 0.0
         self.stats.record(CallbackBacklog(pending, age))
+
+
+def _named(callback: Pending) -> dict[str, object]:
+    """What names a callback in the log."""
+    if isinstance(callback, PendingCallback):
+        return {"message_id": callback.event.message_id, "sequence": callback.event.sequence}
+    return {"inbound_id": callback.inbound.id}

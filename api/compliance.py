@@ -59,7 +59,8 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
         except InvalidMessage as error:
             return error_response(400, f"a reply's {error}")
         for inbound in received:
-            stored, failed = await compliance.receive(inbound)
+            stored, failed = await compliance.receive(
+                inbound, settings.callback_url if settings.callbacks else None)
             keyword = stored.keyword.value if stored.keyword else None
             services.stats.record(InboundReceived(keyword or "none", len(failed)))
             log.info("inbound_received", provider=provider, inbound_id=stored.id,

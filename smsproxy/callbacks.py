@@ -14,14 +14,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from smsproxy.compliance import Inbound
 from smsproxy.errors import InvalidMessage
 from smsproxy.models import Event
 from smsproxy.signing import sign
 
 __all__ = [
     "CHECKED_URLS_KEPT", "MAX_URL_LENGTH", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Decision",
-    "RetrySchedule", "check_url", "decide", "origin", "payload", "refused_address", "rfc3339",
-    "safe_url", "signed_headers",
+    "RetrySchedule", "check_url", "decide", "origin", "payload", "refused_address", "reply_payload",
+    "rfc3339", "safe_url", "signed_headers",
 ]
 
 SIGNATURE_HEADER = "X-Smsproxy-Signature"
@@ -124,6 +125,16 @@ def payload(event: Event) -> bytes:
         "status": event.status.value,
         "previous_status": event.previous_status.value if event.previous_status else None,
         "reason": event.reason, "at": rfc3339(event.at), "sequence": event.sequence,
+    }, separators=(",", ":")).encode()
+
+
+def reply_payload(inbound: Inbound) -> bytes:
+    """The JSON body of a reply's callback: an ``inbound`` event."""
+    return json.dumps({
+        "event_id": inbound.id, "type": "inbound", "from": inbound.from_number,
+        "to": inbound.to_number, "content": inbound.content,
+        "received_at": rfc3339(inbound.received_at), "provider": inbound.provider,
+        "keyword": inbound.keyword.value if inbound.keyword else None,
     }, separators=(",", ":")).encode()
 
 

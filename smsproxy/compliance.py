@@ -19,6 +19,7 @@ __all__ = [
     "Inbound",
     "InboundQuery",
     "Keyword",
+    "PendingReply",
     "Quota",
     "Suppression",
     "keyword_of",
@@ -81,6 +82,19 @@ class Inbound:
     """Its place among every reply stored, in order of storing."""
     keyword: Keyword | None = None
     """The list change it made, if it was a keyword."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReply:
+    """A reply to POST to the shop's callback URL, claimed for a while."""
+
+    inbound: Inbound
+    url: str
+    attempts: int
+    """Attempts made before this one."""
+    stored_at: float
+    """When it was stored (wall clock): its callback is retried for ``--callback-max-age``
+    from then, however late the provider forwarded it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,13 +266,15 @@ class Repository:
         self.apply_in_order([(i, Status.FAILED) for i in waiting], OPTED_OUT_REASON)
         return new, waiting
 
-    def receive(self, inbound: Inbound) -> tuple[Inbound, list[str]]:
-        """Store a reply; a keyword changes the list. The stored reply (with its id,
-        position and keyword), and the ids an opt-out failed."""
+    def receive(self, inbound: Inbound, callback_url: str | None = None
+                ) -> tuple[Inbound, list[str]]:
+        """Store a reply (with its callback to ``callback_url``, if any); a keyword
+        changes the list. The stored reply (with its id, position and keyword), and
+        the ids an opt-out failed."""
         keyword = keyword_of(inbound.content)
         stored = self.store.store_inbound(Inbound(
             inbound.provider, inbound.from_number, inbound.to_number, inbound.content,
-            inbound.received_at, keyword=keyword))
+            inbound.received_at, keyword=keyword), callback_url, self._clock())
         failed: list[str] = []
         if keyword is Keyword.OPT_OUT:
             word = " ".join(inbound.content.split()).upper()

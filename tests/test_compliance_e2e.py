@@ -2,13 +2,18 @@
 arriving through the provider's inbound webhook, on every store; and two instances
 on one PostgreSQL sharing the suppression list and a key's daily quota."""
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import trio
 
+from smsproxy.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from smsproxy.signing import verify
 from tests.processes import ServiceProcess, free_port, wait_for_status
+from tests.test_callback_delivery import received, start_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -54,10 +59,13 @@ def store(request, tmp_path) -> str:
 
 async def test_stop_through_the_providers_webhook_stops_every_send_until_start(
         tmp_path, store) -> None:
-    port = free_port()
+    port, hook_port = free_port(), free_port()
+    receiver = start_receiver(hook_port, tmp_path / "received.jsonl")
     provider = fake_provider(tmp_path, port)
-    proxy = await ServiceProcess.launch(tmp_path, *proxy_args(store, provider, port),
-                                        name="proxy")
+    proxy = await ServiceProcess.launch(
+        tmp_path, *proxy_args(store, provider, port), "--callback-url",
+        f"http://127.0.0.1:{hook_port}/hook", "--callback-secret", "shop-secret",
+        "--callback-allow-private", name="proxy")
     try:
         async with httpx.AsyncClient(base_url=proxy.url, headers=SHOP, timeout=10) as client:
             first = (await client.post("/sms", json={"phone_number": BOB, "content": "hi"},
@@ -85,10 +93,31 @@ async def test_stop_through_the_providers_webhook_stops_every_send_until_start(
             with trio.fail_after(20):
                 await wait_for_status(client, back.json()["id"], "DELIVERED")
         assert await provider_messages(provider) == 2  # never the refused nor the waiting
+        with trio.fail_after(20):  # the shop hears of both replies, signed (in any order)
+            while len(replies := inbound_events(tmp_path / "received.jsonl")) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        assert sorted((r["from"], r["content"], r["keyword"]) for r in replies) == [
+            (BOB, "START", "opt_in"), (BOB, "Stop", "opt_out")]
         assert proxy.error_events() == [] and provider.error_events() == []
     finally:
         proxy.stop()
         provider.stop()
+        receiver.kill()
+        receiver.wait()
+
+
+def inbound_events(log) -> list[dict]:
+    """The ``inbound`` callbacks the receiver got, each checked against its signature."""
+    events = []
+    for arrived in received(log):
+        body = arrived["body"].encode()
+        headers = {k.lower(): v for k, v in arrived["headers"].items()}
+        assert verify(body, "shop-secret", headers[SIGNATURE_HEADER.lower()],
+                      headers[TIMESTAMP_HEADER.lower()], now=time.time()) is None
+        event = json.loads(body)
+        if event.get("type") == "inbound":
+            events.append(event)
+    return events
 
 
 async def test_two_instances_share_the_list_and_the_quota(tmp_path, postgres_url) -> None:

@@ -7,7 +7,8 @@ instance on one database sees the same list and counts against the same quota.
 from collections.abc import Iterable
 from typing import Protocol
 
-from smsproxy.compliance import Inbound, InboundQuery, Suppression
+from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression
+from smsproxy.stores.outbox import CallbackOutcome
 
 __all__ = ["Compliance"]
 
@@ -43,8 +44,20 @@ class Compliance(Protocol):
 
     def quota_used(self, tenant: str, day: int) -> int: ...
 
-    def store_inbound(self, inbound: Inbound) -> Inbound:
-        """Store a reply; it comes back with its id and position."""
+    def store_inbound(self, inbound: Inbound, callback_url: str | None = None,
+                      at: float = 0.0) -> Inbound:
+        """Store a reply at ``at`` (wall clock); it comes back with its id and position.
+        With a callback URL, its callback is pending, due at once."""
+        ...
+
+    def claim_reply_callbacks(self, instance: str, now: float, limit: int,
+                              lease: float) -> list[PendingReply]:
+        """Reply callbacks due by ``now``, oldest first, claimed for ``lease`` seconds."""
+        ...
+
+    def settle_reply_callback(self, inbound_id: str, outcome: CallbackOutcome, attempts: int,
+                              retry_at: float, error: str | None) -> None:
+        """Record an attempt, as ``settle_callback`` does for a status event."""
         ...
 
     def inbound(self, query: InboundQuery) -> list[Inbound]:

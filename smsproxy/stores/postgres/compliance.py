@@ -5,8 +5,9 @@ instances never both take its last message."""
 
 from collections.abc import Iterable
 
-from smsproxy.compliance import Inbound, InboundQuery, Suppression
+from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression
 from smsproxy.models import new_id
+from smsproxy.stores.outbox import CallbackOutcome
 from smsproxy.stores.postgres._sql import Connected
 from smsproxy.stores.postgres.schema import INBOUND_LOCK
 from smsproxy.stores.rows import INBOUND_COLUMNS, inbound_from_row
@@ -66,21 +67,46 @@ class PostgresCompliance(Connected):
                                  " AND day = %s", (tenant, day)).fetchone()
         return int(row[0]) if row else 0
 
-    def store_inbound(self, inbound: Inbound) -> Inbound:
+    def store_inbound(self, inbound: Inbound, callback_url: str | None = None,
+                      at: float = 0.0) -> Inbound:
         message_id = new_id()
         # Positions in commit order, so that a reader past P never misses one placed
         # before P: one instance at a time inserts until it commits (replies are few).
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (INBOUND_LOCK,)).fetchall()
         row = self._conn.execute(
             "INSERT INTO smsproxy_inbound (id, provider, from_number, to_number, content,"
-            " received_at, keyword) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING position",
+            " received_at, keyword, callback_url, callback_state, callback_due, stored_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING position",
             (message_id, inbound.provider, inbound.from_number, inbound.to_number,
              inbound.content, inbound.received_at,
-             inbound.keyword.value if inbound.keyword else None)).fetchone()
+             inbound.keyword.value if inbound.keyword else None, callback_url,
+             "pending" if callback_url else None, at, at)).fetchone()
         assert row is not None
         return Inbound(inbound.provider, inbound.from_number, inbound.to_number,
                        inbound.content, inbound.received_at, message_id, int(row[0]),
                        inbound.keyword)
+
+    def claim_reply_callbacks(self, instance: str, now: float, limit: int,
+                              lease: float) -> list[PendingReply]:
+        rows = self._conn.execute(
+            f"UPDATE smsproxy_inbound SET claimed_by = %s, claim_until = %s"
+            f" WHERE position IN (SELECT position FROM smsproxy_inbound"
+            f" WHERE callback_state = 'pending' AND callback_due <= %s"
+            f" AND (claim_until IS NULL OR claim_until < %s) ORDER BY position LIMIT %s"
+            f" FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {INBOUND_COLUMNS}, callback_url, callback_attempts, stored_at",
+            (instance, now + lease, now, now, limit)).fetchall()
+        return sorted((PendingReply(inbound_from_row(row[:-3]), *row[-3:]) for row in rows),
+                      key=lambda pending: pending.inbound.position)
+
+    def settle_reply_callback(self, inbound_id: str, outcome: CallbackOutcome, attempts: int,
+                              retry_at: float, error: str | None) -> None:
+        self._conn.execute(
+            "UPDATE smsproxy_inbound SET callback_state = %s, callback_attempts = %s,"
+            " callback_due = %s, callback_error = %s, claimed_by = NULL, claim_until = NULL"
+            " WHERE id = %s",
+            ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
+             inbound_id))
 
     def inbound(self, query: InboundQuery) -> list[Inbound]:
         return [inbound_from_row(row) for row in self._conn.execute(

@@ -175,8 +175,18 @@ CREATE TABLE smsproxy_inbound (
     to_number   text NOT NULL,
     content     text NOT NULL,
     received_at double precision NOT NULL,
-    keyword     text
+    keyword     text,
+    stored_at   double precision NOT NULL,
+    callback_url      text,
+    callback_state    text,
+    callback_attempts integer NOT NULL DEFAULT 0,
+    callback_due      double precision,
+    callback_error    text,
+    claimed_by        text,
+    claim_until       double precision
 );
+CREATE INDEX smsproxy_inbound_callbacks_due ON smsproxy_inbound (callback_due)
+    WHERE callback_state = 'pending';
 CREATE TABLE smsproxy_quota_use (
     tenant text NOT NULL,
     day    integer NOT NULL,

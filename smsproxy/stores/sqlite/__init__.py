@@ -65,6 +65,8 @@ class SqliteStore(SqliteMessages, SqliteQueue, SqliteRoutes, SqliteCompliance):
             # One process per file (the lock above): a claim found now is a dead one's.
             self._db.execute("UPDATE events SET claim_until = NULL"
                              " WHERE callback_state = 'pending' AND claim_until IS NOT NULL")
+            self._db.execute("UPDATE inbound SET claim_until = NULL"
+                             " WHERE callback_state = 'pending' AND claim_until IS NOT NULL")
             self.void_claims()
         except (sqlite3.Error, StoreError, OSError) as error:
             self._release_lock()

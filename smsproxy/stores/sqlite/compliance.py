@@ -5,8 +5,9 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-from smsproxy.compliance import Inbound, InboundQuery, Suppression
+from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression
 from smsproxy.models import new_id
+from smsproxy.stores.outbox import CallbackOutcome
 from smsproxy.stores.rows import INBOUND_COLUMNS, inbound_from_row
 
 __all__ = ["COMPLIANCE_MIGRATION", "SqliteCompliance"]
@@ -27,8 +28,16 @@ CREATE TABLE inbound (
     to_number   TEXT NOT NULL,
     content     TEXT NOT NULL,
     received_at REAL NOT NULL,
-    keyword     TEXT
+    keyword     TEXT,
+    stored_at   REAL NOT NULL,
+    callback_url      TEXT,
+    callback_state    TEXT,
+    callback_attempts INTEGER NOT NULL DEFAULT 0,
+    callback_due      REAL,
+    callback_error    TEXT,
+    claim_until       REAL
 );
+CREATE INDEX inbound_callbacks_due ON inbound (callback_due) WHERE callback_state = 'pending';
 CREATE TABLE quota_use (
     tenant TEXT NOT NULL,
     day    INTEGER NOT NULL,
@@ -90,17 +99,39 @@ class SqliteCompliance:
                                (tenant, day)).fetchone()
         return int(row[0]) if row else 0
 
-    def store_inbound(self, inbound: Inbound) -> Inbound:
+    def store_inbound(self, inbound: Inbound, callback_url: str | None = None,
+                      at: float = 0.0) -> Inbound:
         message_id = new_id()
         keyword = inbound.keyword.value if inbound.keyword else None
         (position,) = self._db.execute(
             "INSERT INTO inbound (id, provider, from_number, to_number, content, received_at,"
-            " keyword) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position",
+            " keyword, callback_url, callback_state, callback_due, stored_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING position",
             (message_id, inbound.provider, inbound.from_number, inbound.to_number,
-             inbound.content, inbound.received_at, keyword)).fetchone()
+             inbound.content, inbound.received_at, keyword, callback_url,
+             "pending" if callback_url else None, at, at)).fetchone()
         return Inbound(inbound.provider, inbound.from_number, inbound.to_number,
                        inbound.content, inbound.received_at, message_id, position,
                        inbound.keyword)
+
+    def claim_reply_callbacks(self, instance: str, now: float, limit: int,
+                              lease: float) -> list[PendingReply]:
+        rows = self._db.execute(
+            f"UPDATE inbound SET claim_until = ? WHERE position IN (SELECT position"
+            f" FROM inbound WHERE callback_state = 'pending' AND callback_due <= ?"
+            f" AND (claim_until IS NULL OR claim_until < ?) ORDER BY position LIMIT ?)"
+            f" RETURNING {INBOUND_COLUMNS}, callback_url, callback_attempts, stored_at",
+            (now + lease, now, now, limit)).fetchall()
+        return sorted((PendingReply(inbound_from_row(row[:-3]), *row[-3:]) for row in rows),
+                      key=lambda pending: pending.inbound.position)
+
+    def settle_reply_callback(self, inbound_id: str, outcome: CallbackOutcome, attempts: int,
+                              retry_at: float, error: str | None) -> None:
+        self._db.execute(
+            "UPDATE inbound SET callback_state = ?, callback_attempts = ?, callback_due = ?,"
+            " callback_error = ?, claim_until = NULL WHERE id = ?",
+            ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
+             inbound_id))
 
     def inbound(self, query: InboundQuery) -> list[Inbound]:
         since = "" if query.since is None else " AND received_at >= ?"
