@@ -121,25 +121,17 @@ def _is_callback_url(url: str) -> bool:
     return True
 
 
-def _keys_check(name: str) -> Callable[[Any], None]:
+def _parses(name: str, parse: Callable[[str], object]) -> Callable[[Any], None]:
+    """A check that ``parse`` takes the text; its ValueError names what is wrong."""
     def check(text: str | None) -> None:
         if text is None:
             return
         try:
-            parse_keys(text)
+            parse(text)
         except ValueError as error:
             raise ConfigError(name, str(error)) from None
 
     return check
-
-
-def _quotas_check(text: str | None) -> None:
-    if text is None:
-        return
-    try:
-        parse_quotas(text)
-    except ValueError as error:
-        raise ConfigError("quota", str(error)) from None
 
 
 def _switch(name: str, help: str) -> Option:
@@ -222,12 +214,12 @@ OPTIONS: Sequence[Option] = (
             "(anyone who reaches the port can change statuses)"),
     Option("api_keys", str, "comma-separated NAME=KEY entries (or bare keys); when set, "
            "/sms needs 'Authorization: Bearer <key>', and each key sees its own messages",
-           _keys_check("api_keys")),
+           _parses("api_keys", parse_keys)),
     Option("admin_keys", str, "support keys, NAME=KEY, comma-separated: they see every "
-           "key's messages and manage the suppression list", _keys_check("admin_keys")),
+           "key's messages and manage the suppression list", _parses("admin_keys", parse_keys)),
     Option("quotas", str, "NAME=N: the key named NAME sends at most N messages a UTC day, "
            "over every instance (repeat the flag for each; in the environment, "
-           "comma-separated)", _quotas_check, flag="--quota", repeatable=True),
+           "comma-separated)", _parses("quota", parse_quotas), flag="--quota", repeatable=True),
     _option("rate_limit", float, "messages per second per API key (per client address "
             "without keys)", _positive, "must be more than 0"),
     _option("rate_burst", int, "messages a client may send at once before the rate applies "
