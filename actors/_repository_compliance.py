@@ -55,13 +55,13 @@ class ListSuppressions(RepositoryRequest, Call[list[Suppression]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Receive(RepositoryRequest, Call[tuple[Inbound, list[str]]]):
+class Receive(RepositoryRequest, Call[list[tuple[Inbound, list[str]]]]):
     name = "receive"
-    inbound: Inbound
+    inbound: tuple[Inbound, ...]
     callback_url: str | None = None
 
-    def apply(self, repository: Repository) -> tuple[Inbound, list[str]]:
-        return repository.receive(self.inbound, self.callback_url)
+    def apply(self, repository: Repository) -> list[tuple[Inbound, list[str]]]:
+        return [repository.receive(inbound, self.callback_url) for inbound in self.inbound]
 
 
 @dataclass(frozen=True, slots=True)

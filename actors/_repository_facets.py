@@ -92,11 +92,12 @@ class ComplianceHandle:
     async def suppressions(self, after: str, limit: int) -> list[Suppression]:
         return await self._mailbox.call(ListSuppressions(after, limit))
 
-    async def receive(self, inbound: Inbound, callback_url: str | None = None
-                      ) -> tuple[Inbound, list[str]]:
-        """Store a reply (a keyword changes the list), with its callback to
-        ``callback_url`` pending: the stored reply, and the ids an opt-out failed."""
-        return await self._mailbox.call(Receive(inbound, callback_url), shield=True)
+    async def receive(self, inbound: Sequence[Inbound], callback_url: str | None = None
+                      ) -> list[tuple[Inbound, list[str]]]:
+        """Store replies, all or none (a keyword changes the list), each with its
+        callback to ``callback_url`` pending: each stored reply, and the ids its
+        opt-out failed."""
+        return await self._mailbox.call(Receive(tuple(inbound), callback_url), shield=True)
 
     async def claim_reply_callbacks(self, instance: str, now: float, limit: int,
                                     lease: float) -> list[PendingReply]:

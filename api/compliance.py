@@ -57,10 +57,12 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
         try:
             received = [_inbound(provider, reply, settings) for reply in replies]
         except InvalidMessage as error:
-            return error_response(400, f"a reply's {error}")
-        for inbound in received:
-            stored, failed = await compliance.receive(
-                inbound, settings.callback_url if settings.callbacks else None)
+            return error_response(400, f"a reply's sender ('from') {error.reason}")
+        # All of a request's replies in one transaction: a provider that retries a
+        # request we could not store finds none of it stored twice.
+        outcomes = await compliance.receive(
+            received, settings.callback_url if settings.callbacks else None)
+        for stored, failed in outcomes:
             keyword = stored.keyword.value if stored.keyword else None
             services.stats.record(InboundReceived(keyword or "none", len(failed)))
             log.info("inbound_received", provider=provider, inbound_id=stored.id,

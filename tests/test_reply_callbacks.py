@@ -35,8 +35,8 @@ def reply(content: str) -> Inbound:
 
 async def test_a_reply_reaches_the_shop_as_a_signed_inbound_event(nursery, store_factory):
     repo, receiver, counts = await start(nursery, store_factory)
-    stored, _ = await repo.compliance.receive(reply("STOP"), HOOK)
-    await repo.compliance.receive(reply("no hook"))  # callbacks off: nothing to send
+    [(stored, _)] = await repo.compliance.receive([reply("STOP")], HOOK)
+    await repo.compliance.receive([reply("no hook")])  # callbacks off: nothing to send
     with trio.fail_after(10):
         while not receiver.received:  # noqa: ASYNC110 (a receiver of the tests' own)
             await trio.sleep(0.05)
@@ -56,10 +56,10 @@ async def test_a_failing_receiver_gets_the_reply_again_and_a_refusal_ends_it(
         nursery, store_factory):
     repo, receiver, counts = await start(nursery, store_factory)
     receiver.script[HOOK] = [503, 503, 200]
-    await repo.compliance.receive(reply("thanks"), HOOK)
+    await repo.compliance.receive([reply("thanks")], HOOK)
     refusing = "https://other.example/hook"
     receiver.script[refusing] = [410]
-    await repo.compliance.receive(reply("hello"), refusing)
+    await repo.compliance.receive([reply("hello")], refusing)
     with trio.fail_after(30):
         while len(receiver.received) < 4:  # noqa: ASYNC110
             await trio.sleep(0.1)
@@ -73,7 +73,7 @@ async def test_a_failing_receiver_gets_the_reply_again_and_a_refusal_ends_it(
 async def test_a_claimed_reply_callback_is_not_claimed_again_until_its_lease_ends(
         nursery, store_factory):
     repo = await nursery.start(partial(repository.run, store_factory))
-    await repo.compliance.receive(reply("STOP"), HOOK)
+    await repo.compliance.receive([reply("STOP")], HOOK)
     now = time.time() + 1
     [claimed] = await repo.compliance.claim_reply_callbacks("a", now, 10, 30)
     assert (claimed.url, claimed.attempts, claimed.inbound.content) == (HOOK, 0, "STOP")
