@@ -7,6 +7,12 @@ one way: :mod:`api` (the doors: HTTP, serving, the command line) imports
 :mod:`actors` (the actors and their supervisor), which imports this package.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("smsproxy")
+    """The installed package's version (``pyproject.toml``), one number everywhere."""
+except PackageNotFoundError:  # run from a tree that was never installed
+    __version__ = "0.0.0+unknown"

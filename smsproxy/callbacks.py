@@ -119,7 +119,7 @@ def rfc3339(seconds: float) -> str:
 
 
 def payload(event: Event) -> bytes:
-    """The JSON body of an event's callback (DESIGN.md, "Status callbacks to the shop")."""
+    """The JSON body of an event's callback (docs/design.md, "Status callbacks to the shop")."""
     return json.dumps({
         "event_id": event.event_id, "message_id": event.message_id,
         "status": event.status.value,

@@ -44,7 +44,7 @@ def the_working_directory_stays_clean() -> Iterator[None]:
 POSTGRES_ADMIN_URL = os.environ.get(
     "SMSPROXY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-"""A server the tests may create a database on; .ci/run makes sure one is running."""
+"""A server the tests may create a database on; tests/run makes sure one is running."""
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ RUNBOOK = DEPLOY.parent / "docs" / "operations.md"
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     path = shutil.which("promtool")
-    assert path, "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    assert path, "promtool is missing: install Debian's prometheus package (tests/run does)"
     return subprocess.run([path, *args], cwd=DEPLOY, capture_output=True, text=True, timeout=60)
 
 
@@ -68,7 +68,7 @@ async def test_promtool_finds_nothing_to_fix_in_the_exposition(start_pipeline):
     await client.get("/sms/not-an-id")
     exposition = await (await client.get("/metrics")).get_data()
     path = shutil.which("promtool")
-    assert path, "promtool is missing: install Debian's prometheus package (.ci/run does)"
+    assert path, "promtool is missing: install Debian's prometheus package (tests/run does)"
     with trio.fail_after(60):
         checked = await trio.run_process([path, "check", "metrics"], stdin=exposition,
                                          capture_stdout=True, capture_stderr=True,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_docs_render_every_operation_with_no_network(tmp_path):
     browser = shutil.which("chromium")
-    assert browser, "chromium is missing: install Debian's chromium package (.ci/run does)"
+    assert browser, "chromium is missing: install Debian's chromium package (tests/run does)"
     service = await ServiceProcess.launch(tmp_path, "--store", "memory://")
     try:
         page = await trio.to_thread.run_sync(lambda: subprocess.run(

@@ -1,4 +1,4 @@
-"""The repository rules of DESIGN.md, through the repository actor's handle."""
+"""The repository rules of docs/design.md, through the repository actor's handle."""
 
 import threading
 from functools import partial

@@ -1,4 +1,4 @@
-"""Message validation rules from DESIGN.md."""
+"""Message validation rules from docs/design.md."""
 
 import re
 
