@@ -155,15 +155,3 @@ def test_the_version_is_the_installed_package_s(capsys):
     assert exited.value.code == 0
     assert capsys.readouterr().out.strip() == f"smsproxy {version('smsproxy')}"
 
-
-def test_the_systemd_environment_file_is_a_valid_configuration():
-    from pathlib import Path
-    deploy = Path(__file__).resolve().parent.parent / "deploy"
-    lines = (deploy / "smsproxy.env").read_text().splitlines()
-    environ = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    assert all(name.startswith("SMSPROXY_") for name in environ)
-    config = Config.from_sources({}, environ)
-    assert [k.name for k in config.api_key_list] == ["shop", "support"]
-    unit = (deploy / "smsproxy.service").read_text()
-    assert "EnvironmentFile=/etc/smsproxy/smsproxy.env" in unit
-    assert "ExecStart=/opt/smsproxy/bin/smsproxy serve" in unit
