@@ -19,6 +19,7 @@ from pydantic import (
 from smsproxy.callbacks import MAX_URL_LENGTH, check_url
 from smsproxy.errors import InvalidMessage
 from smsproxy.segments import MAX_SEGMENTS
+from smsproxy.statuses import Status
 from smsproxy.validation import (
     SENDER_PATTERN,
     validate_content,
@@ -197,7 +198,7 @@ def _as_value_error(validate: Callable[[str], T], value: str) -> T:
 
 class SmsAccepted(BaseModel):
     id: str
-    status: str
+    status: Status = Field(description="always ACCEPTED")
     phone_number: str = Field(description="the recipient in E.164, as it is sent")
     segments: int
     """How many SMS segments the content takes (and the provider bills)."""
@@ -205,7 +206,7 @@ class SmsAccepted(BaseModel):
 
 class SmsStatus(BaseModel):
     id: str
-    status: str
+    status: Status
     phone_number: str | None = Field(None, description="the recipient in E.164")
     reason: str | None = None
     deliver_by: str | None = Field(None, json_schema_extra={"format": "date-time"},
