@@ -56,8 +56,8 @@ def parse_quotas(text: str) -> tuple[Quota, ...]:
     """``NAME=N`` entries, comma-separated: N messages a UTC day at most (N >= 1)."""
     quotas = []
     for entry in text.split(","):
-        name, _, limit = entry.strip().partition("=")
-        if not KEY_NAME.fullmatch(name.strip()):
+        name, equals, limit = entry.strip().partition("=")
+        if not equals or not KEY_NAME.fullmatch(name.strip()):
             raise ValueError(f"{entry.strip()!r} is not NAME=N")
         try:
             count = int(limit)

@@ -132,6 +132,11 @@ def test_a_stop_reply_suppresses_its_sender_and_start_lifts_it(store):
     assert run(store, lambda r: r.save([message(BOB)])).replayed is False
 
 
+def test_a_spaced_keyword_is_named_as_its_words(store):
+    run(store, lambda r: r.receive(Inbound("sinch", BOB, "+4930123456", " opt \n out ", 1.0)))
+    assert run(store, lambda r: r.store.suppression(BOB)).reason == "replied OPT OUT"
+
+
 def test_any_other_reply_is_only_stored_and_read_back_in_order(store):
     for n in range(5):
         run(store, lambda r, n=n: r.receive(
@@ -162,7 +167,7 @@ def test_a_quota_counts_a_utc_day_and_refuses_past_it(store):
     run(store, lambda r: r.save([message(), message()], None, MIDNIGHT + 10, quota))
     with pytest.raises(QuotaExceeded) as refused:
         run(store, lambda r: r.save([message(), message()], None, MIDNIGHT + 20, quota))
-    assert (refused.value.limit, refused.value.used) == (3, 2)
+    assert (refused.value.tenant, refused.value.limit, refused.value.used) == ("shop", 3, 2)
     assert refused.value.retry_after == SECONDS_PER_DAY - 20
     assert "3 messages a UTC day" in str(refused.value)
     run(store, lambda r: r.save([message()], None, MIDNIGHT + 30, quota))  # the last one

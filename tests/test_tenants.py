@@ -13,12 +13,16 @@ def test_keys_are_named_and_a_bare_key_is_named_by_its_digest():
     assert keys[2] == ApiKey(name_of_bare_key("bare-key"), "bare-key")
     assert keys[2].name.startswith("key:") and "bare-key" not in keys[2].name
     assert parse_keys("support=x", admin=True) == (ApiKey("support", "x", admin=True),)
+    # The name a bare key had before names existed: its idempotency keys and bill go on.
+    digest = __import__("hashlib").sha256(b"bare-key").hexdigest()
+    assert name_of_bare_key("bare-key") == f"key:{digest[:16]}"
 
 
 @pytest.mark.parametrize(("text", "why"), [
     ("shop=", "entry 1 has no key"), ("a=1,,b=2", "entry 2 has no key"),
     ("sh op=1", "entry 1: a key's name"), ("=1", "entry 1: a key's name"),
     ("shop=1,shop=2", "names given twice: shop"), ("x" * 41 + "=1", "entry 1: a key's name"),
+    ("b=1,a=2,b=3,a=4", "names given twice: a, b$"), ("é=1", "letters, digits, '.', '_' or '-'"),
 ])
 def test_a_bad_key_list_says_which_entry_and_never_the_key(text, why):
     with pytest.raises(ValueError, match=why) as refused:
@@ -30,9 +34,13 @@ def test_quotas_are_name_and_count():
     assert parse_quotas("shop=10, warehouse=1") == (Quota("shop", 10), Quota("warehouse", 1))
 
 
-@pytest.mark.parametrize("text", ["shop", "shop=ten", "shop=0", "shop=-5", "=3", "sh op=3"])
-def test_a_bad_quota_is_refused(text):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("text", "why"), [
+    ("shop", "'shop' is not NAME=N"), ("shop=ten", "'shop=ten': N must be a whole number"),
+    ("shop=0", "'shop=0': N must be 1 or more"), ("shop=-5", "N must be 1 or more"),
+    ("=3", "is not NAME=N"), ("sh op=3", "is not NAME=N"),
+])
+def test_a_bad_quota_is_refused_saying_why(text, why):
+    with pytest.raises(ValueError, match=why):
         parse_quotas(text)
 
 
