@@ -5,6 +5,15 @@ commit)."""
 from collections.abc import Mapping, Sequence
 
 from actors._mailbox import Mailbox
+from actors._queue_requests import (
+    Claim,
+    CountBacklog,
+    Expire,
+    MarkSent,
+    Park,
+    Release,
+    Renew,
+)
 from actors._repository_compliance import (
     ClaimReplyCallbacks,
     GetSuppression,
@@ -17,15 +26,6 @@ from actors._repository_compliance import (
     Unsuppress,
 )
 from actors._repository_inbox import Request
-from actors._repository_requests import (
-    Claim,
-    CountBacklog,
-    Expire,
-    MarkSent,
-    Park,
-    Release,
-    Renew,
-)
 from smsproxy.compliance import Inbound, InboundQuery, PendingReply, Suppression, utc_day
 from smsproxy.dispatching import BatchingRules
 from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal

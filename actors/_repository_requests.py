@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 
 from actors._mailbox import Call
 from smsproxy.compliance import Quota
-from smsproxy.dispatching import BatchingRules
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
+    CallbackState,
     Event,
     Idempotency,
     ListedMessage,
@@ -25,29 +25,23 @@ from smsproxy.models import (
 from smsproxy.repository import Attributed, Repository
 from smsproxy.routing import SharedRoute
 from smsproxy.statuses import Status
-from smsproxy.stores.protocol import Backlog, CallbackOutcome, Claimed, ClaimRules, Renewal
+from smsproxy.stores.protocol import CallbackOutcome
 
 __all__ = [
     "ApplyInOrder",
     "Attribute",
-    "Claim",
+    "Callbacks",
     "ClaimCallbacks",
     "ClaimProbe",
-    "CountBacklog",
     "CountCallbacks",
-    "Expire",
     "Feed",
     "Find",
     "ForgetIdempotency",
     "Get",
     "History",
     "ListAccepted",
-    "MarkSent",
-    "Park",
     "Ping",
     "Purge",
-    "Release",
-    "Renew",
     "Save",
     "SettleCallback",
     "ShareRoutes",
@@ -126,6 +120,16 @@ class History(RepositoryRequest, Call[list[Event]]):
 
     def apply(self, repository: Repository) -> list[Event]:
         return repository.history(self.message_id, self.viewer)
+
+
+@dataclass(frozen=True, slots=True)
+class Callbacks(RepositoryRequest, Call[list[CallbackState]]):
+    name = "callbacks"
+    message_id: str
+    viewer: str | None = None
+
+    def apply(self, repository: Repository) -> list[CallbackState]:
+        return repository.callbacks(self.message_id, self.viewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,91 +256,15 @@ class CountCallbacks(RepositoryRequest, Call[tuple[int, float | None]]):
         return repository.store.callback_backlog()
 
 
-@dataclass(frozen=True, slots=True)
-class Claim(RepositoryRequest, Call[Claimed]):
-    name = "claim"
-    instance: str
-    rules: ClaimRules
-
-    def apply(self, repository: Repository) -> Claimed:
-        return repository.store.claim(self.instance, self.rules)
 
 
-@dataclass(frozen=True, slots=True)
-class Renew(RepositoryRequest, Call[Renewal]):
-    name = "renew"
-    instance: str
-    message_ids: tuple[str, ...]
-    lease: float
-
-    def apply(self, repository: Repository) -> Renewal:
-        return repository.store.renew(self.instance, self.message_ids, self.lease)
 
 
-@dataclass(frozen=True, slots=True)
-class MarkSent(RepositoryRequest, Call[None]):
-    name = "mark_sent"
-    instance: str
-    message_ids: tuple[str, ...]
-    attempts: int
-    providers: Mapping[str, str]
-    refs: Mapping[str, str]
-
-    def apply(self, repository: Repository) -> None:
-        repository.store.mark_sent(self.instance, self.message_ids, self.attempts,
-                                   self.providers, self.refs)
-
-
-@dataclass(frozen=True, slots=True)
-class Park(RepositoryRequest, Call[None]):
-    name = "park"
-    instance: str
-    message_ids: tuple[str, ...]
-    attempts: int
-    error: str
-    maybe_taken: bool
-    requeue_initial: float
-    requeue_max: float
-    pinned: Mapping[str, str]
-
-    def apply(self, repository: Repository) -> None:
-        repository.store.park(self.instance, self.message_ids, self.attempts, self.error,
-                              self.maybe_taken, self.requeue_initial, self.requeue_max,
-                              self.pinned)
-
-
-@dataclass(frozen=True, slots=True)
-class Expire(RepositoryRequest, Call[dict[str, list[str]]]):
-    name = "expire"
-    rules: BatchingRules
-    limit: int
-
-    def apply(self, repository: Repository) -> dict[str, list[str]]:
-        return repository.expire(self.rules, self.limit)
-
-
-@dataclass(frozen=True, slots=True)
-class CountBacklog(RepositoryRequest, Call[Backlog]):
-    name = "backlog"
-
-    def apply(self, repository: Repository) -> Backlog:
-        return repository.store.backlog()
-
-
-@dataclass(frozen=True, slots=True)
-class Release(RepositoryRequest, Call[int]):
-    name = "release"
-    instance: str
-
-    def apply(self, repository: Repository) -> int:
-        return repository.store.release(self.instance)
 
 
 
 MessageRequest = (
     Save | Get | UpdateMany | ApplyInOrder | Attribute | SharedRoutes | ShareRoutes
-    | ClaimProbe | History | Find | Feed | ListAccepted
+    | ClaimProbe | History | Callbacks | Find | Feed | ListAccepted
     | ForgetIdempotency | Purge
-    | Ping | ClaimCallbacks | SettleCallback | CountCallbacks | Claim | Renew | MarkSent | Park
-    | Expire | CountBacklog | Release
-)
+    | Ping | ClaimCallbacks | SettleCallback | CountCallbacks)

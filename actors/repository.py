@@ -30,6 +30,7 @@ from actors._repository_lanes import Lane, StoreHealth, close_store
 from actors._repository_requests import (
     ApplyInOrder,
     Attribute,
+    Callbacks,
     ClaimCallbacks,
     ClaimProbe,
     CountCallbacks,
@@ -50,6 +51,7 @@ from actors._repository_requests import (
 from smsproxy.compliance import Quota
 from smsproxy.errors import RepositoryError
 from smsproxy.models import (
+    CallbackState,
     Event,
     Idempotency,
     ListedMessage,
@@ -118,6 +120,12 @@ class RepositoryHandle:
         """The message's events, oldest first (none for an unknown id, or another
         key's)."""
         return await self._mailbox.call(History(message_id, viewer))
+
+    async def callbacks(self, message_id: str, viewer: str | None = None
+                        ) -> list[CallbackState]:
+        """Where each of the message's callbacks stands (none for an unknown id, or
+        another key's)."""
+        return await self._mailbox.call(Callbacks(message_id, viewer))
 
     async def find(self, query: MessageQuery) -> list[ListedMessage]:
         """Messages matching ``query``, newest first."""

@@ -15,6 +15,7 @@ __all__ = [
     "BatchLeaseLost",
     "BatchOutcome",
     "BatchSucceeded",
+    "CallbackState",
     "Event",
     "Idempotency",
     "ListedMessage",
@@ -206,6 +207,20 @@ class PendingCallback:
     url: str
     attempts: int
     """Attempts made before this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackState:
+    """Where one event's callback stands, for support staff."""
+
+    sequence: int
+    """The event's, in its message's history."""
+    url: str
+    state: str
+    """``pending``, ``delivered`` or ``abandoned`` (given up)."""
+    attempts: int
+    error: str | None
+    """The last attempt's reason, when it did not end in a 2xx."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from smsproxy.errors import (
     UnknownMessage,
 )
 from smsproxy.models import (
+    CallbackState,
     Event,
     Idempotency,
     ListedMessage,
@@ -253,6 +254,13 @@ class Repository:
         if viewer is not None and self.get(message_id, viewer).status is Status.NOT_FOUND:
             return []
         return self.store.events_of(message_id)
+
+    def callbacks(self, message_id: str, viewer: str | None = None) -> list[CallbackState]:
+        """Where each of the message's callbacks stands; none when ``get`` would be
+        NOT_FOUND."""
+        if viewer is not None and self.get(message_id, viewer).status is Status.NOT_FOUND:
+            return []
+        return self.store.callbacks_of(message_id)
 
     def feed(self, after: int, limit: int, viewer: str | None = None) -> list[Event]:
         return self.store.feed(after, limit, viewer)

@@ -4,7 +4,7 @@ event in commit order (the feed), and the callbacks the events owe the shop."""
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from smsproxy.models import Event, PendingCallback
+from smsproxy.models import CallbackState, Event, PendingCallback
 
 __all__ = ["CallbackOutcome", "Outbox"]
 
@@ -43,6 +43,11 @@ class Outbox(Protocol):
     ) -> None:
         """Record an attempt: the event is delivered, abandoned, or due again at
         ``retry_at``; its claim ends either way."""
+        ...
+
+    def callbacks_of(self, message_id: str) -> list[CallbackState]:
+        """Each of the message's events that owes a callback, in order, with where it
+        stands."""
         ...
 
     def callback_backlog(self) -> tuple[int, float | None]:

@@ -4,7 +4,7 @@ filled later), and the callbacks each event owes the shop."""
 
 from collections.abc import Sequence
 
-from smsproxy.models import Event, PendingCallback
+from smsproxy.models import CallbackState, Event, PendingCallback
 from smsproxy.stores.postgres._sql import Connected
 from smsproxy.stores.postgres.schema import FEED_LOCK
 from smsproxy.stores.protocol import CallbackOutcome
@@ -116,6 +116,12 @@ class PostgresOutbox(Connected):
             " WHERE message_id = %s AND sequence = %s",
             ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
              message_id, sequence))
+
+    def callbacks_of(self, message_id: str) -> list[CallbackState]:
+        return [CallbackState(*row) for row in self._conn.execute(
+            "SELECT sequence, callback_url, callback_state, callback_attempts, callback_error"
+            " FROM smsproxy_events WHERE message_id = %s AND callback_state IS NOT NULL"
+            " ORDER BY sequence", (message_id,))]
 
     def callback_backlog(self) -> tuple[int, float | None]:
         row = self._conn.execute(

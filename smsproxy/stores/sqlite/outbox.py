@@ -4,7 +4,7 @@ order, and the callbacks each event owes the shop."""
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from smsproxy.models import Event, PendingCallback
+from smsproxy.models import CallbackState, Event, PendingCallback
 from smsproxy.stores.protocol import CallbackOutcome
 from smsproxy.stores.rows import event_from_row, event_row
 from smsproxy.stores.sqlite._sql import ROWS_PER_INSERT, chunks
@@ -131,6 +131,12 @@ class SqliteOutbox:
             " WHERE message_seq = (SELECT seq FROM messages WHERE id = ?) AND sequence = ?",
             ("pending" if outcome == "retry" else outcome, attempts, retry_at, error,
              message_id, sequence))
+
+    def callbacks_of(self, message_id: str) -> list[CallbackState]:
+        return [CallbackState(*row) for row in self._db.execute(
+            f"SELECT e.sequence, e.callback_url, e.callback_state, e.callback_attempts,"
+            f" e.callback_error FROM {_JOINED} WHERE m.id = ? AND e.callback_state IS NOT NULL"
+            f" ORDER BY e.sequence", (message_id,))]
 
     def callback_backlog(self) -> tuple[int, float | None]:
         count, oldest = self._db.execute(
