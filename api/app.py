@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 
 from api.common import ApiSettings, Services
 from api.compliance import compliance_routes
+from api.console import configure_sessions, console_routes
 from api.docs import docs_routes
 from api.errors import register_error_handlers
 from api.guard import Guard
@@ -60,6 +61,8 @@ def create_app(services: Services, settings: ApiSettings | None = None) -> Quart
     app.register_blueprint(webhook_routes(services, settings))
     app.register_blueprint(provider_webhook_routes(services, settings))
     app.register_blueprint(compliance_routes(services, settings, guard))
+    configure_sessions(app, settings.api_keys)
+    app.register_blueprint(console_routes(services, guard))
     app.register_blueprint(docs_routes())
     http_counts = HttpCounts(services.stats)
     app.register_blueprint(ops_routes(services, http_counts, settings.shared_stats))

@@ -78,19 +78,31 @@ class Guard:
         self._buckets = buckets
         self._monotonic = monotonic
 
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._keys)
+
     def caller(self) -> Caller:
         """Who calls; raises :class:`Unauthorized` when keys are set and none is valid."""
         if not self._keys:
             return Caller(f"addr:{request.remote_addr or 'unknown'}", None, admin=False)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        presented = token.strip().encode() if scheme.lower() == "bearer" else b""
-        found = None
-        for key, caller in self._keys:  # every key, no early exit: constant time
-            if hmac.compare_digest(presented, key):
-                found = caller
+        found = self.holder_of(token.strip() if scheme.lower() == "bearer" else "")
         if found is None:
             raise Unauthorized()
         return found
+
+    def holder_of(self, presented: str) -> Caller | None:
+        """The key's holder, or None; every key is compared, in constant time."""
+        found = None
+        for key, caller in self._keys:  # no early exit
+            if hmac.compare_digest(presented.encode(), key):
+                found = caller
+        return found
+
+    def named(self, name: str) -> Caller | None:
+        """The holder of the key with this name (a console session keeps the name only)."""
+        return next((caller for _, caller in self._keys if caller.name == name), None)
 
     def support(self) -> Caller:
         """A caller who may manage the suppression list: a support key, or anyone when
