@@ -91,22 +91,25 @@ class IdempotencyConflict(Rejected):
     pass
 
 
-class RateLimited(ApiError):
+class _WaitAsked(ApiError):
+    """An answer that may say how long to wait (``Retry-After``, seconds)."""
+
     def __init__(self, status: int, message: str, body: dict[str, Any] | None = None,
                  retry_after: float | None = None) -> None:
         super().__init__(status, message, body)
         self.retry_after = retry_after
+
+
+class RateLimited(_WaitAsked):
+    pass
 
 
 class QuotaExceeded(RateLimited):
     pass
 
 
-class Unavailable(ApiError):
-    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(status, message, body)
-        self.retry_after = retry_after
+class Unavailable(_WaitAsked):
+    pass
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
