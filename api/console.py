@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 from quart import Blueprint, Quart, Response, render_template, request, session, url_for
+from quart_schema import hide
 from quart_trio.wrappers import TrioResponse
 from werkzeug.exceptions import BadRequest, Forbidden
 
@@ -93,6 +94,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
         return TrioResponse(html, code, headers=_SECURITY_HEADERS, content_type="text/html")
 
     @routes.get("/")
+    @hide  # HTML for people, not part of the API
     async def overview() -> Response:
         viewer = viewing()
         if viewer is None:
@@ -110,6 +112,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
                           listed=_listed(failed))
 
     @routes.get("/messages")
+    @hide  # HTML for people, not part of the API
     async def messages() -> Response:
         viewer = viewing()
         if viewer is None:
@@ -134,6 +137,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
                           next=make_cursor(last.accepted_at, last.id) if last else None)
 
     @routes.get("/messages/<message_id>")
+    @hide  # HTML for people, not part of the API
     async def message(message_id: str) -> Response:
         viewer = viewing()
         if viewer is None:
@@ -154,10 +158,12 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
                      "at": rfc3339(e.at)} for e in events])
 
     @routes.get("/sign-in")
+    @hide  # HTML for people, not part of the API
     async def sign_in_form() -> Response:
         return await page("console/sign_in.html", None)
 
     @routes.post("/sign-in")
+    @hide  # HTML for people, not part of the API
     async def sign_in() -> Response:
         form = await request.form
         _check_csrf(form.get("csrf", ""))
@@ -172,6 +178,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
         return _redirect("console.overview")
 
     @routes.post("/sign-out")
+    @hide  # HTML for people, not part of the API
     async def sign_out() -> Response:
         _check_csrf((await request.form).get("csrf", ""))
         session.clear()
