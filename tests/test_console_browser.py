@@ -47,6 +47,7 @@ def test_support_signs_in_finds_a_message_and_reads_its_history(tmp_path):
         assert "127.0.0.1:9/hooks" in browser.text("#callbacks")
         shots.append(browser.screenshot(tmp_path / "console-message.png"))
         browser.click("#sign-out")
+        browser.find("#key")  # the sign-in form again
         assert browser.url.endswith("/console/sign-in")
         assert proxy.error_events() == []
     finally:

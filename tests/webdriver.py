@@ -42,6 +42,9 @@ class Browser:
         created = self._call("POST", "/session", {"capabilities": {"alwaysMatch": {
             "browserName": "chrome", "goog:chromeOptions": options}}})
         self._session = f"/session/{created['sessionId']}"
+        # A find waits for its element, up to this long: a form's POST and the page it
+        # leads to may still be on their way when a click returns (on a busy machine).
+        self._call("POST", f"{self._session}/timeouts", {"implicit": 15_000})
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         answer = self._http.request(method, path, json=body)
