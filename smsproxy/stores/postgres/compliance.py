@@ -1,7 +1,8 @@
 """PostgreSQL's side of compliance (:class:`smsproxy.stores.compliance.Compliance`):
 one suppression list and one count per key and day for every instance on the
 database; a quota's row is locked by the statement that counts against it, so two
-instances never both take its last message."""
+instances never both take its last message, and a number put on the list waits for
+the saves under way (see ``suppress``)."""
 
 from collections.abc import Iterable
 
@@ -24,6 +25,10 @@ class PostgresCompliance(Connected):
             (list(numbers),))}
 
     def suppress(self, entry: Suppression) -> bool:
+        # Every save reads the list (and so holds a share lock on it until it commits):
+        # this waits for the saves under way, so that their messages are among those
+        # the STOP then fails, and a save that comes later waits and sees the number.
+        self._conn.execute("LOCK TABLE smsproxy_suppressions IN ACCESS EXCLUSIVE MODE")
         row = self._conn.execute(
             f"INSERT INTO smsproxy_suppressions ({_SUPPRESSION}) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (number) DO UPDATE SET reason = excluded.reason,"
