@@ -10,6 +10,7 @@ session. Without keys the console answers loopback clients only, and shows no fu
 phone number (nor any content: none is ever shown). No JavaScript; no external asset.
 """
 
+import dataclasses
 import hashlib
 import ipaddress
 import secrets
@@ -27,7 +28,7 @@ from api.common import Services
 from api.guard import Guard
 from api.listing_schemas import MessageQueryParams, make_cursor, parse_cursor, parse_message_id
 from api.schemas import describe_validation_error, timestamp
-from smsproxy.callbacks import rfc3339
+from smsproxy.callbacks import rfc3339, safe_url
 from smsproxy.logs import mask_phone_number
 from smsproxy.models import ListedMessage, MessageQuery
 from smsproxy.provider_stats import provider_stats
@@ -151,7 +152,9 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
         callbacks = await services.repository.callbacks(canonical, viewer.viewer)
         number = record.phone_number or ""
         return await page(
-            "console/message.html", viewer, record=record, callbacks=callbacks,
+            "console/message.html", viewer, record=record,
+            # a URL's query may hold the receiver's token: shown as the logs show it
+            callbacks=[dataclasses.replace(c, url=safe_url(c.url)) for c in callbacks],
             recipient=mask_phone_number(number) if viewer.masked else number,
             events=[{"sequence": e.sequence, "status": e.status.value, "reason": e.reason,
                      "previous_status": e.previous_status.value if e.previous_status else None,

@@ -22,7 +22,7 @@ def test_support_signs_in_finds_a_message_and_reads_its_history(tmp_path):
         tmp_path, "--store", "memory://", "--api-keys", "shop=shop-key",
         "--admin-keys", "support=support-key", "--max-delay", "0.05",
         "--callback-secret", "s", "--callback-allow-private",
-        "--callback-url", "http://127.0.0.1:9/hooks")  # nobody listens: retried
+        "--callback-url", "http://127.0.0.1:9/hooks?token=t0p-s3cret")  # nobody listens
     browser = Browser(tmp_path / "profile")
     shots: list[Path] = []
     try:
@@ -44,7 +44,8 @@ def test_support_signs_in_finds_a_message_and_reads_its_history(tmp_path):
         assert browser.text("#recipient") == "+491511234567"
         history = browser.text("#history")
         assert all(step in history for step in ("ACCEPTED", "CONFIRMED", "DELIVERED"))
-        assert "127.0.0.1:9/hooks" in browser.text("#callbacks")
+        callbacks = browser.text("#callbacks")
+        assert "127.0.0.1:9/hooks" in callbacks and "t0p-s3cret" not in callbacks
         shots.append(browser.screenshot(tmp_path / "console-message.png"))
         browser.click("#sign-out")
         browser.find("#key")  # the sign-in form again
