@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import ipaddress
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,11 +25,11 @@ from werkzeug.exceptions import BadRequest, Forbidden
 
 from api.common import Services
 from api.guard import Guard
-from api.listing_schemas import MessageQueryParams, make_cursor, parse_cursor, parse_message_id
-from api.schemas import describe_validation_error, timestamp
-from smsproxy.callbacks import rfc3339, safe_url
+from api.listing_schemas import MessageEvent, MessagePage, MessageQueryParams, parse_message_id
+from api.schemas import describe_validation_error
+from smsproxy.callbacks import safe_url
 from smsproxy.logs import mask_phone_number
-from smsproxy.models import ListedMessage, MessageQuery
+from smsproxy.models import MessageQuery
 from smsproxy.provider_stats import provider_stats
 from smsproxy.statuses import Status
 from smsproxy.tenants import ApiKey
@@ -102,6 +101,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
             return _to_sign_in()
         failed = await services.repository.find(
             MessageQuery(Status.FAILED, limit=10, tenant=viewer.viewer))
+        recent = MessagePage.of(failed, limit=10)
         router = services.router
         providers = [{"name": name, **figures} for name, figures in
                      provider_stats(router.table.routes).items()] if router else []
@@ -110,7 +110,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
                           queue_depth=services.dispatcher.queue_depth,
                           in_flight=services.dispatcher.in_flight,
                           stats=await services.stats.snapshot(), providers=providers,
-                          listed=_listed(failed))
+                          listed=recent.messages)
 
     @routes.get("/messages")
     @hide  # HTML for people, not part of the API
@@ -127,15 +127,11 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
         except ValidationError as error:
             return await page("console/messages.html", viewer, 400, listed=[],
                               problem=describe_validation_error(error))
-        found = await services.repository.find(MessageQuery(
-            params.status, timestamp(params.since) if params.since else None,
-            timestamp(params.until) if params.until else None,
-            parse_cursor(params.cursor) if params.cursor else None, params.limit,
-            viewer.viewer))
-        last = found[-1] if len(found) == params.limit else None
-        return await page("console/messages.html", viewer, listed=_listed(found),
+        found = MessagePage.of(await services.repository.find(params.query(viewer.viewer)),
+                               params.limit)
+        return await page("console/messages.html", viewer, listed=found.messages,
                           status=arguments.get("status"), since=arguments.get("since"),
-                          next=make_cursor(last.accepted_at, last.id) if last else None)
+                          next=found.next)
 
     @routes.get("/messages/<message_id>")
     @hide  # HTML for people, not part of the API
@@ -156,9 +152,7 @@ def console_routes(services: Services, guard: Guard) -> Blueprint:
             # a URL's query may hold the receiver's token: shown as the logs show it
             callbacks=[dataclasses.replace(c, url=safe_url(c.url)) for c in callbacks],
             recipient=mask_phone_number(number) if viewer.masked else number,
-            events=[{"sequence": e.sequence, "status": e.status.value, "reason": e.reason,
-                     "previous_status": e.previous_status.value if e.previous_status else None,
-                     "at": rfc3339(e.at)} for e in events])
+            events=[MessageEvent.of(event) for event in events])
 
     @routes.get("/sign-in")
     @hide  # HTML for people, not part of the API
@@ -219,8 +213,3 @@ def _loopback(address: str | None) -> bool:
     except ValueError:
         return False
 
-
-def _listed(found: Sequence[ListedMessage]) -> list[dict[str, object]]:
-    return [{"id": m.id, "status": m.status.value, "reason": m.reason,
-             "accepted_at": rfc3339(m.accepted_at), "updated_at": rfc3339(m.updated_at)}
-            for m in found]

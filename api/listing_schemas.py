@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas import check_time
+from api.schemas import check_time, timestamp
 from smsproxy.callbacks import rfc3339
-from smsproxy.models import Event
+from smsproxy.models import Event, ListedMessage, MessageQuery
 from smsproxy.statuses import Status
 
 __all__ = [
@@ -95,6 +95,15 @@ class MessageQueryParams(BaseModel):
             raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
         return None if value is None else check_time(value)
 
+    def query(self, tenant: str | None) -> MessageQuery:
+        """The store's query for these parameters, of ``tenant``'s messages (None: all)."""
+        return MessageQuery(
+            status=self.status,
+            since=timestamp(self.since) if self.since else None,
+            until=timestamp(self.until) if self.until else None,
+            before=parse_cursor(self.cursor) if self.cursor else None,
+            limit=self.limit, tenant=tenant)
+
 
 def parse_message_id(text: str) -> str | None:
     """The id in its canonical (lower-case) form, or None when it is not one."""
@@ -119,9 +128,22 @@ class ListedSms(BaseModel):
     accepted_at: str = Field(json_schema_extra={"format": "date-time"})
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
 
+    @classmethod
+    def of(cls, message: ListedMessage) -> "ListedSms":
+        return cls(id=message.id, status=message.status, reason=message.reason,
+                   accepted_at=rfc3339(message.accepted_at),
+                   updated_at=rfc3339(message.updated_at))
+
 
 class MessagePage(BaseModel):
     """Newest first; ``next`` is the cursor of the following page (null: no more)."""
 
     messages: list[ListedSms]
     next: str | None
+
+    @classmethod
+    def of(cls, found: list[ListedMessage], limit: int) -> "MessagePage":
+        """A page of what a query found: a full page has a next one (it may be empty)."""
+        last = found[-1] if len(found) == limit else None
+        return cls(messages=[ListedSms.of(m) for m in found],
+                   next=make_cursor(last.accepted_at, last.id) if last else None)

@@ -21,13 +21,10 @@ from api.guard import Caller, Guard, idempotency_from_request
 from api.listing_schemas import (
     EventPage,
     FeedQuery,
-    ListedSms,
     MessageEvent,
     MessageHistory,
     MessagePage,
     MessageQueryParams,
-    make_cursor,
-    parse_cursor,
     parse_message_id,
 )
 from api.schemas import (
@@ -44,7 +41,7 @@ from api.schemas import (
 from smsproxy.callbacks import rfc3339
 from smsproxy.compliance import Quota
 from smsproxy.errors import InvalidMessage
-from smsproxy.models import MessageQuery, Outgoing, Saved
+from smsproxy.models import Outgoing, Saved
 from smsproxy.records import BulkReceived, KeyAccepted
 from smsproxy.segments import count_segments
 
@@ -156,19 +153,8 @@ def sms_routes(services: Services, settings: ApiSettings, guard: Guard) -> Bluep
             params = MessageQueryParams.model_validate(request.args.to_dict())
         except ValidationError as error:
             return error_response(400, describe_validation_error(error))
-        query = MessageQuery(
-            status=params.status,
-            since=timestamp(params.since) if params.since else None,
-            until=timestamp(params.until) if params.until else None,
-            before=parse_cursor(params.cursor) if params.cursor else None,
-            limit=params.limit, tenant=caller.viewer)
-        found = await services.repository.find(query)
-        listed = [ListedSms(id=m.id, status=m.status, reason=m.reason,
-                            accepted_at=rfc3339(m.accepted_at), updated_at=rfc3339(m.updated_at))
-                  for m in found]
-        last = found[-1] if len(found) == query.limit else None
-        page = MessagePage(messages=listed,
-                           next=make_cursor(last.accepted_at, last.id) if last else None)
+        found = await services.repository.find(params.query(caller.viewer))
+        page = MessagePage.of(found, params.limit)
         return json_response(page.model_dump(mode="json"), 200)
 
     @routes.get("/sms/<message_id:message_id>/events")
