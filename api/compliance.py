@@ -36,12 +36,12 @@ from api.errors import document_errors, error_response
 from api.guard import Guard
 from api.provider_webhooks import as_called
 from api.schemas import describe_validation_error, timestamp
+from api.webhook import fastsmsing_refusal, refuse
 from smsproxy.compliance import Inbound, InboundQuery, Suppression
 from smsproxy.errors import InvalidMessage
 from smsproxy.providers.fastsmsing import fastsmsing_reply
 from smsproxy.providers.protocol import Reply
-from smsproxy.records import InboundReceived, WebhookRefused
-from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from smsproxy.records import InboundReceived
 from smsproxy.validation import validate_phone_number
 
 __all__ = ["compliance_routes"]
@@ -76,11 +76,9 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
         """A reply to one of the shop's numbers, from FastSMSing (signed as its status
         reports are); 204 once stored."""
         body = await read_body(settings.webhook_max_bytes)
-        if settings.webhook_secret is not None:
-            problem = verify(body, settings.webhook_secret, request.headers.get(SIGNATURE_HEADER),
-                             request.headers.get(TIMESTAMP_HEADER), now=settings.clock())
-            if problem:
-                return _refused(services, "fastsmsing", problem)
+        refusal = fastsmsing_refusal(body, services, settings)
+        if refusal is not None:
+            return refusal
         try:
             reply = fastsmsing_reply(parse_json_object(body))
         except ValueError as error:
@@ -99,7 +97,7 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
         called = as_called(routed.webhook, body, inbound=True)
         problem = routed.webhook.authenticate(called, settings.clock())
         if problem:
-            return _refused(services, name, problem)
+            return refuse(services, problem, provider=name)
         try:
             replies = routed.webhook.replies(called)
         except ValueError as error:
@@ -182,12 +180,6 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
         return no_content()
 
     return routes
-
-
-def _refused(services: Services, provider: str, problem: str) -> Response:
-    log.warning("webhook_refused", provider=provider, reason=problem)
-    services.stats.record(WebhookRefused(problem.replace(" ", "_")))
-    return error_response(401, problem)
 
 
 def _number(text: str, settings: ApiSettings) -> str:

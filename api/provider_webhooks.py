@@ -19,8 +19,9 @@ from quart_schema import document_response
 from api.common import ApiSettings, Services, no_content, read_body
 from api.errors import error_response
 from api.schemas import ErrorBody
+from api.webhook import refuse
 from smsproxy.providers.protocol import Webhook, WebhookRequest
-from smsproxy.records import UpdateRejected, WebhookRefused
+from smsproxy.records import UpdateRejected
 
 __all__ = ["as_called", "provider_webhook_routes"]
 
@@ -48,9 +49,7 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
         report = as_called(routed.webhook, body)
         problem = routed.webhook.authenticate(report, settings.clock())
         if problem:
-            log.warning("webhook_refused", provider=name, reason=problem)
-            services.stats.record(WebhookRefused(problem.replace(" ", "_")))
-            return error_response(401, problem)
+            return refuse(services, problem, provider=name)
         try:
             reports = routed.webhook.reports(report)
         except ValueError as error:

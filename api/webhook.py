@@ -18,7 +18,7 @@ from api.schemas import ErrorBody, StatusReport
 from smsproxy.records import WebhookRefused
 from smsproxy.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
-__all__ = ["webhook_routes"]
+__all__ = ["fastsmsing_refusal", "refuse", "webhook_routes"]
 
 log = structlog.get_logger("smsproxy.api")
 
@@ -37,18 +37,9 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
     async def provider_status() -> Response:
         """Status updates from the provider; answered 204 once they are committed."""
         body = await read_body(settings.webhook_max_bytes)
-        if settings.webhook_secret is not None:
-            problem = verify(
-                body,
-                settings.webhook_secret,
-                request.headers.get(SIGNATURE_HEADER),
-                request.headers.get(TIMESTAMP_HEADER),
-                now=settings.clock(),
-            )
-            if problem:
-                log.warning("webhook_refused", reason=problem)
-                services.stats.record(WebhookRefused(problem.replace(" ", "_")))
-                return error_response(401, problem)
+        refusal = fastsmsing_refusal(body, services, settings)
+        if refusal is not None:
+            return refusal
         updates = _STATUS_UPDATES.validate_python(parse_json_object(body), strict=True)
         if updates:
             # 204 only once the reports are committed: the provider does not send
@@ -62,3 +53,21 @@ def webhook_routes(services: Services, settings: ApiSettings) -> Blueprint:
         return no_content()
 
     return routes
+
+
+def fastsmsing_refusal(body: bytes, services: Services, settings: ApiSettings
+                       ) -> Response | None:
+    """FastSMSing's signature on a request to us (its status reports and its replies):
+    None when it holds, or when no ``--webhook-secret`` is set; else the refusal."""
+    if settings.webhook_secret is None:
+        return None
+    problem = verify(body, settings.webhook_secret, request.headers.get(SIGNATURE_HEADER),
+                     request.headers.get(TIMESTAMP_HEADER), now=settings.clock())
+    return refuse(services, problem) if problem else None
+
+
+def refuse(services: Services, problem: str, **fields: str) -> Response:
+    """A provider's request that failed its authentication: logged, counted, 401."""
+    log.warning("webhook_refused", reason=problem, **fields)
+    services.stats.record(WebhookRefused(problem.replace(" ", "_")))
+    return error_response(401, problem)
