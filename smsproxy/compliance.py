@@ -24,6 +24,7 @@ __all__ = [
     "Suppression",
     "keyword_of",
     "seconds_to_midnight",
+    "spoken",
     "utc_day",
 ]
 
@@ -42,9 +43,14 @@ class Keyword(Enum):
     OPT_IN = "opt_in"
 
 
+def spoken(content: str) -> str:
+    """A reply as a keyword is matched: upper case, single spaces, none around."""
+    return " ".join(content.split()).upper()
+
+
 def keyword_of(content: str) -> Keyword | None:
     """The list change a reply asks for, if it is one of the keywords."""
-    word = " ".join(content.split()).upper()
+    word = spoken(content)
     if word in OPT_OUT_KEYWORDS:
         return Keyword.OPT_OUT
     if word in OPT_IN_KEYWORDS:

@@ -20,7 +20,7 @@
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smsproxy.compliance import (
     OPTED_OUT_REASON,
@@ -30,6 +30,7 @@ from smsproxy.compliance import (
     Suppression,
     keyword_of,
     seconds_to_midnight,
+    spoken,
     utc_day,
 )
 from smsproxy.dispatching import BatchingRules, expiry_reason
@@ -279,15 +280,12 @@ class Repository:
         """Store a reply (with its callback to ``callback_url``, if any); a keyword
         changes the list. The stored reply (with its id, position and keyword), and
         the ids an opt-out failed."""
-        keyword = keyword_of(inbound.content)
-        stored = self.store.store_inbound(Inbound(
-            inbound.provider, inbound.from_number, inbound.to_number, inbound.content,
-            inbound.received_at, keyword=keyword), callback_url, self._clock())
+        keyword, now = keyword_of(inbound.content), self._clock()
+        stored = self.store.store_inbound(replace(inbound, keyword=keyword), callback_url, now)
         failed: list[str] = []
         if keyword is Keyword.OPT_OUT:
-            word = " ".join(inbound.content.split()).upper()
-            _, failed = self.suppress(Suppression(inbound.from_number, f"replied {word}",
-                                                  inbound.provider, self._clock()))
+            _, failed = self.suppress(Suppression(
+                inbound.from_number, f"replied {spoken(inbound.content)}", inbound.provider, now))
         elif keyword is Keyword.OPT_IN:
             self.store.unsuppress(inbound.from_number)
         return stored, failed
