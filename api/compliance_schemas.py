@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.listing_schemas import MAX_POSITION
-from api.schemas import check_time
+from api.schemas import check_query_time
 from smsproxy.callbacks import rfc3339
 from smsproxy.compliance import Inbound, Suppression
 
@@ -65,9 +65,7 @@ class InboundQueryParams(BaseModel):
     @field_validator("since", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
-        return None if value is None else check_time(value)
+        return check_query_time(value)
 
 
 class SuppressionEntry(BaseModel):

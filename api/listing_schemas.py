@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas import check_time, timestamp
+from api.schemas import check_query_time, timestamp
 from smsproxy.callbacks import rfc3339
 from smsproxy.models import Event, ListedMessage, MessageQuery
 from smsproxy.statuses import Status
@@ -90,10 +90,7 @@ class MessageQueryParams(BaseModel):
     @field_validator("since", "until", mode="before")
     @classmethod
     def _rfc3339(cls, value: object) -> object:
-        # pydantic alone would also take a number of seconds, or a time without a zone.
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
-        return None if value is None else check_time(value)
+        return check_query_time(value)
 
     def query(self, tenant: str | None) -> MessageQuery:
         """The store's query for these parameters, of ``tenant``'s messages (None: all)."""

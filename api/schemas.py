@@ -37,6 +37,7 @@ __all__ = [
     "SmsRequest",
     "SmsStatus",
     "StatusReport",
+    "check_query_time",
     "check_time",
     "describe_validation_error",
     "timestamp",
@@ -69,6 +70,15 @@ def check_time(value: str) -> str:
     except ValueError as error:
         raise ValueError(f"is not a time the calendar has ({error})") from None
     return value
+
+
+def check_query_time(value: object) -> object:
+    """A time in a query string, as ``check_time`` takes it (None: not given); for a
+    ``mode="before"`` validator: pydantic alone would also take a number of seconds, or
+    a time without a zone."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time with a zone offset (Z, or +01:00)")
+    return None if value is None else check_time(value)
 
 
 def timestamp(moment: str | datetime) -> float:
