@@ -34,9 +34,9 @@ from api.compliance_schemas import (
 )
 from api.errors import document_errors, error_response
 from api.guard import Guard
-from api.provider_webhooks import as_called
+from api.provider_webhooks import authenticated
 from api.schemas import describe_validation_error, timestamp
-from api.webhook import fastsmsing_refusal, refuse
+from api.webhook import fastsmsing_refusal
 from smsproxy.compliance import Inbound, InboundQuery, Suppression
 from smsproxy.errors import InvalidMessage
 from smsproxy.providers.fastsmsing import fastsmsing_reply
@@ -89,17 +89,12 @@ def compliance_routes(services: Services, settings: ApiSettings, guard: Guard) -
     @document_errors(400, 401, 404, 413, 503)
     async def provider_inbound(name: str) -> Response:
         """Replies from a named provider (``--providers``), in its own format."""
-        router = services.router
-        routed = router.routed.get(name) if router is not None else None
-        if routed is None or routed.webhook is None:
-            return error_response(404, f"no provider named {name!r} is configured")
-        body = await read_body(settings.webhook_max_bytes)
-        called = as_called(routed.webhook, body, inbound=True)
-        problem = routed.webhook.authenticate(called, settings.clock())
-        if problem:
-            return refuse(services, problem, provider=name)
+        called = await authenticated(services, settings, name, inbound=True)
+        if isinstance(called, Response):
+            return called
+        webhook, request_as_made = called
         try:
-            replies = routed.webhook.replies(called)
+            replies = webhook.replies(request_as_made)
         except ValueError as error:
             return error_response(400, str(error))
         return await receive(name, replies)

@@ -23,7 +23,7 @@ from api.webhook import refuse
 from smsproxy.providers.protocol import Webhook, WebhookRequest
 from smsproxy.records import UpdateRejected
 
-__all__ = ["as_called", "provider_webhook_routes"]
+__all__ = ["as_called", "authenticated", "provider_webhook_routes"]
 
 log = structlog.get_logger("smsproxy.api")
 
@@ -41,17 +41,14 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
     @document_response(ErrorBody, 503)
     async def provider_reports(name: str) -> Response:
         """A named provider's delivery reports (``--providers``), in its own format."""
+        called = await authenticated(services, settings, name)
+        if isinstance(called, Response):
+            return called
+        webhook, report = called
         router = services.router
-        routed = router.routed.get(name) if router is not None else None
-        if router is None or routed is None or routed.webhook is None:
-            return error_response(404, f"no provider named {name!r} is configured")
-        body = await read_body(settings.webhook_max_bytes)
-        report = as_called(routed.webhook, body)
-        problem = routed.webhook.authenticate(report, settings.clock())
-        if problem:
-            return refuse(services, problem, provider=name)
+        assert router is not None  # authenticated() found the provider in it
         try:
-            reports = routed.webhook.reports(report)
+            reports = webhook.reports(report)
         except ValueError as error:
             return error_response(400, str(error))
         # A ref this process sent is known before its row is written; others (sent
@@ -92,6 +89,23 @@ def provider_webhook_routes(services: Services, settings: ApiSettings) -> Bluepr
         return no_content()
 
     return routes
+
+
+async def authenticated(services: Services, settings: ApiSettings, name: str,
+                        inbound: bool = False) -> tuple[Webhook, WebhookRequest] | Response:
+    """The named provider's webhook and the request as the provider made it, its
+    authentication checked; else the answer: 404 for no such provider, 401 (logged and
+    counted) when the authentication fails."""
+    router = services.router
+    routed = router.routed.get(name) if router is not None else None
+    if routed is None or routed.webhook is None:
+        return error_response(404, f"no provider named {name!r} is configured")
+    body = await read_body(settings.webhook_max_bytes)
+    called = as_called(routed.webhook, body, inbound)
+    problem = routed.webhook.authenticate(called, settings.clock())
+    if problem:
+        return refuse(services, problem, provider=name)
+    return routed.webhook, called
 
 
 def as_called(webhook: Webhook, body: bytes, inbound: bool = False) -> WebhookRequest:
